@@ -1,0 +1,53 @@
+"""One agent step: the records an agent answers its inbox batch with, produced to Kafka."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from confluent_kafka import Producer
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from kafkaorg.envelope import Record, utcnow
+from kafkaorg.kafka import Outgoing, produce_and_wait
+from kafkaorg.kinds import AgentStepError, emissions_for
+from kafkaorg.names import kafka_topic
+from kafkaorg.spec import AgentSpec
+
+
+class StepInput(BaseModel):
+    org: str
+    workflow_id: str
+    agent: AgentSpec
+    records: list[Record]
+
+
+class StepResult(BaseModel):
+    consumed: int
+    published: int
+    by_topic: dict[str, int]
+
+
+class AgentStepActivities:
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    @activity.defn
+    def run_agent_step(self, input: StepInput) -> StepResult:
+        """Idempotent: outputs carry ids derived from (workflow id, input id, index)."""
+        now = utcnow()
+        outgoing: list[Outgoing] = []
+        try:
+            for record in input.records:
+                for emission in emissions_for(input.agent, input.workflow_id, record, now):
+                    outgoing.append(
+                        Outgoing(kafka_topic(input.org, emission.topic), emission.record)
+                    )
+        except AgentStepError as exc:
+            raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
+        produce_and_wait(self._producer, outgoing)
+        by_topic = Counter(o.kafka_topic for o in outgoing)
+        return StepResult(
+            consumed=len(input.records), published=len(outgoing), by_topic=dict(by_topic)
+        )

@@ -1,0 +1,88 @@
+"""Producing records and creating topics: the Kafka side effects of workflows."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import BaseModel
+from temporalio import activity
+
+from kafkaorg.envelope import Record
+from kafkaorg.kafka import Outgoing, produce_and_wait
+from kafkaorg.names import kafka_topic
+
+
+class TopicToEnsure(BaseModel):
+    kafka_topic: str
+    partitions: int
+    configs: dict[str, str]
+
+
+class EnsureTopicsInput(BaseModel):
+    topics: list[TopicToEnsure]
+
+
+class EnsureTopicsResult(BaseModel):
+    created: list[str]
+    existing: list[str]
+
+
+class PublishInput(BaseModel):
+    """Records for topics of one org; ids are already final (deterministic)."""
+
+    org: str
+    topic: str
+    records: list[Record]
+    headers: dict[str, str] = {}
+
+
+class PublishResult(BaseModel):
+    published: int
+
+
+class KafkaActivities:
+    """Holds the process's producer and admin client (built once in workers/)."""
+
+    def __init__(self, producer: Producer, admin: AdminClient) -> None:
+        self._producer = producer
+        self._admin = admin
+
+    @activity.defn
+    def publish(self, input: PublishInput) -> PublishResult:
+        topic = kafka_topic(input.org, input.topic)
+        headers = tuple((k, v.encode()) for k, v in input.headers.items())
+        count = produce_and_wait(
+            self._producer, (Outgoing(topic, r, headers) for r in input.records)
+        )
+        return PublishResult(published=count)
+
+    @activity.defn
+    def ensure_topics(self, input: EnsureTopicsInput) -> EnsureTopicsResult:
+        """Create missing topics with their class's configs; existing ones are left alone."""
+        existing_names = set(self._admin.list_topics(timeout=10).topics)
+        wanted = [t for t in input.topics if t.kafka_topic not in existing_names]
+        created: list[str] = []
+        if wanted:
+            futures = self._admin.create_topics(
+                [
+                    NewTopic(
+                        t.kafka_topic,
+                        num_partitions=t.partitions,
+                        replication_factor=1,
+                        config=t.configs,
+                    )
+                    for t in wanted
+                ],
+                operation_timeout=30,
+            )
+            for name, future in futures.items():
+                try:
+                    future.result()
+                    created.append(name)
+                except KafkaException as exc:
+                    if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a retry after success
+                        raise
+        return EnsureTopicsResult(
+            created=sorted(created),
+            existing=sorted(t.kafka_topic for t in input.topics if t.kafka_topic not in created),
+        )

@@ -1,0 +1,210 @@
+"""Pure mapping from Kafka records to envelopes, poison verdicts and per-agent deliveries.
+
+No broker, no Temporal: everything here is unit-tested with plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import JsonValue, ValidationError
+
+from kafkaorg.envelope import HEADER_CORRELATION_ID, HEADER_TYPE, TYPE_RE, Record, derived_id
+from kafkaorg.names import split_kafka_topic
+
+Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
+
+EXTERNAL_SOURCE = "external"
+EXTERNAL_TYPE = "external"
+DEAD_LETTER_TYPE = "kafkaorg.dead-letter"
+
+# Keys whose presence means the sender meant an envelope: it is then validated strictly.
+_ENVELOPE_MARKERS = frozenset({"schema_version", "causation_id", "correlation_id"})
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a Kafka record came from; also what its derived ids are built on."""
+
+    kafka_topic: str
+    partition: int
+    offset: int
+
+    @property
+    def org(self) -> str:
+        return split_kafka_topic(self.kafka_topic)[0]
+
+    @property
+    def topic(self) -> str:
+        return split_kafka_topic(self.kafka_topic)[1]
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A record that cannot enter a workflow, and why."""
+
+    origin: Origin
+    reason: str  # not-json | bad-envelope | too-large | empty | wrong-org
+    detail: str
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    origin: Origin
+    record: Record
+    size: int
+
+
+def _looks_like_envelope(obj: Mapping[str, object]) -> bool:
+    return bool(_ENVELOPE_MARKERS & obj.keys()) or {"id", "type", "source"} <= obj.keys()
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for key, value in pairs:
+        if key != name or value is None:
+            continue
+        if isinstance(value, str):
+            return value
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors[:3]]
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def decode(
+    origin: Origin,
+    value: bytes | None,
+    *,
+    headers: Headers = None,
+    timestamp_ms: int | None = None,
+    max_bytes: int,
+) -> Accepted | Poison:
+    """Classify one Kafka value: a kafkaorg envelope, a bare JSON payload to wrap, or poison."""
+    if value is None or not value:
+        return Poison(origin, "empty", "record has no value", value)
+    if len(value) > max_bytes:
+        return Poison(origin, "too-large", f"{len(value)} bytes > limit {max_bytes}", None)
+    try:
+        parsed = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Poison(origin, "not-json", str(exc)[:300], value)
+    if isinstance(parsed, dict) and _looks_like_envelope(parsed):
+        try:
+            record = Record.model_validate(parsed)
+        except ValidationError as exc:
+            return Poison(origin, "bad-envelope", _first_error(exc), value)
+        if record.org != origin.org:
+            return Poison(
+                origin,
+                "wrong-org",
+                f"record org {record.org!r} on a topic of {origin.org!r}",
+                value,
+            )
+        return Accepted(origin, record, len(value))
+    return Accepted(origin, wrap_external(origin, parsed, headers, timestamp_ms), len(value))
+
+
+def wrap_external(
+    origin: Origin,
+    payload: JsonValue,
+    headers: Headers,
+    timestamp_ms: int | None,
+) -> Record:
+    """Envelope a bare JSON payload; the id comes from the Kafka position, so redelivery matches."""
+    record_id = derived_id("external", origin.kafka_topic, origin.partition, origin.offset)
+    header_type = _header(headers, HEADER_TYPE)
+    record_type = header_type if header_type and TYPE_RE.match(header_type) else EXTERNAL_TYPE
+    correlation_id = _header(headers, HEADER_CORRELATION_ID) or record_id
+    when = datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else datetime.now(UTC)
+    return Record(
+        id=record_id,
+        type=record_type,
+        org=origin.org,
+        source=EXTERNAL_SOURCE,
+        correlation_id=correlation_id[:200],
+        timestamp=when,
+        payload=payload if isinstance(payload, dict) else {"value": payload},
+    )
+
+
+def dead_letter(poison: Poison, now: datetime) -> tuple[Record, list[tuple[str, bytes]]]:
+    """The DLQ record (and its headers) for a poison record; its id is stable per position."""
+    o = poison.origin
+    preview = poison.value[:2048].decode("utf-8", errors="replace") if poison.value else None
+    record = Record(
+        id=derived_id("dlq", o.kafka_topic, o.partition, o.offset),
+        type=DEAD_LETTER_TYPE,
+        org=o.org,
+        source="system:bridge",
+        correlation_id=derived_id("dlq", o.kafka_topic, o.partition, o.offset),
+        timestamp=now,
+        payload={
+            "reason": poison.reason,
+            "error": poison.detail,
+            "topic": o.kafka_topic,
+            "partition": o.partition,
+            "offset": o.offset,
+            "value_preview": preview,
+        },
+    )
+    headers = [
+        ("dlq.reason", poison.reason.encode()),
+        ("dlq.error", poison.detail[:500].encode()),
+        ("dlq.topic", o.kafka_topic.encode()),
+        ("dlq.partition", str(o.partition).encode()),
+        ("dlq.offset", str(o.offset).encode()),
+    ]
+    return record, headers
+
+
+AgentKey = tuple[str, str]  # (org, agent)
+
+
+def route(
+    accepted: Iterable[Accepted], subscribers: Mapping[tuple[str, str], Sequence[str]]
+) -> dict[AgentKey, list[Accepted]]:
+    """Group records by subscribed agent, keeping each topic-partition's order."""
+    out: dict[AgentKey, list[Accepted]] = defaultdict(list)
+    for item in accepted:
+        for agent in subscribers.get((item.origin.org, item.origin.topic), ()):
+            out[(item.origin.org, agent)].append(item)
+    return dict(out)
+
+
+def chunk_by_size(items: Sequence[Accepted], limit_bytes: int) -> list[list[Record]]:
+    """Split one agent's records into signals that each stay under Temporal's payload limit."""
+    chunks: list[list[Record]] = []
+    current: list[Record] = []
+    size = 0
+    for item in items:
+        if current and size + item.size > limit_bytes:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item.record)
+        size += item.size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def commit_positions(origins: Iterable[Origin]) -> dict[tuple[str, int], int]:
+    """The offset to commit per partition: one past the highest handled."""
+    positions: dict[tuple[str, int], int] = {}
+    for o in origins:
+        key = (o.kafka_topic, o.partition)
+        positions[key] = max(positions.get(key, 0), o.offset + 1)
+    return positions

@@ -1,0 +1,67 @@
+"""The ``kafkaorg`` command line.
+
+Exit status: 0 done, 2 bad input (one line saying what and where), 1 a failure
+at run time. No traceback reaches the user unless ``KAFKAORG_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from kafkaorg.cli._common import err_console
+from kafkaorg.cli.db import db_app
+from kafkaorg.cli.demo import demo
+try:  # TEMP until devstack lands
+    from kafkaorg.cli.dev import dev_app
+except ImportError:
+    dev_app = typer.Typer()
+from kafkaorg.cli.org import org_app
+from kafkaorg.cli.processes import bridge, worker
+from kafkaorg.cli.records import send, tail
+from kafkaorg.errors import KafkaorgError
+from kafkaorg.spec import SpecError
+
+app = typer.Typer(
+    help="kafkaorg: organizations of AI agents on an event log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(dev_app, name="dev")
+app.add_typer(org_app, name="org")
+app.add_typer(db_app, name="db")
+app.command()(worker)
+app.command()(bridge)
+app.command()(send)
+app.command()(tail)
+app.command()(demo)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecError as exc:
+        if len(exc.problems) == 1:
+            _fail(f"{exc.source}: {exc.problems[0]}", 2)
+        err_console.print(
+            f"[red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False
+        )
+        for problem in exc.problems:
+            err_console.print(f"  - {problem}", markup=False, highlight=False)
+        sys.exit(2)
+    except KafkaorgError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:
+        if os.environ.get("KAFKAORG_DEBUG"):
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (set KAFKAORG_DEBUG=1 for a traceback)", 1)

@@ -1,0 +1,3 @@
+from kafkaorg.cli import main
+
+main()

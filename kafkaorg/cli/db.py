@@ -1,0 +1,24 @@
+"""``kafkaorg db``: schema migrations."""
+
+from __future__ import annotations
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from kafkaorg.cli._common import console, settings
+from kafkaorg.db.migrate import upgrade_to_head
+from kafkaorg.errors import ServiceUnavailableError
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def upgrade() -> None:
+    """Apply every Alembic migration up to the newest."""
+    try:
+        upgrade_to_head(settings().database_url)
+    except OperationalError:
+        raise ServiceUnavailableError(
+            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
+        ) from None
+    console.print("schema is up to date")

@@ -1,0 +1,128 @@
+"""``kafkaorg demo``: the whole record path on the local stack, in one command."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from importlib import resources
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from rich.table import Table
+
+from kafkaorg.cli._common import console, run, settings
+from kafkaorg.cli.org import start_org
+from kafkaorg.config import Settings
+from kafkaorg.envelope import Record, new_record
+from kafkaorg.errors import BadInputError, KafkaorgError
+from kafkaorg.kafka import Outgoing, create_admin, create_producer, produce_and_wait
+from kafkaorg.names import kafka_topic
+from kafkaorg.spec import OrgSpec, parse_spec_text
+
+TASKS = [
+    ("Rotate the TLS certificates", "high"),
+    ("Write the onboarding guide", "low"),
+    ("Investigate the p99 latency spike", "high"),
+    ("Tidy the backlog", "low"),
+    ("Upgrade the Kafka brokers", "medium"),
+]
+WAIT_S = 90.0
+
+
+def demo_spec() -> OrgSpec:
+    text = resources.files("kafkaorg.examples").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return parse_spec_text(text, "kafkaorg/examples/demo.yaml")
+
+
+def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dict[str, Record]:
+    """Read ``topic`` from the start until a record for every wanted correlation id arrived."""
+    partitions = len(create_admin(cfg).list_topics(topic, timeout=10).topics[topic].partitions)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "group.id": f"kafkaorg-demo-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    found: dict[str, Record] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while set(found) != wanted and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            try:
+                record = Record.from_kafka_value(message.value() or b"")
+            except ValueError:
+                continue
+            if record.correlation_id in wanted:
+                found[record.correlation_id] = record
+    finally:
+        consumer.close()
+    return found
+
+
+def demo() -> None:
+    """Start the local stack and a two-agent org, send tasks, and show what came out."""
+    from kafkaorg.devstack import DevStack
+
+    cfg = settings()
+    stack = DevStack(cfg, console=console)
+    stack.install()
+    stack.up(workers=True)
+    spec = demo_spec()
+    try:
+        run(start_org(spec, cfg))
+        console.print(
+            f"[green]org {spec.org!r} started[/] (rule agent 'triage' → echo agent 'recorder')"
+        )
+    except BadInputError:
+        console.print(f"org {spec.org!r} is already running; using it")
+
+    producer = create_producer(cfg)
+    sent = [
+        new_record(
+            org=spec.org,
+            type="task.request",
+            source="user:demo",
+            payload={"title": title, "priority": priority},
+        )
+        for title, priority in TASKS
+    ]
+    produce_and_wait(producer, (Outgoing(kafka_topic(spec.org, "tasks"), r) for r in sent))
+    console.print(f"sent {len(sent)} task.request records to {kafka_topic(spec.org, 'tasks')}")
+
+    results_topic = kafka_topic(spec.org, "results")
+    with console.status(f"Waiting for the agents' output on {results_topic} …"):
+        found = _collect(cfg, results_topic, {r.correlation_id for r in sent}, WAIT_S)
+
+    table = Table(
+        "task (sent to demo.tasks)",
+        "priority",
+        "output type",
+        "output source",
+        "output id",
+        title=f"What came out on {results_topic}",
+    )
+    for record in sent:
+        out = found.get(record.correlation_id)
+        table.add_row(
+            str(record.payload["title"]),
+            str(record.payload["priority"]),
+            out.type if out else "[red]missing[/]",
+            out.source if out else "-",
+            out.id if out else "-",
+        )
+    console.print(table)
+    url = (
+        f"{cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows"
+        f"?query=KafkaorgOrg%3D%22{spec.org}%22"
+    )
+    console.print(f"Temporal Web UI (the agents' workflows): {url}")
+    console.print("Stop everything with: kafkaorg dev down")
+    if len(found) != len(sent):
+        raise KafkaorgError(
+            f"only {len(found)} of {len(sent)} records came out within {WAIT_S:.0f}s; "
+            f"see logs under {cfg.state_dir / 'logs'}"
+        )

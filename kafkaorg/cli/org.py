@@ -1,0 +1,210 @@
+"""``kafkaorg org``: start, inspect and stop orgs (each one an OrgWorkflow)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.config import Settings
+from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
+from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
+from kafkaorg.kafka import check_kafka
+from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id
+from kafkaorg.spec import OrgSpec, load_spec
+from kafkaorg.temporal import connect_temporal
+from workflows.org import OrgInput, OrgStatus, OrgStopRequest, OrgWorkflow
+
+org_app = typer.Typer(help="Start, inspect and stop orgs.", no_args_is_help=True)
+
+READY_TIMEOUT_S = 60.0
+
+
+async def _wait_running(handle: WorkflowHandle[OrgWorkflow, OrgStatus], wait_s: float) -> OrgStatus:
+    """Poll the OrgWorkflow until it has applied its spec (or failed)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        description = await handle.describe()
+        if description.status not in (None, WorkflowExecutionStatus.RUNNING):
+            raise KafkaorgError(
+                f"org workflow {handle.id} ended with status {description.status.name}; "
+                f"see it in the Temporal Web UI"
+            )
+        try:
+            status = await handle.query(OrgWorkflow.status, rpc_timeout=_rpc_timeout(deadline))
+            if status.phase == "running":
+                return status
+        except RPCError:
+            pass  # no worker has picked up the workflow yet
+        if time.monotonic() > deadline:
+            raise KafkaorgError(
+                f"org workflow {handle.id} is not running after {wait_s:.0f}s: is a worker "
+                "running? (`kafkaorg worker`, or `kafkaorg dev up --workers`)"
+            )
+        await asyncio.sleep(0.3)
+
+
+def _rpc_timeout(deadline: float) -> timedelta:
+    return timedelta(seconds=max(1.0, min(5.0, deadline - time.monotonic())))
+
+
+async def start_org(spec: OrgSpec, cfg: Settings, *, wait: bool = True) -> OrgStatus | None:
+    """Start the org's workflow (the same call ``temporal workflow start`` makes)."""
+    await asyncio.to_thread(check_kafka, cfg)
+    client = await connect_temporal(cfg)
+    try:
+        handle = await client.start_workflow(
+            OrgWorkflow.run,
+            OrgInput.model_validate(spec.model_dump(by_alias=True)),
+            id=org_workflow_id(spec.org),
+            task_queue=TASK_QUEUE,
+            search_attributes=org_search_attributes(spec.org),
+        )
+    except WorkflowAlreadyStartedError:
+        raise BadInputError(
+            f"org {spec.org!r} is already running (workflow {org_workflow_id(spec.org)}); "
+            f"stop it first with `kafkaorg org stop {spec.org}`"
+        ) from None
+    if not wait:
+        return None
+    with console.status(f"Applying org {spec.org!r} (topics, state, agents) …"):
+        return await _wait_running(handle, READY_TIMEOUT_S)
+
+
+@org_app.command("start")
+def start(
+    file: Annotated[Path, typer.Argument(help="Org spec, YAML or JSON.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Start an org from a spec: create its topics, register and start its agents."""
+    spec = load_spec(file)
+    cfg = settings()
+    status = run(start_org(spec, cfg))
+    assert status is not None
+    if json_output:
+        print_json(status.model_dump())
+        return
+    console.print(
+        f"[green]org {spec.org!r} is running[/]: {len(status.topics)} topic(s), "
+        f"{len(status.agents)} agent(s)"
+    )
+    console.print(
+        f"Temporal Web UI: {cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows"
+        f"?query=KafkaorgOrg%3D%22{spec.org}%22"
+    )
+
+
+async def _handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgStatus]:
+    handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    try:
+        await handle.describe()
+    except RPCError:
+        raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
+    return handle
+
+
+@org_app.command("status")
+def status(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show an org's workflow phase, topics and agents."""
+    check_org_name(org)
+
+    async def _status() -> tuple[str, OrgStatus | None]:
+        client = await connect_temporal(settings())
+        handle = await _handle(client, org)
+        description = await handle.describe()
+        state = description.status.name if description.status else "UNKNOWN"
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return state, None
+        return state, await handle.query(OrgWorkflow.status)
+
+    workflow_status, org_status = run(_status())
+    if json_output:
+        print_json(
+            {
+                "workflow_status": workflow_status,
+                **(org_status.model_dump() if org_status else {"org": org}),
+            }
+        )
+        return
+    console.print(f"org {org!r}: workflow {workflow_status}")
+    if org_status:
+        console.print(f"  phase: {org_status.phase}")
+        console.print(f"  topics: {', '.join(org_status.topics) or '-'}")
+        console.print(f"  agents: {', '.join(org_status.agents) or '-'}")
+
+
+@org_app.command("stop")
+def stop(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    reason: Annotated[str, typer.Option(help="Why, for the audit topic.")] = "stopped by user",
+) -> None:
+    """Stop an org: its agents stop and its state is marked stopped (topics are kept)."""
+    check_org_name(org)
+
+    async def _stop() -> None:
+        client = await connect_temporal(settings())
+        handle = await _handle(client, org)
+        await handle.signal(OrgWorkflow.stop, OrgStopRequest(reason=reason))
+        with console.status(f"Stopping org {org!r} …"):
+            await handle.result()
+
+    run(_stop())
+    console.print(f"org {org!r} stopped")
+
+
+@org_app.command("list")
+def list_orgs(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List orgs known to PostgreSQL, with their agent and topic counts."""
+    cfg = settings()
+    engine = create_engine(cfg.database_url, pool_size=1)
+    sessions = create_sessionmaker(engine)
+    agents = select(func.count()).where(Agent.org_id == Org.id).scalar_subquery()
+    topics = select(func.count()).where(Topic.org_id == Org.id).scalar_subquery()
+    try:
+        with sessions() as session:
+            rows = session.execute(
+                select(Org.name, Org.status, agents, topics, Org.created_at).order_by(Org.name)
+            ).all()
+    except OperationalError:
+        raise ServiceUnavailableError(
+            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
+        ) from None
+    finally:
+        engine.dispose()
+    items = [
+        {
+            "org": r[0],
+            "status": r[1],
+            "agents": r[2],
+            "topics": r[3],
+            "created_at": r[4].isoformat(),
+        }
+        for r in rows
+    ]
+    if json_output:
+        print_json(items)
+        return
+    table = Table("org", "status", "agents", "topics", "created")
+    for item in items:
+        table.add_row(
+            item["org"],
+            item["status"],
+            str(item["agents"]),
+            str(item["topics"]),
+            item["created_at"][:19],
+        )
+    console.print(table)

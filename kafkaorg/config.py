@@ -1,0 +1,63 @@
+"""Configuration from the environment (``KAFKAORG_*``), read in one place."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "kafkaorg"
+
+
+def _default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "kafkaorg"
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform; names are the contract of DESIGN.md."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKAORG_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    database_url: str = "postgresql+psycopg://kafkaorg:kafkaorg@127.0.0.1:55432/kafkaorg"
+
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str | None = None
+
+    # Local stack (``kafkaorg dev``): where logs and data live, and the ports it binds.
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    """Logs, data and pid files of the local stack; safe to delete when it is down."""
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Downloaded runtimes (Kafka's jars) that outlive any one stack."""
+    kafka_controller_port: int = 9093
+    temporal_ui_port: int = 8233
+
+    # Record path limits.
+    max_record_bytes: int = 1_048_576
+    """Records larger than this go to the DLQ instead of into a workflow."""
+    bridge_batch_size: int = 500
+    bridge_poll_timeout_s: float = 0.2
+    agent_step_batch_size: int = 200
+    """How many inbox records one agent step (one activity) takes at most."""
+
+    @property
+    def temporal_ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

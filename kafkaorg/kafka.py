@@ -1,0 +1,92 @@
+"""Kafka client factories and a produce-and-confirm helper shared by activities, bridge and CLI."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from kafkaorg.config import Settings
+from kafkaorg.envelope import Record
+from kafkaorg.errors import ServiceUnavailableError
+
+
+def producer_config(settings: Settings) -> dict[str, object]:
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": max(settings.max_record_bytes * 8, 1_048_576),
+        "client.id": "kafkaorg",
+    }
+
+
+def create_producer(settings: Settings) -> Producer:
+    return Producer(producer_config(settings))
+
+
+def create_admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise a one-line error when the broker does not answer."""
+    try:
+        create_admin(settings).list_topics(timeout=timeout)
+    except KafkaException:
+        raise ServiceUnavailableError(
+            f"Kafka is not reachable at {settings.kafka_bootstrap} "
+            "(start it with `kafkaorg dev up`, or set KAFKAORG_KAFKA_BOOTSTRAP)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record bound for one Kafka topic."""
+
+    kafka_topic: str
+    record: Record
+    extra_headers: tuple[tuple[str, str | bytes | None], ...] = ()
+
+
+@dataclass
+class _Deliveries:
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def callback(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            with self.lock:
+                self.errors.append(f"{msg.topic()}: {err.str()}")
+
+
+def produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: float = 30.0) -> int:
+    """Produce records and return once the broker acknowledged every one (or raise)."""
+    deliveries = _Deliveries()
+    count = 0
+    for item in items:
+        while True:
+            try:
+                producer.produce(
+                    item.kafka_topic,
+                    key=item.record.kafka_key(),
+                    value=item.record.kafka_value(),
+                    headers=[*item.record.kafka_headers(), *item.extra_headers],
+                    on_delivery=deliveries.callback,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)  # local queue full: let deliveries drain
+        count += 1
+    remaining = producer.flush(timeout)
+    if remaining:
+        raise KafkaException(f"{remaining} record(s) not acknowledged within {timeout}s")
+    if deliveries.errors:
+        raise KafkaException(f"{len(deliveries.errors)} record(s) failed: {deliveries.errors[0]}")
+    return count

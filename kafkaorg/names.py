@@ -1,0 +1,72 @@
+"""Every name other parts rely on: task queues, workflow ids, topics, attributes.
+
+Call sites use these builders, never string literals, so a rename is one edit.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+TASK_QUEUE: Final = "kafkaorg"
+SANDBOX_TASK_QUEUE: Final = "kafkaorg-sandbox"
+BRIDGE_GROUP_ID: Final = "kafkaorg-bridge"
+
+ORG_WORKFLOW_TYPE: Final = "OrgWorkflow"
+AGENT_WORKFLOW_TYPE: Final = "AgentWorkflow"
+
+ORG_ATTR: Final = SearchAttributeKey.for_keyword("KafkaorgOrg")
+AGENT_ATTR: Final = SearchAttributeKey.for_keyword("KafkaorgAgent")
+
+ORG_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+TOPIC_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,99}$")
+AGENT_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+RESERVED_TOPIC_NAMES: Final = frozenset({"sys"})
+
+AUDIT_TOPIC: Final = "sys.audit"
+DLQ_TOPIC: Final = "sys.dlq"
+
+# Topics the bridge consumes: exactly one dot, so `<org>.sys.*` never matches.
+BRIDGE_TOPIC_PATTERN: Final = r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$"
+
+
+def org_workflow_id(org: str) -> str:
+    return f"org:{org}"
+
+
+def agent_workflow_id(org: str, agent: str) -> str:
+    return f"agent:{org}:{agent}"
+
+
+def kafka_topic(org: str, topic: str) -> str:
+    """The Kafka topic for an org's topic (``sys.audit`` works too)."""
+    return f"{org}.{topic}"
+
+
+def audit_topic(org: str) -> str:
+    return kafka_topic(org, AUDIT_TOPIC)
+
+
+def dlq_topic(org: str) -> str:
+    return kafka_topic(org, DLQ_TOPIC)
+
+
+def split_kafka_topic(name: str) -> tuple[str, str]:
+    """``acme.tasks`` → ``("acme", "tasks")``; raises ValueError on other shapes."""
+    org, sep, topic = name.partition(".")
+    if not sep or not ORG_NAME_RE.match(org) or not topic:
+        raise ValueError(f"not a kafkaorg topic: {name!r}")
+    return org, topic
+
+
+def agent_search_attributes(org: str, agent: str) -> TypedSearchAttributes:
+    """What the Web UI filters agent workflows by."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(ORG_ATTR, org), SearchAttributePair(AGENT_ATTR, agent)]
+    )
+
+
+def org_search_attributes(org: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([SearchAttributePair(ORG_ATTR, org)])

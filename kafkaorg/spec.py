@@ -1,0 +1,221 @@
+"""The org spec (YAML or JSON): topics and agents, validated before anything is created.
+
+``load_spec`` reports every problem at once, each with where it is, so a user
+fixes a spec in one pass; nothing downstream ever sees an invalid spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kafkaorg.names import AGENT_NAME_RE, ORG_NAME_RE, RESERVED_TOPIC_NAMES, TOPIC_NAME_RE
+
+AgentKind = Literal["echo", "rule", "llm", "tool"]
+SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule"})
+"""Kinds this version can run; the others are part of the contract but not built yet."""
+
+
+class TopicClass(StrEnum):
+    """Retention classes; each maps to Kafka topic configs set at creation."""
+
+    WORK = "work"
+    AUDIT = "audit"
+    STATE = "state"
+    DLQ = "dlq"
+
+
+_DAY_MS = 24 * 3600 * 1000
+
+TOPIC_CLASS_CONFIGS: dict[TopicClass, dict[str, str]] = {
+    TopicClass.WORK: {"retention.ms": str(3 * _DAY_MS), "cleanup.policy": "delete"},
+    TopicClass.AUDIT: {"retention.ms": str(90 * _DAY_MS), "cleanup.policy": "delete"},
+    TopicClass.STATE: {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+    TopicClass.DLQ: {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TopicSpec(_Strict):
+    name: str
+    topic_class: TopicClass = Field(default=TopicClass.WORK, alias="class")
+    partitions: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value in RESERVED_TOPIC_NAMES:
+            raise ValueError(f"topic name {value!r} is reserved")
+        if not TOPIC_NAME_RE.match(value):
+            raise ValueError(f"topic name {value!r} must match {TOPIC_NAME_RE.pattern}")
+        return value
+
+    def kafka_configs(self) -> dict[str, str]:
+        return dict(TOPIC_CLASS_CONFIGS[self.topic_class])
+
+
+class RuleSpec(_Strict):
+    """On a record of type ``on`` (or ``*``), emit a record of type ``emit`` to topic ``to``.
+
+    ``map`` builds the output payload: a value starting with ``$.`` is a path into
+    the input record (``$.payload.title``, ``$.source``), any other value is a literal.
+    Without ``map`` the input payload is copied.
+    """
+
+    on: str = Field(min_length=1)
+    emit: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,99}$")
+    to: str
+    map: dict[str, Any] | None = None
+
+
+class AgentSpec(_Strict):
+    name: str
+    kind: AgentKind
+    instructions: str = ""
+    subscribes: list[str] = Field(default_factory=list)
+    publishes: list[str] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(default_factory=list)
+    can_create_agents: bool = False
+    can_create_tools: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not AGENT_NAME_RE.match(value):
+            raise ValueError(f"agent name {value!r} must match {AGENT_NAME_RE.pattern}")
+        return value
+
+
+class OrgSpec(_Strict):
+    org: str
+    topics: list[TopicSpec] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)
+
+    @field_validator("org")
+    @classmethod
+    def _check_org(cls, value: str) -> str:
+        if not ORG_NAME_RE.match(value):
+            raise ValueError(f"org name {value!r} must match {ORG_NAME_RE.pattern}")
+        return value
+
+    def topic(self, name: str) -> TopicSpec | None:
+        return next((t for t in self.topics if t.name == name), None)
+
+    def agent(self, name: str) -> AgentSpec | None:
+        return next((a for a in self.agents if a.name == name), None)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so a rule's ``on:`` key stays the string "on"."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _SpecLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), [_first]
+    )
+
+
+class SpecError(ValueError):
+    """A spec that must not be applied; ``problems`` lists every one, with its place."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def semantic_problems(spec: OrgSpec) -> list[str]:
+    """Cross-references a schema cannot express: unique names, known topics, rule targets."""
+    problems: list[str] = []
+    seen_topics: set[str] = set()
+    for i, topic in enumerate(spec.topics):
+        if topic.name in seen_topics:
+            problems.append(f"topics.{i}.name: duplicate topic {topic.name!r}")
+        seen_topics.add(topic.name)
+    seen_agents: set[str] = set()
+    for i, agent in enumerate(spec.agents):
+        where = f"agents.{i}"
+        if agent.name in seen_agents:
+            problems.append(f"{where}.name: duplicate agent {agent.name!r}")
+        seen_agents.add(agent.name)
+        if agent.kind not in SUPPORTED_KINDS:
+            supported = ", ".join(sorted(SUPPORTED_KINDS))
+            problems.append(
+                f"{where}.kind: {agent.kind!r} agents are not available in this version "
+                f"(available: {supported})"
+            )
+        for field in ("subscribes", "publishes"):
+            for j, name in enumerate(getattr(agent, field)):
+                if name not in seen_topics:
+                    problems.append(f"{where}.{field}.{j}: unknown topic {name!r}")
+        if agent.kind == "rule" and not agent.rules:
+            problems.append(f"{where}.rules: a rule agent needs at least one rule")
+        if agent.kind != "rule" and agent.rules:
+            problems.append(f"{where}.rules: only rule agents take rules")
+        if agent.kind == "echo" and not agent.publishes:
+            problems.append(f"{where}.publishes: an echo agent needs a topic to publish to")
+        for j, rule in enumerate(agent.rules):
+            if rule.to not in agent.publishes:
+                problems.append(
+                    f"{where}.rules.{j}.to: {rule.to!r} is not in this agent's publishes"
+                )
+    return problems
+
+
+def validate_spec(data: object, source: str = "spec") -> OrgSpec:
+    """Validate already-parsed spec data; raises ``SpecError`` listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(source, ["(top level): expected a mapping with 'org', 'topics', 'agents'"])
+    try:
+        spec = OrgSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SpecError(source, problems) from None
+    problems = semantic_problems(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def parse_spec_text(text: str, source: str = "spec") -> OrgSpec:
+    """Parse YAML or JSON (JSON is YAML) and validate it."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(source, [f"{where}: not valid YAML/JSON ({problem})"]) from None
+    return validate_spec(data, source)
+
+
+def load_spec(path: Path) -> OrgSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read file ({exc.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise SpecError(str(path), ["file is not UTF-8 text"]) from None
+    return parse_spec_text(text, str(path))
+
+
+def spec_to_json(spec: OrgSpec) -> str:
+    """The JSON form that ``temporal workflow start --input`` takes."""
+    return json.dumps(spec.model_dump(mode="json", by_alias=True))

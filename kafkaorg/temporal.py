@@ -1,0 +1,27 @@
+"""One Temporal client factory for workers, bridge, CLI and tests.
+
+Every process uses the pydantic data converter, so a ``Record`` is the same type
+from the Kafka topic through the signal to the activity that produces it.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from kafkaorg.config import Settings
+from kafkaorg.errors import ServiceUnavailableError
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        raise ServiceUnavailableError(
+            f"Temporal is not reachable at {settings.temporal_address} "
+            f"(start it with `kafkaorg dev up`, or set KAFKAORG_TEMPORAL_ADDRESS): {exc}"
+        ) from None

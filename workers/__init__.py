@@ -1,0 +1,1 @@
+"""Processes that host workflows and activities."""

@@ -1,0 +1,73 @@
+"""The kafkaorg worker: hosts OrgWorkflow, AgentWorkflow and their activities.
+
+Clients (Kafka producer and admin, SQLAlchemy engine, Temporal client) are built
+once here and handed to the activity classes that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.agent_step import AgentStepActivities
+from activities.kafka import KafkaActivities
+from activities.lifecycle import LifecycleActivities
+from activities.state import StateActivities
+from kafkaorg.config import Settings
+from kafkaorg.db import create_engine, create_sessionmaker
+from kafkaorg.kafka import check_kafka, create_admin, create_producer
+from kafkaorg.names import TASK_QUEUE
+from kafkaorg.temporal import connect_temporal
+from workflows.agent import AgentWorkflow
+from workflows.org import OrgWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = [OrgWorkflow, AgentWorkflow]
+
+
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    producer = create_producer(settings)
+    admin = create_admin(settings)
+    sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
+    kafka = KafkaActivities(producer, admin)
+    state = StateActivities(sessions)
+    steps = AgentStepActivities(producer)
+    lifecycle = LifecycleActivities(client)
+    return Worker(
+        client,
+        task_queue=TASK_QUEUE,
+        workflows=WORKFLOWS,
+        activities=[
+            kafka.publish,
+            kafka.ensure_topics,
+            state.save_org,
+            state.set_org_status,
+            state.load_agent,
+            steps.run_agent_step,
+            lifecycle.start_agents,
+            lifecycle.stop_agents,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=16,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then finish in-flight tasks and exit."""
+    check_kafka(settings)
+    client = await connect_temporal(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+        worker = build_worker(client, settings, executor)
+        async with worker:
+            log.info("worker polling task queue %r on %s", TASK_QUEUE, settings.temporal_address)
+            await stop.wait()

@@ -1,0 +1,213 @@
+"""AgentWorkflow: one long-lived workflow per agent, fed by the Kafka bridge.
+
+The bridge signals batches of records into the inbox; the workflow drops ids it
+has already seen (effectively-once processing on top of at-least-once delivery),
+processes the inbox in steps of one activity each, and continues-as-new before
+its history grows large, carrying inbox, dedup window and counters across.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_step import AgentStepActivities, StepInput
+    from activities.kafka import KafkaActivities, PublishInput
+    from activities.state import AgentRef, StateActivities
+    from kafkaorg.envelope import Record
+    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC
+    from kafkaorg.spec import AgentSpec
+
+DEDUP_WINDOW = 5000
+"""Record ids remembered per agent; redeliveries arrive within seconds, not thousands of records."""
+MAX_STEP_RECORDS = 200
+HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+
+
+class Delivery(BaseModel):
+    """A batch of records for this agent from one bridge poll."""
+
+    records: list[Record]
+
+
+class StopRequest(BaseModel):
+    reason: str = "stopped"
+
+
+class AgentState(BaseModel):
+    """Everything that survives continue-as-new."""
+
+    spec: AgentSpec | None = None
+    inbox: list[Record] = Field(default_factory=list)
+    seen_ids: list[str] = Field(default_factory=list)
+    received: int = 0
+    duplicates: int = 0
+    processed: int = 0
+    published: int = 0
+    dead_lettered: int = 0
+    runs: int = 1
+
+
+class AgentInput(BaseModel):
+    org: str
+    agent: str
+    state: AgentState | None = None
+    continue_as_new_after_steps: int | None = None
+    """Test hook: continue-as-new after this many steps so the path is exercised."""
+
+
+class AgentStatus(BaseModel):
+    org: str
+    agent: str
+    inbox: int
+    received: int
+    duplicates: int
+    processed: int
+    published: int
+    dead_lettered: int
+    runs: int
+    stopping: bool
+
+
+class AgentResult(BaseModel):
+    processed: int
+    published: int
+
+
+_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+    non_retryable_error_types=["AgentStepError"],
+)
+
+
+@workflow.defn(name=AGENT_WORKFLOW_TYPE)
+class AgentWorkflow:
+    @workflow.init
+    def __init__(self, input: AgentInput) -> None:
+        self._input = input
+        self._state = input.state or AgentState()
+        self._seen = set(self._state.seen_ids)
+        self._stop: StopRequest | None = None
+        self._steps_this_run = 0
+
+    @workflow.run
+    async def run(self, input: AgentInput) -> AgentResult:
+        state = self._state
+        if state.spec is None:
+            state.spec = await workflow.execute_activity_method(
+                StateActivities.load_agent,
+                AgentRef(org=input.org, agent=input.agent),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            )
+        while True:
+            await workflow.wait_condition(lambda: bool(state.inbox) or self._stop is not None)
+            if not state.inbox:
+                break
+            await self._step(state.spec)
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                state.seen_ids = [i for i in state.seen_ids if i in self._seen][-DEDUP_WINDOW:]
+                state.runs += 1
+                workflow.continue_as_new(
+                    AgentInput(
+                        org=input.org,
+                        agent=input.agent,
+                        state=state,
+                        continue_as_new_after_steps=input.continue_as_new_after_steps,
+                    )
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return AgentResult(processed=state.processed, published=state.published)
+
+    async def _step(self, spec: AgentSpec) -> None:
+        state = self._state
+        batch = state.inbox[:MAX_STEP_RECORDS]
+        try:
+            result = await workflow.execute_activity_method(
+                AgentStepActivities.run_agent_step,
+                StepInput(
+                    org=self._input.org,
+                    workflow_id=workflow.info().workflow_id,
+                    agent=spec,
+                    records=batch,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=_STEP_RETRY,
+            )
+            state.published += result.published
+        except ActivityError as err:
+            # Failed work is never dropped silently: it goes to the org's DLQ with the reason.
+            reason = str(err.cause) if err.cause else str(err)
+            await workflow.execute_activity_method(
+                KafkaActivities.publish,
+                PublishInput(
+                    org=self._input.org,
+                    topic=DLQ_TOPIC,
+                    records=batch,
+                    headers={
+                        "dlq.reason": "agent-step-failed",
+                        "dlq.error": reason[:500],
+                        "dlq.agent": self._input.agent,
+                    },
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            )
+            state.dead_lettered += len(batch)
+        del state.inbox[: len(batch)]
+        state.processed += len(batch)
+        self._steps_this_run += 1
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        if info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE:
+            return True
+        limit = self._input.continue_as_new_after_steps
+        return limit is not None and self._steps_this_run >= limit
+
+    @workflow.signal
+    def deliver(self, delivery: Delivery) -> None:
+        state = self._state
+        for record in delivery.records:
+            state.received += 1
+            if record.id in self._seen:
+                state.duplicates += 1
+                continue
+            self._seen.add(record.id)
+            state.seen_ids.append(record.id)
+            state.inbox.append(record)
+        if len(state.seen_ids) > 2 * DEDUP_WINDOW:
+            forget = state.seen_ids[:-DEDUP_WINDOW]
+            del state.seen_ids[:-DEDUP_WINDOW]
+            self._seen.difference_update(forget)
+
+    @workflow.signal
+    def stop(self, request: StopRequest) -> None:
+        self._stop = request
+
+    @workflow.query
+    def status(self) -> AgentStatus:
+        s = self._state
+        return AgentStatus(
+            org=self._input.org,
+            agent=self._input.agent,
+            inbox=len(s.inbox),
+            received=s.received,
+            duplicates=s.duplicates,
+            processed=s.processed,
+            published=s.published,
+            dead_lettered=s.dead_lettered,
+            runs=s.runs,
+            stopping=self._stop is not None,
+        )
