@@ -46,6 +46,7 @@ class AgentStepActivities:
                     )
         except AgentStepError as exc:
             raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
+        activity.heartbeat(len(outgoing))
         produce_and_wait(self._producer, outgoing)
         by_topic = Counter(o.kafka_topic for o in outgoing)
         return StepResult(

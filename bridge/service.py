@@ -31,7 +31,7 @@ from bridge.subscriptions import SubscriptionCache
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.envelope import Record
-from kafkaorg.kafka import Outgoing, check_kafka, create_producer, produce_and_wait
+from kafkaorg.kafka import Outgoing, check_kafka, client_config, create_producer, produce_and_wait
 from kafkaorg.names import (
     BRIDGE_GROUP_ID,
     BRIDGE_TOPIC_PATTERN,
@@ -50,19 +50,21 @@ SIGNAL_LIMIT_BYTES = 1_500_000
 
 
 def consumer_config(settings: Settings) -> dict[str, object]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": BRIDGE_GROUP_ID,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "topic.metadata.refresh.interval.ms": 2000,
-        "max.poll.interval.ms": 600_000,
-        "fetch.max.bytes": 16 * 1024 * 1024,
-        "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        "client.id": "kafkaorg-bridge",
-    }
+    return client_config(
+        settings,
+        **{
+            "group.id": BRIDGE_GROUP_ID,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "topic.metadata.refresh.interval.ms": 2000,
+            "max.poll.interval.ms": 600_000,
+            "fetch.max.bytes": 16 * 1024 * 1024,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "client.id": "kafkaorg-bridge",
+        },
+    )
 
 
 class BridgeStats:

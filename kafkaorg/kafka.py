@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,18 +14,29 @@ from kafkaorg.config import Settings
 from kafkaorg.envelope import Record
 from kafkaorg.errors import ServiceUnavailableError
 
+LIBRDKAFKA_LOG = logging.getLogger("kafkaorg.librdkafka")
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+"""librdkafka's own log lines go here: shown by worker and bridge, never on a CLI's stderr."""
+
+
+def client_config(settings: Settings, **extra: object) -> dict[str, object]:
+    """Settings every Kafka client of ours shares."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
+
 
 def producer_config(settings: Settings) -> dict[str, object]:
     """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "message.max.bytes": max(settings.max_record_bytes * 8, 1_048_576),
-        "client.id": "kafkaorg",
-    }
+    return client_config(
+        settings,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.max.bytes": max(settings.max_record_bytes * 8, 1_048_576),
+            "client.id": "kafkaorg",
+        },
+    )
 
 
 def create_producer(settings: Settings) -> Producer:
@@ -32,7 +44,7 @@ def create_producer(settings: Settings) -> Producer:
 
 
 def create_admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(client_config(settings))
 
 
 def check_kafka(settings: Settings, timeout: float = 5.0) -> None:

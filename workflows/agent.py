@@ -141,6 +141,8 @@ class AgentWorkflow:
                     records=batch,
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
+                # A worker that dies mid-step is noticed in seconds, not after the full timeout.
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=_STEP_RETRY,
             )
             state.published += result.published

@@ -14,6 +14,7 @@ import typer
 from kafkaorg.cli._common import err_console
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
+
 try:  # TEMP until devstack lands
     from kafkaorg.cli.dev import dev_app
 except ImportError:

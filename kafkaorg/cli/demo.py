@@ -14,7 +14,7 @@ from kafkaorg.cli.org import start_org
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import BadInputError, KafkaorgError
-from kafkaorg.kafka import Outgoing, create_admin, create_producer, produce_and_wait
+from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
 from kafkaorg.names import kafka_topic
 from kafkaorg.spec import OrgSpec, parse_spec_text
 
@@ -38,7 +38,7 @@ def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dic
     partitions = len(create_admin(cfg).list_topics(topic, timeout=10).topics[topic].partitions)
     consumer = Consumer(
         {
-            "bootstrap.servers": cfg.kafka_bootstrap,
+            **client_config(cfg),
             "group.id": f"kafkaorg-demo-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -20,7 +20,14 @@ from kafkaorg.cli._common import (
 from kafkaorg.config import Settings
 from kafkaorg.envelope import TYPE_RE, Record, new_record, parse_payload_json
 from kafkaorg.errors import BadInputError
-from kafkaorg.kafka import Outgoing, check_kafka, create_admin, create_producer, produce_and_wait
+from kafkaorg.kafka import (
+    Outgoing,
+    check_kafka,
+    client_config,
+    create_admin,
+    create_producer,
+    produce_and_wait,
+)
 from kafkaorg.names import kafka_topic
 
 
@@ -109,7 +116,7 @@ def tail(
     partitions = _require_topic(cfg, name)
     consumer = Consumer(
         {
-            "bootstrap.servers": cfg.kafka_bootstrap,
+            **client_config(cfg),
             "group.id": f"kafkaorg-tail-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

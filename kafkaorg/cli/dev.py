@@ -1,0 +1,87 @@
+"""``kafkaorg dev``: the local stack (Kafka, Temporal + Web UI, PostgreSQL, worker, bridge)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kafkaorg.config import get_settings
+from kafkaorg.devstack import DevStack, ServiceStatus, StackError
+
+dev_app = typer.Typer(
+    help="The local stack: Kafka, Temporal (+Web UI), PostgreSQL, worker, bridge.",
+    no_args_is_help=True,
+)
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _stack() -> DevStack:
+    return DevStack(get_settings(), console=_err)
+
+
+def _fail(exc: StackError) -> None:
+    _err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+def _table(statuses: list[ServiceStatus]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "state", "address", "pid", "detail"):
+        table.add_column(column)
+    for s in statuses:
+        state = "[green]up[/]" if s.healthy else "[red]down[/]"
+        table.add_row(s.name, state, s.address, str(s.pid or "-"), s.detail)
+    return table
+
+
+@dev_app.command()
+def install() -> None:
+    """Fetch Kafka's jars from Maven Central into the cache (once)."""
+    try:
+        _stack().install()
+    except StackError as exc:
+        _fail(exc)
+
+
+@dev_app.command()
+def up(
+    workers: Annotated[
+        bool, typer.Option("--workers", help="Also start `kafkaorg worker` and `kafkaorg bridge`.")
+    ] = False,
+) -> None:
+    """Start whatever is not running yet and wait until it answers."""
+    started = time.monotonic()
+    try:
+        statuses = _stack().up(workers=workers)
+    except StackError as exc:
+        _fail(exc)
+    _out.print(_table(statuses))
+    _err.print(f"Stack up in {time.monotonic() - started:.1f} s.", highlight=False)
+
+
+@dev_app.command()
+def down() -> None:
+    """Stop what `kafkaorg dev up` started (data is kept for the next up)."""
+    try:
+        _stack().down()
+    except StackError as exc:
+        _fail(exc)
+
+
+@dev_app.command()
+def status(
+    json_: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
+) -> None:
+    """Show each service, checked with a real client."""
+    statuses = DevStack(get_settings()).status()
+    if json_:
+        sys.stdout.write("[" + ",\n ".join(s.model_dump_json() for s in statuses) + "]\n")
+        return
+    _out.print(_table(statuses))

@@ -1,0 +1,70 @@
+"""Workflow-level behaviour: continue-as-new keeps inbox and dedup, histories replay."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from kafkaorg.names import TASK_QUEUE, agent_search_attributes, agent_workflow_id, org_workflow_id
+from tests.support import Platform, echo_spec, task, unique_org
+from workflows.agent import AgentInput, AgentWorkflow, Delivery, StopRequest
+from workflows.org import OrgWorkflow
+
+pytestmark = pytest.mark.integration
+
+
+async def test_agent_continues_as_new_carrying_inbox_and_dedup_window(platform: Platform) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org, partitions=1))
+    wf_id = agent_workflow_id(org, "echo")
+    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    await handle.signal(AgentWorkflow.stop, StopRequest())
+    await handle.result()
+    # Restart the agent with the test hook: continue-as-new after every step.
+    records = [task(org, n) for n in range(30)]
+    new = await platform.client.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(org=org, agent="echo", continue_as_new_after_steps=1),
+        id=wf_id,
+        task_queue=TASK_QUEUE,
+        search_attributes=agent_search_attributes(org, "echo"),
+    )
+    for i in range(0, 30, 3):
+        await new.signal(AgentWorkflow.deliver, Delivery(records=records[i : i + 3]))
+    await new.signal(AgentWorkflow.deliver, Delivery(records=records[:5]))  # duplicates
+
+    out = await platform.collect(org, "outbox", 30, timeout=90, settle=2.0)
+
+    assert len(out) == 30
+    assert {c.record.causation_id for c in out} == {r.id for r in records}
+    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    for _ in range(50):
+        status = await latest.query(AgentWorkflow.status)
+        if status.processed == 30:
+            break
+        await asyncio.sleep(0.2)
+    assert status.runs > 1, "the workflow continued as new"
+    assert status.duplicates == 5
+
+
+async def test_histories_of_every_workflow_type_replay_against_todays_code(
+    platform: Platform,
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org, partitions=1))
+    await platform.send(org, "inbox", [task(org, 1), task(org, 2)])
+    await platform.collect(org, "outbox", 2)
+    histories: list[WorkflowHistory] = []
+    for wf_id in (org_workflow_id(org), agent_workflow_id(org, "echo")):
+        handle = platform.client.get_workflow_handle(wf_id)
+        histories.append(await handle.fetch_history())
+    replayer = Replayer(
+        workflows=[OrgWorkflow, AgentWorkflow], data_converter=pydantic_data_converter
+    )
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"

@@ -1,0 +1,231 @@
+"""Helpers the integration tests share: processes, orgs, producing and collecting records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from temporalio.client import Client
+
+from kafkaorg.cli.org import start_org
+from kafkaorg.config import Settings
+from kafkaorg.envelope import Record, new_record
+from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
+from kafkaorg.names import kafka_topic
+from kafkaorg.spec import OrgSpec, validate_spec
+from kafkaorg.temporal import connect_temporal
+
+
+def unique_org(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class ProcessHandle:
+    """A real ``kafkaorg worker|bridge`` process that a test may kill and restart."""
+
+    def __init__(self, command: str, log_dir: Path) -> None:
+        self.command = command
+        self.log_path = log_dir / f"{command}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kafkaorg.cli", self.command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+        time.sleep(0.5)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.command} exited at start; see {self.log_path}")
+
+    def ensure_alive(self) -> None:
+        """Fail the test at once, with the log's tail, if the process died."""
+        if self.process is None or self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-15:]
+            raise RuntimeError(f"{self.command} is not running; log tail:\n" + "\n".join(tail))
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish, flush or commit anything."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def restart_after_kill(self) -> None:
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@dataclass
+class Collected:
+    record: Record
+    partition: int
+    offset: int
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    client: Client
+    producer: Producer
+    worker: ProcessHandle
+    bridge: ProcessHandle
+
+    @classmethod
+    async def connect(
+        cls, settings: Settings, *, worker: ProcessHandle, bridge: ProcessHandle
+    ) -> Platform:
+        worker.ensure_alive()
+        bridge.ensure_alive()
+        client = await connect_temporal(settings)
+        return cls(settings, client, create_producer(settings), worker, bridge)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.producer.flush, 10)
+
+    async def start_org(self, spec: dict[str, Any]) -> OrgSpec:
+        org_spec = validate_spec(spec)
+        await start_org(org_spec, self.settings)
+        return org_spec
+
+    async def send(self, org: str, topic: str, records: list[Record]) -> None:
+        items = [Outgoing(kafka_topic(org, topic), r) for r in records]
+        await asyncio.to_thread(produce_and_wait, self.producer, items)
+
+    async def send_raw(
+        self,
+        org: str,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        def _produce() -> None:
+            self.producer.produce(kafka_topic(org, topic), value=value, key=key, headers=headers)
+            assert self.producer.flush(30) == 0
+
+        await asyncio.to_thread(_produce)
+
+    async def collect(
+        self, org: str, topic: str, count: int, timeout: float = 90.0, settle: float = 0.0
+    ) -> list[Collected]:
+        """Read ``topic`` from the start until ``count`` records (then ``settle`` s more)."""
+        return await asyncio.to_thread(
+            collect_records, self.settings, kafka_topic(org, topic), count, timeout, settle
+        )
+
+
+def task(
+    org: str, n: int, correlation_id: str | None = None, type_: str = "task.request"
+) -> Record:
+    return new_record(
+        org=org,
+        type=type_,
+        source="user:test",
+        payload={"n": n, "title": f"task {n}"},
+        correlation_id=correlation_id,
+    )
+
+
+def collect_records(
+    settings: Settings, topic: str, count: int, timeout: float, settle: float
+) -> list[Collected]:
+    metadata = create_admin(settings).list_topics(topic, timeout=10)
+    partitions = len(metadata.topics[topic].partitions)
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out: list[Collected] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is None and len(out) >= count:
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            err = message.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(err))
+                continue
+            out.append(
+                Collected(
+                    Record.from_kafka_value(message.value() or b""),
+                    message.partition() or 0,
+                    message.offset() or 0,
+                )
+            )
+    finally:
+        consumer.close()
+    return out
+
+
+def raw_messages(settings: Settings, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
+    """Raw Kafka messages (value and headers) of a topic, for DLQ checks."""
+    metadata = create_admin(settings).list_topics(topic, timeout=10)
+    partitions = len(metadata.topics[topic].partitions)
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            out.append(message)
+    finally:
+        consumer.close()
+    return out
+
+
+def echo_spec(org: str, partitions: int = 3) -> dict[str, Any]:
+    return {
+        "org": org,
+        "topics": [
+            {"name": "inbox", "class": "work", "partitions": partitions},
+            {"name": "outbox", "class": "work", "partitions": partitions},
+        ],
+        "agents": [
+            {"name": "echo", "kind": "echo", "subscribes": ["inbox"], "publishes": ["outbox"]}
+        ],
+    }
