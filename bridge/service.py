@@ -60,6 +60,9 @@ def consumer_config(settings: Settings) -> dict[str, object]:
             "isolation.level": "read_committed",
             "topic.metadata.refresh.interval.ms": 2000,
             "max.poll.interval.ms": 600_000,
+            # A bridge that died is out of the group (its partitions reassigned) in ~10 s.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
             "fetch.max.bytes": 16 * 1024 * 1024,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             "client.id": "kafkaorg-bridge",

@@ -44,7 +44,7 @@ def create_producer(settings: Settings) -> Producer:
 
 
 def create_admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    return AdminClient(client_config(settings))  # type: ignore[arg-type]
 
 
 def check_kafka(settings: Settings, timeout: float = 5.0) -> None:

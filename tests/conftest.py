@@ -7,6 +7,7 @@ worker and bridge are real ``kafkaorg`` processes, so a test can SIGKILL them.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 
 # Started here, the stack keeps its data in a throwaway folder: nothing is left behind.
-if "KAFKAORG_STATE_DIR" not in os.environ:
+_THROWAWAY_STATE = "KAFKAORG_STATE_DIR" not in os.environ
+if _THROWAWAY_STATE:
     os.environ["KAFKAORG_STATE_DIR"] = tempfile.mkdtemp(prefix="kafkaorg-test-state-")
 
-from kafkaorg.config import Settings, get_settings
-from tests.support import Platform, ProcessHandle
+from kafkaorg.config import Settings, get_settings  # noqa: E402
+from tests.support import Platform, ProcessHandle  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,14 +31,8 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     """The local stack; started (and afterwards stopped) by the suite if it is not up."""
-    try:  # TEMP
-        from kafkaorg.devstack import DevStack
-    except ImportError:
-        from kafkaorg.db.migrate import upgrade_to_head
+    from kafkaorg.devstack import DevStack
 
-        upgrade_to_head(settings.database_url)
-        yield settings
-        return
     dev = DevStack(settings)
     started_here = not dev.is_up()
     if started_here:
@@ -48,6 +44,10 @@ def stack(settings: Settings) -> Iterator[Settings]:
     yield settings
     if started_here:
         dev.down()
+        if _THROWAWAY_STATE:  # its data too, wherever the postgres user could reach it
+            shutil.rmtree(dev.postgres.fallback_data_dir.parent, ignore_errors=True)
+    if _THROWAWAY_STATE:
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

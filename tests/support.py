@@ -132,7 +132,7 @@ class Platform:
     async def collect(
         self, org: str, topic: str, count: int, timeout: float = 90.0, settle: float = 0.0
     ) -> list[Collected]:
-        """Read ``topic`` from the start until ``count`` records (then ``settle`` s more)."""
+        """Read ``topic`` from its start until ``count`` distinct records, then ``settle`` s."""
         return await asyncio.to_thread(
             collect_records, self.settings, kafka_topic(org, topic), count, timeout, settle
         )
@@ -169,7 +169,7 @@ def collect_records(
     settle_until: float | None = None
     try:
         while time.monotonic() < deadline:
-            if settle_until is None and len(out) >= count:
+            if settle_until is None and len({c.record.id for c in out}) >= count:
                 settle_until = time.monotonic() + settle
             if settle_until is not None and time.monotonic() >= settle_until:
                 break

@@ -14,11 +14,7 @@ import typer
 from kafkaorg.cli._common import err_console
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
-
-try:  # TEMP until devstack lands
-    from kafkaorg.cli.dev import dev_app
-except ImportError:
-    dev_app = typer.Typer()
+from kafkaorg.cli.dev import dev_app
 from kafkaorg.cli.org import org_app
 from kafkaorg.cli.processes import bridge, worker
 from kafkaorg.cli.records import send, tail

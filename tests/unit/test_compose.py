@@ -21,7 +21,7 @@ import yaml
 from kafkaorg import names
 from kafkaorg.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
 REQUIRED_SERVICES = (

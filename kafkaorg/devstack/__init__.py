@@ -1,0 +1,11 @@
+"""The local stack of ``kafkaorg dev``: Kafka, Temporal and PostgreSQL without Docker.
+
+Services run as detached processes tracked by pid files under ``settings.state_dir``, so a
+later ``kafkaorg dev down`` (or a test session) can stop what an earlier ``up`` started.
+"""
+
+from ._kafka import KAFKA_VERSION
+from ._models import ServiceStatus, StackError
+from ._stack import DevStack
+
+__all__ = ["KAFKA_VERSION", "DevStack", "ServiceStatus", "StackError"]

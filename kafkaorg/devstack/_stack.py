@@ -1,0 +1,199 @@
+"""The local stack as a whole: start what is missing, wait for health, stop what we started."""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from rich.console import Console
+
+from kafkaorg.config import Settings, get_settings
+
+from ._base import Service
+from ._kafka import KAFKA_VERSION, KafkaService
+from ._models import ServiceStatus, StackError
+from ._postgres import PostgresService
+from ._processes import last_error_line, port_open, port_owner
+from ._temporal import TemporalService
+from ._workers import PlatformProcess
+
+
+class DevStack:
+    """Kafka, Temporal and PostgreSQL on this machine (plus worker and bridge on request).
+
+    Every method is safe to call whatever state the stack is in: ``up`` starts only what
+    does not answer yet, ``down`` only stops processes it finds pid files for.
+    """
+
+    def __init__(self, settings: Settings | None = None, console: Console | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.console = console
+        self.kafka = KafkaService(self.settings)
+        self.temporal = TemporalService(self.settings)
+        self.postgres = PostgresService(self.settings)
+        self.core: list[Service] = [self.kafka, self.temporal, self.postgres]
+        self.platform: list[Service] = [
+            PlatformProcess(self.settings, "worker"),
+            PlatformProcess(self.settings, "bridge"),
+        ]
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _step(self, message: str) -> AbstractContextManager[Any]:
+        return self.console.status(message) if self.console else nullcontext()
+
+    def _say(self, message: str) -> None:
+        if self.console:
+            self.console.print(message)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One ``up``/``down`` at a time per state dir (tests and a shell may race)."""
+        run_dir = self.settings.state_dir / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with (run_dir / "stack.lock").open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with self._step("Waiting for another kafkaorg dev command to finish …"):
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- public ----------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Fetch Kafka's jars into the cache if they are not there yet."""
+        if self.kafka.installed():
+            self._say(f"[green]✓[/] Kafka {KAFKA_VERSION} jars present in {self.kafka.libs_dir}")
+            return
+        with self._step(
+            f"Fetching Kafka {KAFKA_VERSION} jars from Maven Central into {self.kafka.libs_dir} …"
+        ):
+            self.kafka.install()
+        self._say(f"[green]✓[/] Kafka {KAFKA_VERSION} jars installed in {self.kafka.libs_dir}")
+
+    def up(self, workers: bool = False) -> list[ServiceStatus]:
+        """Start what is not healthy yet, wait until everything answers, migrate the schema."""
+        with self._lock():
+            to_launch: list[Service] = []
+            to_wait: list[Service] = []
+            for service in self.core:
+                if service.healthy():
+                    self._say(f"[green]✓[/] {service.title} already running on {service.address}")
+                    continue
+                to_wait.append(service)
+                if service.our_pid() is None:
+                    if service is self.kafka and not self.kafka.installed():
+                        self.install()
+                    service.preflight()
+                    self._check_ports(service)
+                    to_launch.append(service)
+            # Launch everything first and wait afterwards: the services start in parallel.
+            for service in to_launch:
+                service.launch()
+            for service in to_wait:
+                self._wait(service)
+            for service in self.core:
+                service.after_healthy()
+            self._migrate()
+            if workers:
+                launched = [s for s in self.platform if not s.healthy()]
+                for service in launched:
+                    service.launch()
+                self._wait_survive(launched)
+                for service in self.platform:
+                    self._say(f"[green]✓[/] {service.title} running; log {service.log_file}")
+        return self.status()
+
+    def down(self) -> list[str]:
+        """Stop the processes we started (worker and bridge first); returns their names."""
+        with self._lock():
+            stopped = [s.name for s in self.platform if s.stop()]
+            running = [s for s in self.core if s.our_pid() is not None]
+            if running:
+                names = ", ".join(s.title for s in running)
+                with self._step(f"Stopping {names} …"), ThreadPoolExecutor(len(running)) as pool:
+                    results = list(pool.map(lambda s: s.stop(), running))
+                stopped += [s.name for s, done in zip(running, results, strict=True) if done]
+        for name in stopped:
+            self._say(f"[green]✓[/] stopped {name}")
+        if not stopped:
+            self._say("Nothing of ours was running.")
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        """The state of every service, checked with a real client of each."""
+        with ThreadPoolExecutor(len(self.core)) as pool:
+            core = list(pool.map(lambda s: s.status(), self.core))
+        return core + [s.status() for s in self.platform]
+
+    def is_up(self) -> bool:
+        """Whether Kafka, Temporal and PostgreSQL all answer (worker and bridge not counted)."""
+        return all(s.healthy() for s in self.core)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _check_ports(self, service: Service) -> None:
+        for port in service.ports():
+            if port_open(port.host, port.port):
+                owner = port_owner(port.port) or "another process"
+                raise StackError(
+                    f"port {port.port} for {port.what} is taken by {owner}, which does not answer"
+                    f" as {service.title}; stop it or move {service.title} with {port.setting}"
+                )
+
+    def _wait(self, service: Service) -> None:
+        started = time.monotonic()
+        deadline = started + service.timeout_s
+        with self._step(f"Starting {service.title} on {service.address} …"):
+            while not service.ready():
+                if service.our_pid() is None:
+                    raise StackError(self._died(service))
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{service.title} did not answer on {service.address} within"
+                        f" {service.timeout_s:.0f} s; see {service.log_file}"
+                    )
+                time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        self._say(f"[green]✓[/] {service.title} ready on {service.address} ({elapsed:.1f} s)")
+
+    def _wait_survive(self, services: list[Service]) -> None:
+        """Worker and bridge have no port; one that lives a few seconds has started."""
+        if not services:
+            return
+        names = " and ".join(s.title for s in services)
+        with self._step(f"Starting {names} …"):
+            deadline = time.monotonic() + max(s.timeout_s for s in services)
+            while time.monotonic() < deadline:
+                for service in services:
+                    if service.our_pid() is None:
+                        raise StackError(self._died(service))
+                time.sleep(0.25)
+
+    @staticmethod
+    def _died(service: Service) -> str:
+        line = last_error_line(service.log_file)
+        because = f" ({line})" if line else ""
+        return f"{service.title} exited while starting{because}; see {service.log_file}"
+
+    def _migrate(self) -> None:
+        try:
+            from kafkaorg.db.migrate import upgrade_to_head
+        except ImportError as exc:
+            self._say(f"[yellow]![/] database migrations skipped: kafkaorg.db.migrate ({exc})")
+            return
+        with self._step("Migrating the database schema to head …"):
+            try:
+                upgrade_to_head(self.settings.database_url)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StackError(f"database migration failed: {first}") from exc
+        self._say("[green]✓[/] database schema at head")
