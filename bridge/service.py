@@ -99,15 +99,18 @@ class Bridge:
         log.info("bridge consuming %s as group %r", BRIDGE_TOPIC_PATTERN, BRIDGE_GROUP_ID)
         try:
             while not stop.is_set():
-                messages = await asyncio.to_thread(
-                    self._consumer.consume,
-                    self._settings.bridge_batch_size,
-                    self._settings.bridge_poll_timeout_s,
-                )
+                messages = await asyncio.to_thread(self._poll_batch)
                 if messages:
                     await self.handle_batch(messages, stop)
         finally:
             await asyncio.to_thread(self._consumer.close)
+
+    def _poll_batch(self) -> list[Message]:
+        """Wait for the first record only, then take what is already buffered (no added delay)."""
+        first = self._consumer.poll(self._settings.bridge_poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(self._settings.bridge_batch_size - 1, 0)]
 
     def _decode(self, message: Message) -> Accepted | Poison | None:
         err = message.error()

@@ -49,13 +49,18 @@ class Settings(BaseSettings):
     """Records larger than this go to the DLQ instead of into a workflow."""
     bridge_batch_size: int = 500
     bridge_poll_timeout_s: float = 0.2
-    agent_step_batch_size: int = 200
-    """How many inbox records one agent step (one activity) takes at most."""
 
     @property
     def temporal_ui_url(self) -> str:
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
+
+    def temporal_ui_org_url(self, org: str) -> str:
+        """The Web UI's list of an org's workflows (filtered by the KafkaorgOrg attribute)."""
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows"
+            f"?query=KafkaorgOrg%3D%22{org}%22"
+        )
 
 
 @lru_cache(maxsize=1)

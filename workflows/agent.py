@@ -25,7 +25,9 @@ with workflow.unsafe.imports_passed_through():
 
 DEDUP_WINDOW = 5000
 """Record ids remembered per agent; redeliveries arrive within seconds, not thousands of records."""
-MAX_STEP_RECORDS = 200
+MAX_STEP_RECORDS = 1000
+MAX_STEP_BYTES = 1_000_000
+"""One step's activity input stays well under Temporal's 2 MB payload limit."""
 HISTORY_EVENTS_BEFORE_CONTINUE = 4000
 
 
@@ -88,6 +90,16 @@ _STEP_RETRY = RetryPolicy(
 )
 
 
+def _next_batch(inbox: list[Record]) -> list[Record]:
+    """The inbox's head, bounded by count and by serialized size (at least one record)."""
+    size = 0
+    for i, record in enumerate(inbox[:MAX_STEP_RECORDS]):
+        size += len(record.model_dump_json())
+        if size > MAX_STEP_BYTES and i > 0:
+            return inbox[:i]
+    return inbox[:MAX_STEP_RECORDS]
+
+
 @workflow.defn(name=AGENT_WORKFLOW_TYPE)
 class AgentWorkflow:
     @workflow.init
@@ -130,7 +142,7 @@ class AgentWorkflow:
 
     async def _step(self, spec: AgentSpec) -> None:
         state = self._state
-        batch = state.inbox[:MAX_STEP_RECORDS]
+        batch = _next_batch(state.inbox)
         try:
             result = await workflow.execute_activity_method(
                 AgentStepActivities.run_agent_step,

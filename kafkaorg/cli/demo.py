@@ -115,11 +115,8 @@ def demo() -> None:
             out.id if out else "-",
         )
     console.print(table)
-    url = (
-        f"{cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows"
-        f"?query=KafkaorgOrg%3D%22{spec.org}%22"
-    )
-    console.print(f"Temporal Web UI (the agents' workflows): {url}")
+    url = cfg.temporal_ui_org_url(spec.org)
+    console.print(f"Temporal Web UI (the agents' workflows): {url}", soft_wrap=True)
     console.print("Stop everything with: kafkaorg dev down")
     if len(found) != len(sent):
         raise KafkaorgError(

@@ -99,10 +99,7 @@ def start(
         f"[green]org {spec.org!r} is running[/]: {len(status.topics)} topic(s), "
         f"{len(status.agents)} agent(s)"
     )
-    console.print(
-        f"Temporal Web UI: {cfg.temporal_ui_url}/namespaces/{cfg.temporal_namespace}/workflows"
-        f"?query=KafkaorgOrg%3D%22{spec.org}%22"
-    )
+    console.print(f"Temporal Web UI: {cfg.temporal_ui_org_url(spec.org)}", soft_wrap=True)
 
 
 async def _handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgStatus]:

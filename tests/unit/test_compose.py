@@ -47,7 +47,6 @@ NOT_FOR_SERVICES = {
     "max_record_bytes": "tuning knob; its default is right (see test_kafka_message_max_bytes)",
     "bridge_batch_size": "tuning knob with a working default",
     "bridge_poll_timeout_s": "tuning knob with a working default",
-    "agent_step_batch_size": "tuning knob with a working default",
 }
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
