@@ -30,8 +30,9 @@ class StepResult(BaseModel):
 
 
 class AgentStepActivities:
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, max_record_bytes: int) -> None:
         self._producer = producer
+        self._max_record_bytes = max_record_bytes
 
     @activity.defn
     def run_agent_step(self, input: StepInput) -> StepResult:
@@ -41,6 +42,13 @@ class AgentStepActivities:
         try:
             for record in input.records:
                 for emission in emissions_for(input.agent, input.workflow_id, record, now):
+                    size = len(emission.record.kafka_value())
+                    if size > self._max_record_bytes:
+                        # Retrying cannot help, and downstream it would only be poison.
+                        raise AgentStepError(
+                            f"output record for {record.id} is {size} bytes, over the "
+                            f"{self._max_record_bytes}-byte limit"
+                        )
                     outgoing.append(
                         Outgoing(kafka_topic(input.org, emission.topic), emission.record)
                     )

@@ -27,6 +27,10 @@ class EnsureTopicsResult(BaseModel):
     existing: list[str]
 
 
+class DeleteTopicsInput(BaseModel):
+    kafka_topics: list[str]
+
+
 class PublishInput(BaseModel):
     """Records for topics of one org; ids are already final (deterministic)."""
 
@@ -55,6 +59,21 @@ class KafkaActivities:
             self._producer, (Outgoing(topic, r, headers) for r in input.records)
         )
         return PublishResult(published=count)
+
+    @activity.defn
+    def delete_topics(self, input: DeleteTopicsInput) -> list[str]:
+        """Delete topics that exist; a missing one (already deleted) is fine."""
+        existing = set(self._admin.list_topics(timeout=10).topics)
+        doomed = [t for t in input.kafka_topics if t in existing]
+        if not doomed:
+            return []
+        for future in self._admin.delete_topics(doomed, operation_timeout=30).values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                    raise
+        return doomed
 
     @activity.defn
     def ensure_topics(self, input: EnsureTopicsInput) -> EnsureTopicsResult:

@@ -1,9 +1,15 @@
-"""Org state in PostgreSQL: the only place workflows' decisions become rows."""
+"""Org state in PostgreSQL: the only place workflows' decisions become rows.
+
+Every method is an idempotent upsert or status change, so a retried activity
+(or a replayed OrgWorkflow) never leaves a second row behind.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -11,13 +17,16 @@ from temporalio.exceptions import ApplicationError
 
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
 from kafkaorg.names import agent_workflow_id, kafka_topic, org_workflow_id
-from kafkaorg.spec import AgentSpec, OrgSpec
+from kafkaorg.spec import AgentSpec, OrgSpec, TopicSpec
 
 
 class SaveOrgResult(BaseModel):
     org_id: int
     topics: list[str]
     agents: list[str]
+    versions: dict[str, int] = {}
+    retired: list[str] = []
+    removed_topics: list[str] = []
 
 
 class AgentRef(BaseModel):
@@ -25,9 +34,113 @@ class AgentRef(BaseModel):
     agent: str
 
 
+class LoadedAgent(BaseModel):
+    spec: AgentSpec
+    status: str
+    version: int
+
+
 class OrgStatusChange(BaseModel):
     org: str
     status: str
+
+
+class AgentStatusChange(BaseModel):
+    org: str
+    agent: str
+    status: str
+    reason: str | None = None
+
+
+class RegisterAgentInput(BaseModel):
+    org: str
+    spec: AgentSpec
+    created_by: str
+    parent_agent: str | None = None
+    spawn_depth: int = 0
+
+
+class RegisteredAgent(BaseModel):
+    agent: str
+    version: int
+    workflow_id: str
+
+
+class SaveTopicInput(BaseModel):
+    org: str
+    topic: TopicSpec
+
+
+def _org_id(session: Session, org: str) -> int:
+    org_id = session.scalar(select(Org.id).where(Org.name == org))
+    if org_id is None:
+        raise ApplicationError(f"unknown org {org!r}", type="UnknownOrg", non_retryable=True)
+    return org_id
+
+
+def _upsert_topic(session: Session, org: str, org_id: int, topic: TopicSpec) -> int:
+    values = {
+        "topic_class": topic.topic_class.value,
+        "partitions": topic.partitions,
+        "configs": topic.kafka_configs(),
+    }
+    return session.execute(
+        insert(Topic)
+        .values(org_id=org_id, name=topic.name, kafka_topic=kafka_topic(org, topic.name), **values)
+        .on_conflict_do_update(constraint="uq_topics_org_id", set_=values)
+        .returning(Topic.id)
+    ).scalar_one()
+
+
+def _upsert_agent(
+    session: Session,
+    org: str,
+    org_id: int,
+    spec: AgentSpec,
+    *,
+    created_by: str = "spec",
+    parent_agent: str | None = None,
+    spawn_depth: int = 0,
+) -> tuple[int, int]:
+    """Insert or update an agent; a changed spec bumps its version. Returns (id, version)."""
+    new_spec = spec.model_dump(mode="json")
+    stmt = insert(Agent).values(
+        org_id=org_id,
+        name=spec.name,
+        kind=spec.kind,
+        spec=new_spec,
+        status="running",
+        version=1,
+        workflow_id=agent_workflow_id(org, spec.name),
+        created_by=created_by,
+        parent_agent=parent_agent,
+        spawn_depth=spawn_depth,
+    )
+    changed = Agent.spec != stmt.excluded.spec
+    agent_id, version = session.execute(
+        stmt.on_conflict_do_update(
+            constraint="uq_agents_org_id",
+            set_={
+                "kind": stmt.excluded.kind,
+                "spec": stmt.excluded.spec,
+                "version": case((changed, Agent.version + 1), else_=Agent.version),
+                "status": case((Agent.status == "retired", "running"), else_=Agent.status),
+            },
+        ).returning(Agent.id, Agent.version)
+    ).one()
+    topic_ids = dict(
+        session.execute(select(Topic.name, Topic.id).where(Topic.org_id == org_id)).tuples().all()
+    )
+    session.execute(delete(Subscription).where(Subscription.agent_id == agent_id))
+    for name in spec.subscribes:
+        if name not in topic_ids:
+            raise ApplicationError(
+                f"agent {spec.name!r} subscribes to unknown topic {name!r}",
+                type="UnknownTopic",
+                non_retryable=True,
+            )
+        session.add(Subscription(agent_id=agent_id, topic_id=topic_ids[name]))
+    return agent_id, version
 
 
 class StateActivities:
@@ -36,62 +149,90 @@ class StateActivities:
 
     @activity.defn
     def save_org(self, spec: OrgSpec) -> SaveOrgResult:
-        """Upsert the org, its topics, agents and subscriptions in one transaction."""
+        """Make PostgreSQL match a spec: upsert topics and agents, retire what it dropped.
+
+        Agents created at run time (``created_by`` other than ``spec``) are left alone.
+        """
+        spec_json = spec.model_dump(mode="json", by_alias=True)
         with self._sessions.begin() as session:
             org_id = session.execute(
                 insert(Org)
                 .values(
                     name=spec.org,
                     status="starting",
-                    spec=spec.model_dump(mode="json", by_alias=True),
+                    spec=spec_json,
                     workflow_id=org_workflow_id(spec.org),
                 )
-                .on_conflict_do_update(
-                    index_elements=[Org.name],
-                    set_={"spec": spec.model_dump(mode="json", by_alias=True)},
-                )
+                .on_conflict_do_update(index_elements=[Org.name], set_={"spec": spec_json})
                 .returning(Org.id)
             ).scalar_one()
-            topic_ids: dict[str, int] = {}
             for topic in spec.topics:
-                values = {
-                    "topic_class": topic.topic_class.value,
-                    "partitions": topic.partitions,
-                    "configs": topic.kafka_configs(),
-                }
-                topic_ids[topic.name] = session.execute(
-                    insert(Topic)
-                    .values(
-                        org_id=org_id,
-                        name=topic.name,
-                        kafka_topic=kafka_topic(spec.org, topic.name),
-                        **values,
+                _upsert_topic(session, spec.org, org_id, topic)
+            versions = {
+                agent.name: _upsert_agent(session, spec.org, org_id, agent)[1]
+                for agent in spec.agents
+            }
+            retired = list(
+                session.scalars(
+                    update(Agent)
+                    .where(
+                        Agent.org_id == org_id,
+                        Agent.created_by == "spec",
+                        Agent.name.not_in([a.name for a in spec.agents]),
+                        Agent.status != "retired",
                     )
-                    .on_conflict_do_update(constraint="uq_topics_org_id", set_=values)
-                    .returning(Topic.id)
-                ).scalar_one()
-            for agent in spec.agents:
-                values = {"kind": agent.kind, "spec": agent.model_dump(mode="json")}
-                agent_id = session.execute(
-                    insert(Agent)
-                    .values(
-                        org_id=org_id,
-                        name=agent.name,
-                        status="running",
-                        workflow_id=agent_workflow_id(spec.org, agent.name),
-                        **values,
-                    )
-                    .on_conflict_do_update(constraint="uq_agents_org_id", set_=values)
-                    .returning(Agent.id)
-                ).scalar_one()
-                session.execute(delete(Subscription).where(Subscription.agent_id == agent_id))
-                for name in agent.subscribes:
-                    session.add(Subscription(agent_id=agent_id, topic_id=topic_ids[name]))
+                    .values(status="retired", status_reason="removed from the org spec")
+                    .returning(Agent.name)
+                )
+            )
+            dropped = session.scalars(
+                delete(Topic)
+                .where(Topic.org_id == org_id, Topic.name.not_in([t.name for t in spec.topics]))
+                .returning(Topic.name)
+            ).all()
         return SaveOrgResult(
             org_id=org_id,
             topics=[t.name for t in spec.topics],
             agents=[a.name for a in spec.agents],
+            versions=versions,
+            retired=sorted(retired),
+            removed_topics=sorted(dropped),
         )
+
+    @activity.defn
+    def save_topic(self, input: SaveTopicInput) -> None:
+        with self._sessions.begin() as session:
+            _upsert_topic(session, input.org, _org_id(session, input.org), input.topic)
+
+    @activity.defn
+    def register_agent(self, input: RegisterAgentInput) -> RegisteredAgent:
+        with self._sessions.begin() as session:
+            _, version = _upsert_agent(
+                session,
+                input.org,
+                _org_id(session, input.org),
+                input.spec,
+                created_by=input.created_by,
+                parent_agent=input.parent_agent,
+                spawn_depth=input.spawn_depth,
+            )
+        return RegisteredAgent(
+            agent=input.spec.name,
+            version=version,
+            workflow_id=agent_workflow_id(input.org, input.spec.name),
+        )
+
+    @activity.defn
+    def set_agent_status(self, change: AgentStatusChange) -> None:
+        with self._sessions.begin() as session:
+            org_id = _org_id(session, change.org)
+            session.execute(
+                update(Agent)
+                .where(Agent.org_id == org_id, Agent.name == change.agent)
+                .values(
+                    status=change.status, status_reason=change.reason, last_seen=datetime.now(UTC)
+                )
+            )
 
     @activity.defn
     def set_org_status(self, change: OrgStatusChange) -> None:
@@ -101,15 +242,17 @@ class StateActivities:
                 org.status = change.status
 
     @activity.defn
-    def load_agent(self, ref: AgentRef) -> AgentSpec:
+    def load_agent(self, ref: AgentRef) -> LoadedAgent:
         with self._sessions() as session:
             row = session.execute(
-                select(Agent.spec).join(Org).where(Org.name == ref.org, Agent.name == ref.agent)
-            ).scalar_one_or_none()
+                select(Agent.spec, Agent.status, Agent.version)
+                .join(Org)
+                .where(Org.name == ref.org, Agent.name == ref.agent)
+            ).one_or_none()
         if row is None:
             raise ApplicationError(
                 f"agent {ref.agent!r} is not registered in org {ref.org!r}",
                 type="UnknownAgent",
                 non_retryable=True,
             )
-        return AgentSpec.model_validate(row)
+        return LoadedAgent(spec=AgentSpec.model_validate(row[0]), status=row[1], version=row[2])

@@ -95,10 +95,20 @@ class AgentSpec(_Strict):
         return value
 
 
+class OrgLimits(_Strict):
+    """Quotas the OrgWorkflow enforces on every change, whoever asks."""
+
+    max_agents: int = Field(default=50, ge=1, le=10_000)
+    max_spawn_depth: int = Field(default=3, ge=0, le=20)
+    """How many generations of agents created by agents (an agent in the spec is depth 0)."""
+    max_spawns_per_minute: int = Field(default=10, ge=0, le=1000)
+
+
 class OrgSpec(_Strict):
     org: str
     topics: list[TopicSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
+    limits: OrgLimits = Field(default_factory=OrgLimits)
 
     @field_validator("org")
     @classmethod
@@ -141,6 +151,31 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def agent_problems(agent: AgentSpec, topics: set[str], where: str) -> list[str]:
+    """Problems of one agent against the org's topic names."""
+    problems: list[str] = []
+    if agent.kind not in SUPPORTED_KINDS:
+        supported = ", ".join(sorted(SUPPORTED_KINDS))
+        problems.append(
+            f"{where}.kind: {agent.kind!r} agents are not available in this version "
+            f"(available: {supported})"
+        )
+    for field in ("subscribes", "publishes"):
+        for j, name in enumerate(getattr(agent, field)):
+            if name not in topics:
+                problems.append(f"{where}.{field}.{j}: unknown topic {name!r}")
+    if agent.kind == "rule" and not agent.rules:
+        problems.append(f"{where}.rules: a rule agent needs at least one rule")
+    if agent.kind != "rule" and agent.rules:
+        problems.append(f"{where}.rules: only rule agents take rules")
+    if agent.kind == "echo" and not agent.publishes:
+        problems.append(f"{where}.publishes: an echo agent needs a topic to publish to")
+    for j, rule in enumerate(agent.rules):
+        if rule.to not in agent.publishes:
+            problems.append(f"{where}.rules.{j}.to: {rule.to!r} is not in this agent's publishes")
+    return problems
+
+
 def semantic_problems(spec: OrgSpec) -> list[str]:
     """Cross-references a schema cannot express: unique names, known topics, rule targets."""
     problems: list[str] = []
@@ -155,27 +190,11 @@ def semantic_problems(spec: OrgSpec) -> list[str]:
         if agent.name in seen_agents:
             problems.append(f"{where}.name: duplicate agent {agent.name!r}")
         seen_agents.add(agent.name)
-        if agent.kind not in SUPPORTED_KINDS:
-            supported = ", ".join(sorted(SUPPORTED_KINDS))
-            problems.append(
-                f"{where}.kind: {agent.kind!r} agents are not available in this version "
-                f"(available: {supported})"
-            )
-        for field in ("subscribes", "publishes"):
-            for j, name in enumerate(getattr(agent, field)):
-                if name not in seen_topics:
-                    problems.append(f"{where}.{field}.{j}: unknown topic {name!r}")
-        if agent.kind == "rule" and not agent.rules:
-            problems.append(f"{where}.rules: a rule agent needs at least one rule")
-        if agent.kind != "rule" and agent.rules:
-            problems.append(f"{where}.rules: only rule agents take rules")
-        if agent.kind == "echo" and not agent.publishes:
-            problems.append(f"{where}.publishes: an echo agent needs a topic to publish to")
-        for j, rule in enumerate(agent.rules):
-            if rule.to not in agent.publishes:
-                problems.append(
-                    f"{where}.rules.{j}.to: {rule.to!r} is not in this agent's publishes"
-                )
+        problems.extend(agent_problems(agent, seen_topics, where))
+    if len(spec.agents) > spec.limits.max_agents:
+        problems.append(
+            f"agents: {len(spec.agents)} agents exceed limits.max_agents ({spec.limits.max_agents})"
+        )
     return problems
 
 

@@ -229,3 +229,23 @@ def echo_spec(org: str, partitions: int = 3) -> dict[str, Any]:
             {"name": "echo", "kind": "echo", "subscribes": ["inbox"], "publishes": ["outbox"]}
         ],
     }
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kafkaorg ARGS`` as a user would (a real process, no stdin)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kafkaorg.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def db_sessions(settings: Settings) -> Any:
+    from kafkaorg.db import create_engine, create_sessionmaker
+
+    return create_sessionmaker(create_engine(settings.database_url, pool_size=1))

@@ -37,7 +37,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
     kafka = KafkaActivities(producer, admin)
     state = StateActivities(sessions)
-    steps = AgentStepActivities(producer)
+    steps = AgentStepActivities(producer, settings.max_record_bytes)
     lifecycle = LifecycleActivities(client)
     return Worker(
         client,
@@ -46,12 +46,17 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         activities=[
             kafka.publish,
             kafka.ensure_topics,
+            kafka.delete_topics,
             state.save_org,
+            state.save_topic,
+            state.register_agent,
+            state.set_agent_status,
             state.set_org_status,
             state.load_agent,
             steps.run_agent_step,
             lifecycle.start_agents,
             lifecycle.stop_agents,
+            lifecycle.command_agent,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -18,9 +18,9 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, StepInput
     from activities.kafka import KafkaActivities, PublishInput
-    from activities.state import AgentRef, StateActivities
+    from activities.state import AgentRef, AgentStatusChange, StateActivities
     from kafkaorg.envelope import Record
-    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC
+    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, org_workflow_id
     from kafkaorg.spec import AgentSpec
 
 DEDUP_WINDOW = 5000
@@ -41,10 +41,20 @@ class StopRequest(BaseModel):
     reason: str = "stopped"
 
 
+class SpecUpdate(BaseModel):
+    """A new version of this agent's spec; the inbox is kept and processed with it."""
+
+    spec: AgentSpec
+    version: int
+
+
 class AgentState(BaseModel):
     """Everything that survives continue-as-new."""
 
     spec: AgentSpec | None = None
+    version: int = 1
+    paused: bool = False
+    failed_reason: str | None = None
     inbox: list[Record] = Field(default_factory=list)
     seen_ids: list[str] = Field(default_factory=list)
     received: int = 0
@@ -74,6 +84,9 @@ class AgentStatus(BaseModel):
     dead_lettered: int
     runs: int
     stopping: bool
+    paused: bool
+    version: int
+    failed_reason: str | None
 
 
 class AgentResult(BaseModel):
@@ -114,16 +127,24 @@ class AgentWorkflow:
     async def run(self, input: AgentInput) -> AgentResult:
         state = self._state
         if state.spec is None:
-            state.spec = await workflow.execute_activity_method(
+            loaded = await workflow.execute_activity_method(
                 StateActivities.load_agent,
                 AgentRef(org=input.org, agent=input.agent),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
-        while True:
-            await workflow.wait_condition(lambda: bool(state.inbox) or self._stop is not None)
-            if not state.inbox:
-                break
+            state.spec, state.version = loaded.spec, loaded.version
+            state.paused = state.paused or loaded.status == "paused"  # a pause may come first
+            if loaded.status in ("retired", "failed"):
+                # Started by a late delivery: this agent no longer works, its records go to the DLQ.
+                self._stop = StopRequest(reason=f"agent is {loaded.status}")
+        while state.failed_reason is None:
+            await workflow.wait_condition(
+                lambda: (bool(state.inbox) and not state.paused) or self._stop is not None
+            )
+            if self._stop is not None and (state.paused or not state.inbox):
+                break  # a paused agent keeps its unprocessed inbox in the final state
+            assert state.spec is not None
             await self._step(state.spec)
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -138,6 +159,10 @@ class AgentWorkflow:
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if state.inbox:
+            reason = state.failed_reason or (self._stop.reason if self._stop else "stopped")
+            await self._dead_letter(list(state.inbox), "agent-not-running", reason)
+            state.inbox.clear()
         return AgentResult(processed=state.processed, published=state.published)
 
     async def _step(self, spec: AgentSpec) -> None:
@@ -161,25 +186,52 @@ class AgentWorkflow:
         except ActivityError as err:
             # Failed work is never dropped silently: it goes to the org's DLQ with the reason.
             reason = str(err.cause) if err.cause else str(err)
+            await self._dead_letter(batch, "agent-step-failed", reason)
+            state.failed_reason = reason[:500]
             await workflow.execute_activity_method(
-                KafkaActivities.publish,
-                PublishInput(
+                StateActivities.set_agent_status,
+                AgentStatusChange(
                     org=self._input.org,
-                    topic=DLQ_TOPIC,
-                    records=batch,
-                    headers={
-                        "dlq.reason": "agent-step-failed",
-                        "dlq.error": reason[:500],
-                        "dlq.agent": self._input.agent,
-                    },
+                    agent=self._input.agent,
+                    status="failed",
+                    reason=state.failed_reason,
                 ),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
-            state.dead_lettered += len(batch)
+            # The org's meta-agent learns it too; the rest of the org keeps working.
+            await workflow.get_external_workflow_handle(org_workflow_id(self._input.org)).signal(
+                "agent_failed",
+                AgentStatusChange(
+                    org=self._input.org,
+                    agent=self._input.agent,
+                    status="failed",
+                    reason=state.failed_reason,
+                ),
+            )
         del state.inbox[: len(batch)]
         state.processed += len(batch)
         self._steps_this_run += 1
+
+    async def _dead_letter(self, records: list[Record], why: str, error: str) -> None:
+        """Failed or undeliverable work is never dropped: it goes to the org's DLQ."""
+        await workflow.execute_activity_method(
+            KafkaActivities.publish,
+            PublishInput(
+                org=self._input.org,
+                topic=DLQ_TOPIC,
+                records=records,
+                headers={
+                    "dlq.reason": why,
+                    "dlq.error": error[:500],
+                    "dlq.agent": self._input.agent,
+                    "dlq.workflow_id": workflow.info().workflow_id,
+                },
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        self._state.dead_lettered += len(records)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -210,6 +262,21 @@ class AgentWorkflow:
     def stop(self, request: StopRequest) -> None:
         self._stop = request
 
+    @workflow.signal
+    def pause(self) -> None:
+        """Records keep arriving and wait in the inbox until ``resume``."""
+        self._state.paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._state.paused = False
+
+    @workflow.signal
+    def update_spec(self, update: SpecUpdate) -> None:
+        if update.version >= self._state.version:
+            self._state.spec = update.spec
+            self._state.version = update.version
+
     @workflow.query
     def status(self) -> AgentStatus:
         s = self._state
@@ -224,4 +291,7 @@ class AgentWorkflow:
             dead_lettered=s.dead_lettered,
             runs=s.runs,
             stopping=self._stop is not None,
+            paused=s.paused,
+            version=s.version,
+            failed_reason=s.failed_reason,
         )

@@ -2,13 +2,19 @@
 
 Its input is the org spec itself, so ``temporal workflow start --type OrgWorkflow
 --input '<spec as JSON>'`` starts an org exactly as ``kafkaorg org start`` does.
-Each change is written to PostgreSQL by one activity and announced on
-``<org>.sys.audit`` by the next.
+After applying the spec it serves updates (apply a changed spec, create an
+agent or topic, pause/resume/retire an agent). Every change is: validate (in an
+update validator, so a refusal never reaches history) → write PostgreSQL (an
+idempotent activity) → act on Kafka/Temporal → announce on ``<org>.sys.audit``.
+Permissions and quotas are enforced here, not in clients.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 from temporalio import workflow
@@ -17,27 +23,102 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.kafka import (
+        DeleteTopicsInput,
         EnsureTopicsInput,
         KafkaActivities,
         PublishInput,
         TopicToEnsure,
     )
-    from activities.lifecycle import AgentsRef, LifecycleActivities
-    from activities.state import OrgStatusChange, StateActivities
+    from activities.lifecycle import AgentCommand, AgentsRef, LifecycleActivities
+    from activities.state import (
+        AgentStatusChange,
+        OrgStatusChange,
+        RegisterAgentInput,
+        SaveTopicInput,
+        StateActivities,
+    )
     from kafkaorg.envelope import Record
     from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, ORG_WORKFLOW_TYPE, kafka_topic
-    from kafkaorg.spec import TOPIC_CLASS_CONFIGS, OrgSpec, TopicClass, semantic_problems
+    from kafkaorg.reconcile import SpecDiff, diff_specs
+    from kafkaorg.spec import (
+        TOPIC_CLASS_CONFIGS,
+        AgentSpec,
+        OrgSpec,
+        TopicClass,
+        TopicSpec,
+        agent_problems,
+        semantic_problems,
+    )
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 _TIMEOUT = timedelta(seconds=60)
+HISTORY_EVENTS_BEFORE_CONTINUE = 5000
+
+
+class DynamicAgent(BaseModel):
+    """An agent created at run time (not declared in the spec)."""
+
+    spec: AgentSpec
+    created_by: str
+    parent_agent: str | None = None
+    depth: int = 0
+
+
+class OrgState(BaseModel):
+    """Everything that survives continue-as-new."""
+
+    dynamic_agents: list[DynamicAgent] = Field(default_factory=list)
+    statuses: dict[str, str] = Field(default_factory=dict)
+    versions: dict[str, int] = Field(default_factory=dict)
+    spawn_times: list[float] = Field(default_factory=list)
+    """Unix times of recent agent creations by agents (the spawn-rate quota)."""
+    audit_records: int = 0
+    applied: bool = False
 
 
 class OrgInput(OrgSpec):
-    """The spec, exactly as users write it; nothing else is needed to start an org."""
+    """The spec, exactly as users write it; ``state`` is only set by continue-as-new."""
+
+    state: OrgState | None = None
 
 
 class OrgStopRequest(BaseModel):
     reason: str = "stopped by user"
+
+
+class CreateAgentRequest(BaseModel):
+    agent: AgentSpec
+    requested_by: str = "user:cli"
+    """``user:<name>`` or ``agent:<name>``; agents are held to their own rights."""
+
+
+class AgentLifecycleRequest(BaseModel):
+    agent: str
+    action: Literal["pause", "resume", "retire"]
+    requested_by: str = "user:cli"
+    reason: str = ""
+
+
+class CreateTopicRequest(BaseModel):
+    topic: TopicSpec
+    requested_by: str = "user:cli"
+
+
+class ChangeResult(BaseModel):
+    """What an update did, in words a caller can print."""
+
+    changed: bool
+    summary: list[str]
+
+
+class AgentInfo(BaseModel):
+    name: str
+    kind: str
+    status: str
+    version: int
+    created_by: str
+    subscribes: list[str]
+    publishes: list[str]
 
 
 class OrgStatus(BaseModel):
@@ -53,49 +134,101 @@ class OrgStatus(BaseModel):
 class OrgWorkflow:
     @workflow.init
     def __init__(self, input: OrgInput) -> None:
-        self._spec = OrgSpec.model_validate(input.model_dump(by_alias=True))
-        self._phase = "starting"
+        self._spec = OrgSpec.model_validate(input.model_dump(by_alias=True, exclude={"state"}))
+        self._state = input.state or OrgState()
+        self._phase = "running" if self._state.applied else "starting"
         self._stop: OrgStopRequest | None = None
-        self._audit_count = 0
+        self._lock = asyncio.Lock()
+
+    # ---- run ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: OrgInput) -> OrgStatus:
-        spec = self._spec
-        problems = semantic_problems(spec)
-        if problems:
-            self._phase = "refused"
-            raise ApplicationError(
-                "invalid org spec: " + "; ".join(problems), type="InvalidSpec", non_retryable=True
-            )
-        await self._ensure_topics(spec)
-        saved = await workflow.execute_activity_method(
-            StateActivities.save_org, spec, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
-        )
-        await self._audit(
-            "org.applied", {"topics": list(saved.topics), "agents": list(saved.agents)}
-        )
-        await workflow.execute_activity_method(
-            LifecycleActivities.start_agents,
-            AgentsRef(org=spec.org, agents=[a.name for a in spec.agents]),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        await self._set_status("running")
-        self._phase = "running"
-
-        await workflow.wait_condition(lambda: self._stop is not None)
-        assert self._stop is not None
-        self._phase = "stopping"
-        await workflow.execute_activity_method(
-            LifecycleActivities.stop_agents,
-            AgentsRef(org=spec.org, agents=[a.name for a in spec.agents]),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        await self._set_status("stopped", reason=self._stop.reason)
-        self._phase = "stopped"
+        if not self._state.applied:
+            problems = semantic_problems(self._spec)
+            if problems:
+                self._phase = "refused"
+                raise ApplicationError(
+                    "invalid org spec: " + "; ".join(problems),
+                    type="InvalidSpec",
+                    non_retryable=True,
+                )
+            async with self._lock:
+                await self._apply(self._spec, diff_specs(None, self._spec), first=True)
+                self._state.applied = True
+                self._phase = "running"
+        await workflow.wait_condition(lambda: self._stop is not None or self._continue_as_new_due())
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._stop is None:
+            workflow.continue_as_new(
+                OrgInput.model_validate(
+                    {**self._spec.model_dump(by_alias=True), "state": self._state}
+                )
+            )
+        async with self._lock:
+            await self._shutdown(self._stop.reason)
         return self.status()
+
+    def _continue_as_new_due(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE
+        )
+
+    # ---- applying specs ----------------------------------------------------------------
+
+    async def _apply(self, spec: OrgSpec, diff: SpecDiff, *, first: bool = False) -> list[str]:
+        old_topics = {t.name: t for t in self._spec.topics}
+        await self._ensure_topics(spec)
+        saved = await self._activity(StateActivities.save_org, spec)
+        self._spec = spec
+        for name in saved.retired:
+            self._state.statuses[name] = "retired"
+        summary = diff.summary_lines()
+        await self._audit(
+            "org.applied" if first else "org.changed",
+            {"changes": list(summary), "topics": list(saved.topics), "agents": list(saved.agents)},
+        )
+        for name in saved.retired:
+            await self._activity(
+                LifecycleActivities.command_agent,
+                AgentCommand(
+                    org=spec.org, agent=name, action="retire", reason="removed from the org spec"
+                ),
+            )
+            await self._audit("agent.retired", {"agent": name, "reason": "removed from spec"})
+        for change in diff.agents_to_change:
+            version = saved.versions.get(change.name, 1)
+            await self._activity(
+                LifecycleActivities.command_agent,
+                AgentCommand(
+                    org=spec.org,
+                    agent=change.name,
+                    action="update",
+                    spec=change.spec,
+                    version=version,
+                ),
+            )
+            await self._audit(
+                "agent.updated",
+                {"agent": change.name, "version": version, "changes": list(change.changes)},
+            )
+        await self._delete_work_topics(
+            [old_topics[n] for n in diff.topics_to_remove if n in old_topics]
+        )
+        new_agents = [a.name for a in diff.agents_to_add]
+        if new_agents:
+            await self._activity(
+                LifecycleActivities.start_agents, AgentsRef(org=spec.org, agents=new_agents)
+            )
+        for agent in spec.agents:
+            self._state.versions[agent.name] = saved.versions.get(agent.name, 1)
+            if self._state.statuses.get(agent.name) in (None, "retired"):
+                self._state.statuses[agent.name] = "running"
+        if first:
+            await self._set_org_status("running")
+        return summary
 
     async def _ensure_topics(self, spec: OrgSpec) -> None:
         wanted = [
@@ -114,49 +247,270 @@ class OrgWorkflow:
                     configs=dict(TOPIC_CLASS_CONFIGS[topic_class]),
                 )
             )
-        await workflow.execute_activity_method(
-            KafkaActivities.ensure_topics,
-            EnsureTopicsInput(topics=wanted),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
+        await self._activity(KafkaActivities.ensure_topics, EnsureTopicsInput(topics=wanted))
 
-    async def _set_status(self, status: str, reason: str | None = None) -> None:
-        await workflow.execute_activity_method(
-            StateActivities.set_org_status,
-            OrgStatusChange(org=self._spec.org, status=status),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
+    async def _delete_work_topics(self, removed: list[TopicSpec]) -> None:
+        """Work topics go with their spec entry; audit and state topics are kept."""
+        doomed = [
+            kafka_topic(self._spec.org, t.name) for t in removed if t.topic_class is TopicClass.WORK
+        ]
+        if doomed:
+            await self._activity(
+                KafkaActivities.delete_topics, DeleteTopicsInput(kafka_topics=doomed)
+            )
+            await self._audit("topic.deleted", {"topics": list(doomed)})
+
+    async def _shutdown(self, reason: str) -> None:
+        self._phase = "stopping"
+        await self._activity(
+            LifecycleActivities.stop_agents,
+            AgentsRef(org=self._spec.org, agents=self._all_agent_names()),
+        )
+        await self._set_org_status("stopped", reason=reason)
+        self._phase = "stopped"
+
+    async def _set_org_status(self, status: str, reason: str | None = None) -> None:
+        await self._activity(
+            StateActivities.set_org_status, OrgStatusChange(org=self._spec.org, status=status)
         )
         payload: dict[str, JsonValue] = {"status": status}
         if reason:
             payload["reason"] = reason
         await self._audit(f"org.{status}", payload)
 
-    async def _audit(self, type_: str, payload: dict[str, JsonValue]) -> None:
-        """Announce a state change; the id is deterministic, so a retry republishes the same one."""
-        info = workflow.info()
-        record_id = str(workflow.uuid4())
-        record = Record(
-            id=record_id,
-            type=type_,
-            org=self._spec.org,
-            source="system:org-workflow",
-            correlation_id=f"{info.workflow_id}:{info.run_id}",
-            timestamp=workflow.now(),
-            payload=payload,
-        )
-        await workflow.execute_activity_method(
-            KafkaActivities.publish,
-            PublishInput(org=self._spec.org, topic=AUDIT_TOPIC, records=[record]),
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        self._audit_count += 1
+    # ---- updates -----------------------------------------------------------------------
+
+    @workflow.update
+    async def apply_spec(self, spec: OrgSpec) -> ChangeResult:
+        """Carry out the diff between the running org and ``spec`` (``kafkaorg org apply``)."""
+        async with self._lock:
+            diff = diff_specs(self._spec, spec)
+            if diff.is_empty:
+                return ChangeResult(changed=False, summary=[])
+            summary = await self._apply(spec, diff)
+            return ChangeResult(changed=True, summary=summary)
+
+    @apply_spec.validator
+    def _validate_apply(self, spec: OrgSpec) -> None:
+        problems = semantic_problems(spec)
+        if spec.org != self._spec.org:
+            problems.insert(0, f"org: spec is for {spec.org!r}, this is {self._spec.org!r}")
+        diff = diff_specs(self._spec, spec)
+        problems += diff.problems
+        taken = {
+            d.spec.name
+            for d in self._state.dynamic_agents
+            if self._state.statuses.get(d.spec.name) != "retired"
+        }
+        for agent in spec.agents:
+            if agent.name in taken:
+                problems.append(f"agent {agent.name!r} already exists (created at run time)")
+        topics = {t.name for t in spec.topics}
+        for dyn in self._state.dynamic_agents:
+            if self._state.statuses.get(dyn.spec.name) == "retired":
+                continue
+            for name in dyn.spec.subscribes + dyn.spec.publishes:
+                if name not in topics:
+                    problems.append(f"topic {name!r} is still used by agent {dyn.spec.name!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def create_agent(self, request: CreateAgentRequest) -> ChangeResult:
+        async with self._lock:
+            self._check_create_agent(request)  # again: the org may have changed meanwhile
+            parent = _agent_name(request.requested_by)
+            depth = self._depth(parent) + 1 if parent else 0
+            registered = await self._activity(
+                StateActivities.register_agent,
+                RegisterAgentInput(
+                    org=self._spec.org,
+                    spec=request.agent,
+                    created_by=request.requested_by,
+                    parent_agent=parent,
+                    spawn_depth=depth,
+                ),
+            )
+            self._state.dynamic_agents.append(
+                DynamicAgent(
+                    spec=request.agent,
+                    created_by=request.requested_by,
+                    parent_agent=parent,
+                    depth=depth,
+                )
+            )
+            self._state.statuses[request.agent.name] = "running"
+            self._state.versions[request.agent.name] = registered.version
+            if parent:
+                self._state.spawn_times.append(workflow.now().timestamp())
+            await self._activity(
+                LifecycleActivities.start_agents,
+                AgentsRef(org=self._spec.org, agents=[request.agent.name]),
+            )
+            await self._audit(
+                "agent.created",
+                {
+                    "agent": request.agent.name,
+                    "kind": request.agent.kind,
+                    "created_by": request.requested_by,
+                    "parent_agent": parent,
+                    "depth": depth,
+                },
+            )
+            return ChangeResult(
+                changed=True,
+                summary=[
+                    f"+ agent {request.agent.name} ({request.agent.kind}) by {request.requested_by}"
+                ],
+            )
+
+    @create_agent.validator
+    def _validate_create_agent(self, request: CreateAgentRequest) -> None:
+        self._check_create_agent(request)
+
+    def _check_create_agent(self, request: CreateAgentRequest) -> None:
+        spec = request.agent
+        problems = agent_problems(spec, {t.name for t in self._spec.topics}, "agent")
+        if self._status_of(spec.name) not in (None, "retired"):
+            problems.append(f"agent {spec.name!r} already exists")
+        live = [n for n in self._all_agent_names() if self._status_of(n) != "retired"]
+        if len(live) >= self._spec.limits.max_agents:
+            problems.append(
+                f"quota: the org has {len(live)} agents "
+                f"(limits.max_agents = {self._spec.limits.max_agents})"
+            )
+        parent_name = _agent_name(request.requested_by)
+        if parent_name is not None:
+            parent = self._agent_spec(parent_name)
+            if parent is None or self._status_of(parent_name) in ("retired", "failed"):
+                problems.append(f"requester {request.requested_by!r} is not an agent of this org")
+            else:
+                problems += _exceeds_parent(spec, parent)
+                depth = self._depth(parent_name) + 1
+                if depth > self._spec.limits.max_spawn_depth:
+                    problems.append(
+                        f"quota: spawn depth {depth} exceeds "
+                        f"limits.max_spawn_depth ({self._spec.limits.max_spawn_depth})"
+                    )
+                now = workflow.now().timestamp()
+                recent = [t for t in self._state.spawn_times if now - t < 60]
+                if len(recent) >= self._spec.limits.max_spawns_per_minute:
+                    problems.append(
+                        f"quota: {len(recent)} agents spawned in the last minute "
+                        f"(limits.max_spawns_per_minute = "
+                        f"{self._spec.limits.max_spawns_per_minute})"
+                    )
+        elif not request.requested_by.startswith("user:"):
+            problems.append(
+                f"requested_by {request.requested_by!r} must be user:<name> or agent:<name>"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def change_agent(self, request: AgentLifecycleRequest) -> ChangeResult:
+        """Pause, resume or retire an agent (``kafkaorg agent pause|resume|stop``)."""
+        async with self._lock:
+            self._check_lifecycle(request)
+            status = {"pause": "paused", "resume": "running", "retire": "retired"}[request.action]
+            if self._status_of(request.agent) == status:
+                return ChangeResult(changed=False, summary=[f"agent {request.agent} is {status}"])
+            await self._activity(
+                StateActivities.set_agent_status,
+                AgentStatusChange(
+                    org=self._spec.org,
+                    agent=request.agent,
+                    status=status,
+                    reason=request.reason or None,
+                ),
+            )
+            self._state.statuses[request.agent] = status
+            await self._activity(
+                LifecycleActivities.command_agent,
+                AgentCommand(
+                    org=self._spec.org,
+                    agent=request.agent,
+                    action=request.action,
+                    reason=request.reason or f"{request.action} by {request.requested_by}",
+                ),
+            )
+            await self._audit(
+                f"agent.{status}",
+                {"agent": request.agent, "by": request.requested_by, "reason": request.reason},
+            )
+            return ChangeResult(changed=True, summary=[f"agent {request.agent} is {status}"])
+
+    @change_agent.validator
+    def _validate_change_agent(self, request: AgentLifecycleRequest) -> None:
+        self._check_lifecycle(request)
+
+    def _check_lifecycle(self, request: AgentLifecycleRequest) -> None:
+        status = self._status_of(request.agent)
+        if status is None:
+            raise ValueError(f"unknown agent {request.agent!r} in org {self._spec.org!r}")
+        if status == "retired":
+            raise ValueError(f"agent {request.agent!r} is retired")
+        if status == "failed" and request.action != "retire":
+            raise ValueError(f"agent {request.agent!r} failed; retire it and create it again")
+        parent = _agent_name(request.requested_by)
+        if parent is not None and self._parent_of(request.agent) != parent:
+            raise ValueError(f"{request.requested_by} may only change agents it created")
+
+    @workflow.update
+    async def create_topic(self, request: CreateTopicRequest) -> ChangeResult:
+        async with self._lock:
+            self._check_create_topic(request)
+            topic = request.topic
+            await self._activity(
+                KafkaActivities.ensure_topics,
+                EnsureTopicsInput(
+                    topics=[
+                        TopicToEnsure(
+                            kafka_topic=kafka_topic(self._spec.org, topic.name),
+                            partitions=topic.partitions,
+                            configs=topic.kafka_configs(),
+                        )
+                    ]
+                ),
+            )
+            await self._activity(
+                StateActivities.save_topic, SaveTopicInput(org=self._spec.org, topic=topic)
+            )
+            self._spec = self._spec.model_copy(update={"topics": [*self._spec.topics, topic]})
+            await self._audit(
+                "topic.created",
+                {
+                    "topic": topic.name,
+                    "class": topic.topic_class.value,
+                    "partitions": topic.partitions,
+                    "by": request.requested_by,
+                },
+            )
+            return ChangeResult(changed=True, summary=[f"+ topic {topic.name}"])
+
+    @create_topic.validator
+    def _validate_create_topic(self, request: CreateTopicRequest) -> None:
+        self._check_create_topic(request)
+
+    def _check_create_topic(self, request: CreateTopicRequest) -> None:
+        if any(t.name == request.topic.name for t in self._spec.topics):
+            raise ValueError(f"topic {request.topic.name!r} already exists")
+        parent = _agent_name(request.requested_by)
+        if parent is not None:
+            spec = self._agent_spec(parent)
+            if spec is None or not spec.can_create_agents:
+                raise ValueError(f"{request.requested_by} may not create topics")
+
+    # ---- signals and queries -----------------------------------------------------------
 
     @workflow.signal
     def stop(self, request: OrgStopRequest) -> None:
         self._stop = request
+
+    @workflow.signal
+    def agent_failed(self, change: AgentStatusChange) -> None:
+        """An agent reports it failed for good (already written to PostgreSQL by it)."""
+        self._state.statuses[change.agent] = "failed"
 
     @workflow.query
     def status(self) -> OrgStatus:
@@ -164,6 +518,107 @@ class OrgWorkflow:
             org=self._spec.org,
             phase=self._phase,
             topics=[t.name for t in self._spec.topics],
-            agents=[a.name for a in self._spec.agents],
-            audit_records=self._audit_count,
+            agents=self._all_agent_names(),
+            audit_records=self._state.audit_records,
         )
+
+    @workflow.query
+    def spec(self) -> OrgSpec:
+        return self._spec
+
+    @workflow.query
+    def agents(self) -> list[AgentInfo]:
+        out = []
+        for name in self._all_agent_names():
+            spec = self._agent_spec(name)
+            assert spec is not None
+            dyn = next((d for d in self._state.dynamic_agents if d.spec.name == name), None)
+            out.append(
+                AgentInfo(
+                    name=name,
+                    kind=spec.kind,
+                    status=self._status_of(name) or "starting",
+                    version=self._state.versions.get(name, 1),
+                    created_by=dyn.created_by if dyn else "spec",
+                    subscribes=list(spec.subscribes),
+                    publishes=list(spec.publishes),
+                )
+            )
+        return out
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _all_agent_names(self) -> list[str]:
+        names = [a.name for a in self._spec.agents]
+        names += [d.spec.name for d in self._state.dynamic_agents if d.spec.name not in names]
+        return names
+
+    def _agent_spec(self, name: str) -> AgentSpec | None:
+        spec = self._spec.agent(name)
+        if spec is not None:
+            return spec
+        return next((d.spec for d in self._state.dynamic_agents if d.spec.name == name), None)
+
+    def _status_of(self, name: str) -> str | None:
+        if self._agent_spec(name) is None:
+            return None
+        return self._state.statuses.get(name, "starting")
+
+    def _depth(self, name: str) -> int:
+        dyn = next((d for d in self._state.dynamic_agents if d.spec.name == name), None)
+        return dyn.depth if dyn else 0
+
+    def _parent_of(self, name: str) -> str | None:
+        dyn = next((d for d in self._state.dynamic_agents if d.spec.name == name), None)
+        return dyn.parent_agent if dyn else None
+
+    async def _activity(self, method: Callable[..., Any], arg: Any) -> Any:
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=_TIMEOUT,
+            # Activities here are short: a worker that died is noticed in seconds.
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=_RETRY,
+        )
+
+    async def _audit(self, type_: str, payload: dict[str, JsonValue]) -> None:
+        """Announce a state change; the id is deterministic, so a retry republishes the same one."""
+        info = workflow.info()
+        record = Record(
+            id=str(workflow.uuid4()),
+            type=type_,
+            org=self._spec.org,
+            source="system:org-workflow",
+            correlation_id=info.workflow_id,
+            timestamp=workflow.now(),
+            payload=payload,
+        )
+        await self._activity(
+            KafkaActivities.publish,
+            PublishInput(org=self._spec.org, topic=AUDIT_TOPIC, records=[record]),
+        )
+        self._state.audit_records += 1
+
+
+def _agent_name(requested_by: str) -> str | None:
+    return requested_by.removeprefix("agent:") if requested_by.startswith("agent:") else None
+
+
+def _exceeds_parent(child: AgentSpec, parent: AgentSpec) -> list[str]:
+    """A spawned agent never gets more rights than the agent that asked for it."""
+    problems = []
+    if not parent.can_create_agents:
+        problems.append(f"agent {parent.name!r} may not create agents (can_create_agents: false)")
+    if child.can_create_agents and not parent.can_create_agents:
+        problems.append("can_create_agents: not granted to the parent")
+    if child.can_create_tools and not parent.can_create_tools:
+        problems.append("can_create_tools: not granted to the parent")
+    parent_topics = set(parent.subscribes) | set(parent.publishes)
+    for name in child.subscribes:
+        if name not in parent_topics:
+            problems.append(f"subscribes: {name!r} is not readable by the parent")
+    for name in child.publishes:
+        if name not in parent.publishes:
+            problems.append(f"publishes: {name!r} is not writable by the parent")
+    return problems

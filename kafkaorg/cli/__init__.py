@@ -12,6 +12,7 @@ import sys
 import typer
 
 from kafkaorg.cli._common import err_console
+from kafkaorg.cli.agents import agent_app, topic_app
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
@@ -29,6 +30,8 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 app.add_typer(org_app, name="org")
+app.add_typer(agent_app, name="agent")
+app.add_typer(topic_app, name="topic")
 app.add_typer(db_app, name="db")
 app.command()(worker)
 app.command()(bridge)

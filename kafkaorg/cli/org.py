@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -22,9 +28,10 @@ from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka
 from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id
+from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
 from kafkaorg.temporal import connect_temporal
-from workflows.org import OrgInput, OrgStatus, OrgStopRequest, OrgWorkflow
+from workflows.org import ChangeResult, OrgInput, OrgStatus, OrgStopRequest, OrgWorkflow
 
 org_app = typer.Typer(help="Start, inspect and stop orgs.", no_args_is_help=True)
 
@@ -109,6 +116,99 @@ async def _handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgSt
     except RPCError:
         raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
     return handle
+
+
+async def org_handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgStatus]:
+    """The running OrgWorkflow of ``org``; an org that is not running is bad input."""
+    handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    try:
+        description = await handle.describe()
+    except RPCError:
+        raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        state = description.status.name if description.status else "UNKNOWN"
+        raise BadInputError(f"org {org!r} is not running (its workflow is {state})")
+    return handle
+
+
+async def run_update(
+    coro: Coroutine[Any, Any, ChangeResult],
+) -> ChangeResult:
+    """Await an OrgWorkflow update; its refusal (validator or business rule) is bad input."""
+    try:
+        return await coro
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        raise BadInputError(f"refused: {message}") from None
+
+
+def current_spec(cfg: Settings, org: str) -> OrgSpec | None:
+    """The spec PostgreSQL holds for ``org`` (None: the org was never started)."""
+    engine = create_engine(cfg.database_url, pool_size=1)
+    try:
+        with create_sessionmaker(engine)() as session:
+            data = session.scalar(select(Org.spec).where(Org.name == org))
+    except OperationalError:
+        raise ServiceUnavailableError(
+            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
+        ) from None
+    finally:
+        engine.dispose()
+    return OrgSpec.model_validate(data) if data is not None else None
+
+
+@org_app.command("plan")
+def plan(
+    file: Annotated[Path, typer.Argument(help="Org spec, YAML or JSON.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show what `org apply FILE` would change in the running org, changing nothing."""
+    spec = load_spec(file)
+    diff = diff_specs(current_spec(settings(), spec.org), spec)
+    if json_output:
+        print_json({"org": spec.org, "empty": diff.is_empty, **diff.model_dump(mode="json")})
+        return
+    if diff.is_empty and not diff.problems:
+        console.print(f"org {spec.org!r}: no changes")
+        return
+    for line in diff.summary_lines():
+        console.print(line, markup=False, highlight=False)
+    for problem in diff.problems:
+        console.print(f"! {problem}", markup=False, highlight=False)
+
+
+@org_app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Argument(help="Org spec, YAML or JSON.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make the running org match a spec (starts the org if it does not run yet)."""
+    spec = load_spec(file)
+    cfg = settings()
+
+    async def _apply() -> ChangeResult:
+        client = await connect_temporal(cfg)
+        handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(spec.org))
+        try:
+            description = await handle.describe()
+            running = description.status == WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            running = False
+        if not running:
+            await start_org(spec, cfg)
+            return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
+        with console.status(f"Applying changes to org {spec.org!r} …"):
+            return await run_update(handle.execute_update(OrgWorkflow.apply_spec, spec))
+
+    result = run(_apply())
+    if json_output:
+        print_json(result.model_dump())
+        return
+    if not result.changed:
+        console.print(f"org {spec.org!r}: nothing to change")
+    for line in result.summary:
+        console.print(line, markup=False, highlight=False)
 
 
 @org_app.command("status")

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -70,11 +79,64 @@ class Agent(TimestampMixin, Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
     workflow_id: Mapped[str] = mapped_column(String(200), unique=True)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_by: Mapped[str] = mapped_column(String(120), default="spec", server_default="spec")
+    """``spec`` for agents a spec declares, else who asked (``user:<name>``, ``agent:<name>``)."""
+    parent_agent: Mapped[str | None] = mapped_column(String(63), default=None)
+    spawn_depth: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
     org: Mapped[Org] = relationship(back_populates="agents")
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="agent", cascade="all, delete-orphan"
     )
+
+
+TOOL_STATUSES = ("testing", "failed", "pending_approval", "active", "retired")
+
+
+class Tool(TimestampMixin, Base):
+    """A named capability of an org; its code lives in immutable versions."""
+
+    __tablename__ = "tools"
+    __table_args__ = (UniqueConstraint("org_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    current_version: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class ToolVersion(TimestampMixin, Base):
+    __tablename__ = "tool_versions"
+    __table_args__ = (
+        UniqueConstraint("tool_id", "version"),
+        CheckConstraint(_in("status", TOOL_STATUSES), name="status"),
+        CheckConstraint("version >= 1", name="version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    args_schema: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    code: Mapped[str] = mapped_column(Text)
+    tests: Mapped[str] = mapped_column(Text, default="")
+    test_result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
+    author: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(20), default="testing")
+
+
+class RecordSchema(TimestampMixin, Base):
+    """A JSON schema for one record type and version inside an org."""
+
+    __tablename__ = "record_schemas"
+    __table_args__ = (UniqueConstraint("org_id", "record_type", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    record_type: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    json_schema: Mapped[dict[str, Any]] = mapped_column(JSONB)
 
 
 class Subscription(TimestampMixin, Base):

@@ -1,0 +1,259 @@
+"""``kafkaorg agent`` and ``kafkaorg topic``: inspect and change a running org's parts.
+
+Listings read PostgreSQL (what exists right now); changes go through the org's
+OrgWorkflow, which checks permissions and quotas and announces them on the audit topic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.cli.org import org_handle, run_update
+from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
+from kafkaorg.errors import BadInputError, ServiceUnavailableError
+from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec
+from kafkaorg.temporal import connect_temporal
+from workflows.org import (
+    AgentLifecycleRequest,
+    ChangeResult,
+    CreateAgentRequest,
+    CreateTopicRequest,
+    OrgWorkflow,
+)
+
+agent_app = typer.Typer(help="List, create, pause, resume and stop agents.", no_args_is_help=True)
+topic_app = typer.Typer(help="List and create an org's topics.", no_args_is_help=True)
+
+
+def _rows(org: str, query: Any) -> list[Any]:
+    engine = create_engine(settings().database_url, pool_size=1)
+    try:
+        with create_sessionmaker(engine)() as session:
+            if session.scalar(select(Org.id).where(Org.name == org)) is None:
+                raise BadInputError(f"unknown org {org!r}")
+            return list(session.execute(query).all())
+    except OperationalError:
+        raise ServiceUnavailableError(
+            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+@agent_app.command("list")
+def list_agents(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    kind: Annotated[str | None, typer.Option(help="Only agents of this kind.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only agents reading or writing it.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only names containing this.")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find agents by name, kind or the topics they serve."""
+    check_org_name(org)
+    rows = _rows(
+        org,
+        select(
+            Agent.name,
+            Agent.kind,
+            Agent.status,
+            Agent.version,
+            Agent.created_by,
+            Agent.parent_agent,
+            Agent.spec,
+            Agent.status_reason,
+        )
+        .join(Org)
+        .where(Org.name == org)
+        .order_by(Agent.name),
+    )
+    items = []
+    for r in rows:
+        spec = AgentSpec.model_validate(r.spec)
+        if kind and r.kind != kind:
+            continue
+        if topic and topic not in spec.subscribes + spec.publishes:
+            continue
+        if name and name not in r.name:
+            continue
+        items.append(
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "status": r.status,
+                "version": r.version,
+                "created_by": r.created_by,
+                "parent_agent": r.parent_agent,
+                "subscribes": spec.subscribes,
+                "publishes": spec.publishes,
+                "can_create_agents": spec.can_create_agents,
+                "status_reason": r.status_reason,
+            }
+        )
+    if json_output:
+        print_json(items)
+        return
+    table = Table("agent", "kind", "status", "version", "subscribes", "publishes", "created by")
+    for i in items:
+        table.add_row(
+            i["name"],
+            i["kind"],
+            i["status"],
+            str(i["version"]),
+            ", ".join(i["subscribes"]),
+            ", ".join(i["publishes"]),
+            i["created_by"],
+        )
+    console.print(table)
+
+
+def _load_agent_spec(file: Path) -> AgentSpec:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInputError(f"{file}: cannot read file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"{file}: not valid YAML/JSON ({exc})") from None
+    try:
+        return AgentSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise BadInputError(f"{file}: {problems}") from None
+
+
+def _change(org: str, make: Any) -> ChangeResult:
+    async def _go() -> ChangeResult:
+        client = await connect_temporal(settings())
+        handle = await org_handle(client, org)
+        return await run_update(make(handle))
+
+    return run(_go())
+
+
+def _print(result: ChangeResult, json_output: bool) -> None:
+    if json_output:
+        print_json(result.model_dump())
+        return
+    for line in result.summary:
+        console.print(line, markup=False, highlight=False)
+
+
+@agent_app.command("create")
+def create_agent(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    file: Annotated[Path, typer.Argument(help="One agent's spec, YAML or JSON.")],
+    requested_by: Annotated[str, typer.Option("--as", help="user:<name> or agent:<name>.")] = (
+        "user:cli"
+    ),
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an agent in a running org (permissions and quotas apply)."""
+    check_org_name(org)
+    spec = _load_agent_spec(file)
+    request = CreateAgentRequest(agent=spec, requested_by=requested_by)
+    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.create_agent, request)), json_output)
+
+
+def _lifecycle(org: str, agent: str, action: str, reason: str, json_output: bool) -> None:
+    check_org_name(org)
+    request = AgentLifecycleRequest.model_validate(
+        {"agent": agent, "action": action, "reason": reason}
+    )
+    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.change_agent, request)), json_output)
+
+
+@agent_app.command("pause")
+def pause(
+    org: str,
+    agent: str,
+    reason: str = "",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Pause an agent: its records wait in its inbox until resume."""
+    _lifecycle(org, agent, "pause", reason, json_output)
+
+
+@agent_app.command("resume")
+def resume(
+    org: str,
+    agent: str,
+    reason: str = "",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Resume a paused agent; it processes what accumulated."""
+    _lifecycle(org, agent, "resume", reason, json_output)
+
+
+@agent_app.command("stop")
+def stop(
+    org: str,
+    agent: str,
+    reason: str = "",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Retire an agent for good (its records stay in Kafka)."""
+    _lifecycle(org, agent, "retire", reason, json_output)
+
+
+@topic_app.command("list")
+def list_topics(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The org's topics with their class, partitions and Kafka configs."""
+    check_org_name(org)
+    rows = _rows(
+        org,
+        select(Topic.name, Topic.kafka_topic, Topic.topic_class, Topic.partitions, Topic.configs)
+        .join(Org)
+        .where(Org.name == org)
+        .order_by(Topic.name),
+    )
+    items = [
+        {
+            "name": r.name,
+            "kafka_topic": r.kafka_topic,
+            "class": r.topic_class,
+            "partitions": r.partitions,
+            "configs": r.configs,
+        }
+        for r in rows
+    ]
+    if json_output:
+        print_json(items)
+        return
+    table = Table("topic", "kafka topic", "class", "partitions")
+    for i in items:
+        table.add_row(i["name"], i["kafka_topic"], i["class"], str(i["partitions"]))
+    console.print(table)
+
+
+@topic_app.command("create")
+def create_topic(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    name: Annotated[str, typer.Argument(help="Topic name inside the org.")],
+    topic_class: Annotated[TopicClass, typer.Option("--class", help="Retention class.")] = (
+        TopicClass.WORK
+    ),
+    partitions: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a topic in a running org, with its class's Kafka configs."""
+    check_org_name(org)
+    try:
+        topic = TopicSpec(name=name, topic_class=topic_class, partitions=partitions)
+    except ValidationError as exc:
+        raise BadInputError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    request = CreateTopicRequest(topic=topic)
+    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.create_topic, request)), json_output)
