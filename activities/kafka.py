@@ -61,6 +61,12 @@ class KafkaActivities:
         return PublishResult(published=count)
 
     @activity.defn
+    def missing_topics(self, input: DeleteTopicsInput) -> list[str]:
+        """Which of these topics Kafka does not have (deleted behind the org's back)."""
+        existing = set(self._admin.list_topics(timeout=10).topics)
+        return [t for t in input.kafka_topics if t not in existing]
+
+    @activity.defn
     def delete_topics(self, input: DeleteTopicsInput) -> list[str]:
         """Delete topics that exist; a missing one (already deleted) is fine."""
         existing = set(self._admin.list_topics(timeout=10).topics)

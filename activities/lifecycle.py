@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -50,6 +50,24 @@ class LifecycleActivities:
             )
             started.append(wf_id)
         return started
+
+    @activity.defn
+    async def stopped_agents(self, ref: AgentsRef) -> list[str]:
+        """Agents whose workflow should run but does not (e.g. terminated in the Web UI)."""
+        stopped: list[str] = []
+        for name in ref.agents:
+            activity.heartbeat(name)
+            handle = self._client.get_workflow_handle(agent_workflow_id(ref.org, name))
+            try:
+                description = await handle.describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                stopped.append(name)
+                continue
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                stopped.append(name)
+        return stopped
 
     @activity.defn
     async def stop_agents(self, ref: AgentsRef) -> None:

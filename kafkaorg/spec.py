@@ -109,6 +109,8 @@ class OrgSpec(_Strict):
     topics: list[TopicSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
     limits: OrgLimits = Field(default_factory=OrgLimits)
+    reconcile_interval_s: int = Field(default=60, ge=1, le=86_400)
+    """How often the OrgWorkflow looks for drift (a topic deleted, an agent terminated)."""
 
     @field_validator("org")
     @classmethod

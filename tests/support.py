@@ -249,3 +249,10 @@ def db_sessions(settings: Settings) -> Any:
     from kafkaorg.db import create_engine, create_sessionmaker
 
     return create_sessionmaker(create_engine(settings.database_url, pool_size=1))
+
+
+def run_cli_raw(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run another program (e.g. the plain ``temporal`` CLI) the same way."""
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )

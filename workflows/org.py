@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         StateActivities,
     )
     from kafkaorg.envelope import Record
-    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, ORG_WORKFLOW_TYPE, kafka_topic
+    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, ORG_ATTR, ORG_WORKFLOW_TYPE, kafka_topic
     from kafkaorg.reconcile import SpecDiff, diff_specs
     from kafkaorg.spec import (
         TOPIC_CLASS_CONFIGS,
@@ -84,6 +84,8 @@ class OrgInput(OrgSpec):
 
 class OrgStopRequest(BaseModel):
     reason: str = "stopped by user"
+    delete_work_topics: bool = False
+    """Work topics may go with the org; audit, state and DLQ topics are always kept."""
 
 
 class CreateAgentRequest(BaseModel):
@@ -144,6 +146,9 @@ class OrgWorkflow:
 
     @workflow.run
     async def run(self, input: OrgInput) -> OrgStatus:
+        if workflow.info().typed_search_attributes.get(ORG_ATTR) != self._spec.org:
+            # Started by the plain temporal CLI: make the Web UI's org filter find it too.
+            workflow.upsert_search_attributes([ORG_ATTR.value_set(self._spec.org)])
         if not self._state.applied:
             problems = semantic_problems(self._spec)
             if problems:
@@ -157,7 +162,16 @@ class OrgWorkflow:
                 await self._apply(self._spec, diff_specs(None, self._spec), first=True)
                 self._state.applied = True
                 self._phase = "running"
-        await workflow.wait_condition(lambda: self._stop is not None or self._continue_as_new_due())
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._stop is not None or self._continue_as_new_due(),
+                    timeout=timedelta(seconds=self._spec.reconcile_interval_s),
+                )
+                break
+            except TimeoutError:
+                async with self._lock:
+                    await self._repair_drift()
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop is None:
             workflow.continue_as_new(
@@ -166,7 +180,7 @@ class OrgWorkflow:
                 )
             )
         async with self._lock:
-            await self._shutdown(self._stop.reason)
+            await self._shutdown(self._stop)
         return self.status()
 
     def _continue_as_new_due(self) -> bool:
@@ -260,14 +274,46 @@ class OrgWorkflow:
             )
             await self._audit("topic.deleted", {"topics": list(doomed)})
 
-    async def _shutdown(self, reason: str) -> None:
+    async def _shutdown(self, request: OrgStopRequest) -> None:
         self._phase = "stopping"
         await self._activity(
             LifecycleActivities.stop_agents,
             AgentsRef(org=self._spec.org, agents=self._all_agent_names()),
         )
-        await self._set_org_status("stopped", reason=reason)
+        if request.delete_work_topics:
+            await self._delete_work_topics(list(self._spec.topics))
+        await self._set_org_status("stopped", reason=request.reason)
         self._phase = "stopped"
+
+    async def _repair_drift(self) -> list[str]:
+        """Recreate topics deleted behind the org's back and restart agents that stopped."""
+        org = self._spec.org
+        expected = [kafka_topic(org, t.name) for t in self._spec.topics]
+        expected += [kafka_topic(org, AUDIT_TOPIC), kafka_topic(org, DLQ_TOPIC)]
+        missing = await self._activity(
+            KafkaActivities.missing_topics, DeleteTopicsInput(kafka_topics=expected)
+        )
+        should_run = [
+            n
+            for n in self._all_agent_names()
+            if self._status_of(n) in ("starting", "running", "paused")
+        ]
+        stopped = await self._activity(
+            LifecycleActivities.stopped_agents, AgentsRef(org=org, agents=should_run)
+        )
+        if not missing and not stopped:
+            return []
+        if missing:
+            await self._ensure_topics(self._spec)
+        if stopped:
+            await self._activity(
+                LifecycleActivities.start_agents, AgentsRef(org=org, agents=list(stopped))
+            )
+        await self._audit(
+            "org.drift-repaired",
+            {"recreated_topics": list(missing), "restarted_agents": list(stopped)},
+        )
+        return [f"recreated topic {t}" for t in missing] + [f"restarted agent {a}" for a in stopped]
 
     async def _set_org_status(self, status: str, reason: str | None = None) -> None:
         await self._activity(
@@ -289,6 +335,13 @@ class OrgWorkflow:
                 return ChangeResult(changed=False, summary=[])
             summary = await self._apply(spec, diff)
             return ChangeResult(changed=True, summary=summary)
+
+    @workflow.update
+    async def repair_drift(self) -> ChangeResult:
+        """Look for drift now instead of at the next interval, and repair it."""
+        async with self._lock:
+            summary = await self._repair_drift()
+            return ChangeResult(changed=bool(summary), summary=summary)
 
     @apply_spec.validator
     def _validate_apply(self, spec: OrgSpec) -> None:

@@ -16,9 +16,12 @@ from kafkaorg.cli.agents import agent_app, topic_app
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
+from kafkaorg.cli.dlq import dlq_app
 from kafkaorg.cli.org import org_app
 from kafkaorg.cli.processes import bridge, worker
 from kafkaorg.cli.records import send, tail
+from kafkaorg.cli.sandbox import sandbox_app
+from kafkaorg.cli.workflow import workflow_app
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.spec import SpecError
 
@@ -33,6 +36,9 @@ app.add_typer(org_app, name="org")
 app.add_typer(agent_app, name="agent")
 app.add_typer(topic_app, name="topic")
 app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(dlq_app, name="dlq")
 app.command()(worker)
 app.command()(bridge)
 app.command()(send)

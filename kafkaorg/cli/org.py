@@ -199,7 +199,11 @@ def apply(
             await start_org(spec, cfg)
             return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
         with console.status(f"Applying changes to org {spec.org!r} …"):
-            return await run_update(handle.execute_update(OrgWorkflow.apply_spec, spec))
+            result = await run_update(handle.execute_update(OrgWorkflow.apply_spec, spec))
+            repaired = await run_update(handle.execute_update(OrgWorkflow.repair_drift))
+        return ChangeResult(
+            changed=result.changed or repaired.changed, summary=result.summary + repaired.summary
+        )
 
     result = run(_apply())
     if json_output:
@@ -248,6 +252,9 @@ def status(
 def stop(
     org: Annotated[str, typer.Argument(help="Org name.")],
     reason: Annotated[str, typer.Option(help="Why, for the audit topic.")] = "stopped by user",
+    delete_topics: Annotated[
+        bool, typer.Option("--delete-topics", help="Also delete its work topics.")
+    ] = False,
 ) -> None:
     """Stop an org: its agents stop and its state is marked stopped (topics are kept)."""
     check_org_name(org)
@@ -255,7 +262,9 @@ def stop(
     async def _stop() -> None:
         client = await connect_temporal(settings())
         handle = await _handle(client, org)
-        await handle.signal(OrgWorkflow.stop, OrgStopRequest(reason=reason))
+        await handle.signal(
+            OrgWorkflow.stop, OrgStopRequest(reason=reason, delete_work_topics=delete_topics)
+        )
         with console.status(f"Stopping org {org!r} …"):
             await handle.result()
 

@@ -21,6 +21,7 @@ from tests.support import (
     echo_spec,
     raw_messages,
     run_cli,
+    run_cli_raw,
     task,
     unique_org,
 )
@@ -300,3 +301,134 @@ async def test_every_change_is_in_postgres_and_in_order_on_the_audit_topic(
         "outbox": "work",
         "later": "audit",
     }
+
+
+async def test_drift_is_detected_and_repaired(platform: Platform) -> None:
+    org = unique_org()
+    spec = echo_spec(org, partitions=1)
+    spec["reconcile_interval_s"] = 2
+    await platform.start_org(spec)
+    from kafkaorg.kafka import create_admin
+
+    admin = create_admin(platform.settings)
+    for future in admin.delete_topics([f"{org}.outbox"], operation_timeout=30).values():
+        future.result()
+    agent = platform.client.get_workflow_handle(agent_workflow_id(org, "echo"))
+    await agent.terminate(reason="terminated by hand, as in the Web UI")
+
+    repaired = None
+    for _ in range(60):  # the OrgWorkflow checks every 2 s
+        audit = await platform.collect(org, "sys.audit", 3, timeout=1)
+        repaired = next((c.record for c in audit if c.record.type == "org.drift-repaired"), None)
+        if repaired:
+            break
+    assert repaired is not None
+    assert repaired.payload == {"recreated_topics": [f"{org}.outbox"], "restarted_agents": ["echo"]}
+    await platform.send(org, "inbox", [task(org, 1)])
+    assert len(await platform.collect(org, "outbox", 1)) == 1
+
+
+def test_stop_deletes_work_topics_only_when_asked(platform: Platform, tmp_path: Path) -> None:
+    org = unique_org()
+    spec = echo_spec(org, partitions=1)
+    spec["topics"].append({"name": "ledger", "class": "audit"})
+    spec_file = _write(tmp_path / "org.yaml", spec)
+    assert run_cli("org", "start", str(spec_file)).returncode == 0
+    stopped = run_cli("org", "stop", org, "--delete-topics")
+    assert stopped.returncode == 0, stopped.stderr
+    from kafkaorg.kafka import create_admin
+
+    topics = set(create_admin(platform.settings).list_topics(timeout=10).topics)
+    assert f"{org}.inbox" not in topics and f"{org}.outbox" not in topics
+    assert {f"{org}.ledger", f"{org}.sys.audit", f"{org}.sys.dlq"} <= topics
+    listed = json.loads(run_cli("org", "list", "--json").stdout)
+    assert next(o for o in listed if o["org"] == org)["status"] == "stopped"
+    assert run_cli("org", "status", org).returncode == 0
+
+
+async def test_kafkaorg_and_plain_temporal_cli_start_identical_orgs(
+    platform: Platform, tmp_path: Path
+) -> None:
+    import shutil
+    import sys
+
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    from kafkaorg.kafka import create_admin
+    from kafkaorg.spec import spec_to_json
+
+    def spec_for(org: str) -> dict[str, Any]:
+        spec = echo_spec(org, partitions=2)
+        spec["topics"].append({"name": "ledger", "class": "audit"})
+        spec["topics"].append({"name": "latest", "class": "state"})
+        return spec
+
+    by_cli, by_temporal = unique_org("cli"), unique_org("tmp")
+    assert (
+        run_cli("org", "start", str(_write(tmp_path / "a.yaml", spec_for(by_cli)))).returncode == 0
+    )
+    temporal = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
+    started = run_cli_raw(
+        [
+            temporal,
+            "workflow",
+            "start",
+            "--address",
+            platform.settings.temporal_address,
+            "--type",
+            "OrgWorkflow",
+            "--task-queue",
+            "kafkaorg",
+            "--workflow-id",
+            f"org:{by_temporal}",
+            "--input",
+            spec_to_json(validate_spec(spec_for(by_temporal))),
+        ]
+    )
+    assert started.returncode == 0, started.stderr
+    handle = platform.client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(by_temporal))
+    for _ in range(100):
+        try:
+            if (await handle.query(OrgWorkflow.status)).phase == "running":
+                break
+        except Exception:
+            pass
+        await asyncio.sleep(0.2)
+
+    def rows(org: str) -> tuple[Any, Any]:
+        topics = json.loads(run_cli("topic", "list", org, "--json").stdout)
+        agents = json.loads(run_cli("agent", "list", org, "--json").stdout)
+        for t in topics:
+            t["kafka_topic"] = t["kafka_topic"].removeprefix(org)
+        return topics, agents
+
+    assert rows(by_cli) == rows(by_temporal)
+    admin = create_admin(platform.settings)
+
+    def configs(org: str) -> dict[str, dict[str, str]]:
+        names = ["inbox", "outbox", "ledger", "latest", "sys.audit", "sys.dlq"]
+        resources = [ConfigResource(ResourceType.TOPIC, f"{org}.{n}") for n in names]
+        out = {}
+        for resource, future in admin.describe_configs(resources).items():
+            entries = future.result()
+            out[resource.name.removeprefix(org)] = {
+                k: entries[k].value for k in ("cleanup.policy", "retention.ms")
+            }
+        return out
+
+    assert configs(by_cli) == configs(by_temporal)
+    assert configs(by_cli)[".latest"]["cleanup.policy"] == "compact"
+    assert configs(by_cli)[".ledger"]["retention.ms"] == str(90 * 24 * 3600 * 1000)
+
+    async def running(org: str) -> list[str]:
+        for _ in range(50):  # visibility is eventually consistent
+            query = f'KafkaorgOrg = "{org}" AND ExecutionStatus = "Running"'
+            found = sorted(
+                [w.id.replace(org, "ORG") async for w in platform.client.list_workflows(query)]
+            )
+            if len(found) == 2:
+                return found
+            await asyncio.sleep(0.3)
+        return found
+
+    assert await running(by_cli) == await running(by_temporal) == ["agent:ORG:echo", "org:ORG"]

@@ -1,0 +1,76 @@
+"""Running agent-written code: the nsjail sandbox as a Temporal activity.
+
+Hosted by the sandbox worker on ``kafkaorg-sandbox`` (see workers/), a process
+of its own so that the hosts that run untrusted code can be separate from the
+ones holding Kafka and database clients.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from kafkaorg.sandbox import (
+    SandboxInputError,
+    SandboxPolicy,
+    SandboxResult,
+    SandboxUnavailableError,
+    run_in_sandbox,
+)
+
+RUN_CODE_MARGIN = timedelta(seconds=10)
+"""Over the wall time: jail set-up and teardown, a slow heartbeat, a loaded host."""
+RUN_CODE_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+RUN_CODE_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=1),
+    non_retryable_error_types=["SandboxInputError"],
+)
+"""Retries cover a worker lost mid-run or a host that cannot jail; a program that
+fails or hits a limit is a *result* and is never retried (it would fail again)."""
+
+
+class SandboxRequest(BaseModel):
+    """One run: Python source and its standard input (a tool reads JSON from it)."""
+
+    code: str
+    stdin: str = ""
+    policy: SandboxPolicy | None = None
+    """Tighter limits for this run; the worker's policy caps every field."""
+
+
+def run_code_timeout(policy: SandboxPolicy) -> timedelta:
+    """``start_to_close_timeout`` for ``run_code`` under ``policy`` (its wall time + margin)."""
+    return timedelta(seconds=policy.wall_time_s) + RUN_CODE_MARGIN
+
+
+class SandboxActivities:
+    """Holds the worker's sandbox policy; every request runs under it or stricter."""
+
+    def __init__(self, policy: SandboxPolicy) -> None:
+        self._policy = policy
+
+    @property
+    def policy(self) -> SandboxPolicy:
+        return self._policy
+
+    @activity.defn
+    def run_code(self, request: SandboxRequest) -> SandboxResult:
+        """Run ``request.code`` in a fresh jail, heartbeating until it ends.
+
+        Sync on purpose: the run blocks a thread of the worker's executor, and
+        cancellation arrives through the heartbeat, which kills the jail.
+        """
+        policy = self._policy.tightened(request.policy)
+        try:
+            return run_in_sandbox(
+                request.code, request.stdin.encode(), policy, on_tick=activity.heartbeat
+            )
+        except SandboxInputError as exc:
+            raise ApplicationError(str(exc), type="SandboxInputError", non_retryable=True) from None
+        except SandboxUnavailableError as exc:
+            raise ApplicationError(str(exc), type="SandboxUnavailableError") from None
