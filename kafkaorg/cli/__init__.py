@@ -6,6 +6,7 @@ at run time. No traceback reaches the user unless ``KAFKAORG_DEBUG=1``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -46,28 +47,42 @@ app.command()(tail)
 app.command()(demo)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> int:
     err_console.print(f"[red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    sys.exit(code)
+    return code
 
 
-def main() -> None:
+def _run() -> int:
+    """Run the command; the exit status of DESIGN.md (0 done, 2 bad input, 1 failure)."""
     try:
         app()
+    except SystemExit as exc:  # typer/click exit with their own status (usage errors: 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except SpecError as exc:
         if len(exc.problems) == 1:
-            _fail(f"{exc.source}: {exc.problems[0]}", 2)
+            return _fail(f"{exc.source}: {exc.problems[0]}", 2)
         err_console.print(
             f"[red]error:[/] {exc.source}: {len(exc.problems)} problems", highlight=False
         )
         for problem in exc.problems:
             err_console.print(f"  - {problem}", markup=False, highlight=False)
-        sys.exit(2)
+        return 2
     except KafkaorgError as exc:
-        _fail(str(exc), exc.exit_code)
+        return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        return _fail("interrupted", 130)
     except Exception as exc:
         if os.environ.get("KAFKAORG_DEBUG"):
             raise
-        _fail(f"{type(exc).__name__}: {exc} (set KAFKAORG_DEBUG=1 for a traceback)", 1)
+        return _fail(f"{type(exc).__name__}: {exc} (set KAFKAORG_DEBUG=1 for a traceback)", 1)
+    return 0
+
+
+def main() -> None:
+    code = _run()
+    # Skip interpreter teardown: the Temporal client's Rust threads can crash a finalizing
+    # interpreter (temporalio/sdk-python#300), turning a clean exit into SIGSEGV/SIGABRT.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
