@@ -23,6 +23,12 @@ from kafkaorg.config import Settings, get_settings  # noqa: E402
 from tests.support import Platform, ProcessHandle  # noqa: E402
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The throwaway state folder goes too, even when no test used the stack."""
+    if _THROWAWAY_STATE:
+        shutil.rmtree(os.environ["KAFKAORG_STATE_DIR"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return get_settings()
@@ -46,8 +52,6 @@ def stack(settings: Settings) -> Iterator[Settings]:
         dev.down()
         if _THROWAWAY_STATE:  # its data too, wherever the postgres user could reach it
             shutil.rmtree(dev.postgres.fallback_data_dir.parent, ignore_errors=True)
-    if _THROWAWAY_STATE:
-        shutil.rmtree(settings.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
