@@ -21,6 +21,8 @@ class StepInput(BaseModel):
     workflow_id: str
     agent: AgentSpec
     records: list[Record]
+    marks: list[str | None] = []
+    """Parallel to ``records``: replay/redrive marks (outputs get their own ids and a header)."""
 
 
 class StepResult(BaseModel):
@@ -40,8 +42,14 @@ class AgentStepActivities:
         now = utcnow()
         outgoing: list[Outgoing] = []
         try:
-            for record in input.records:
-                for emission in emissions_for(input.agent, input.workflow_id, record, now):
+            for i, record in enumerate(input.records):
+                mark = input.marks[i] if i < len(input.marks) else None
+                # A replayed record's outputs are new records: ids derive from the mark too.
+                id_scope = f"{input.workflow_id}#{mark}" if mark else input.workflow_id
+                headers: tuple[tuple[str, str | bytes | None], ...] = (
+                    (("kafkaorg.mark", mark.encode()),) if mark else ()
+                )
+                for emission in emissions_for(input.agent, id_scope, record, now):
                     size = len(emission.record.kafka_value())
                     if size > self._max_record_bytes:
                         # Retrying cannot help, and downstream it would only be poison.
@@ -50,7 +58,7 @@ class AgentStepActivities:
                             f"{self._max_record_bytes}-byte limit"
                         )
                     outgoing.append(
-                        Outgoing(kafka_topic(input.org, emission.topic), emission.record)
+                        Outgoing(kafka_topic(input.org, emission.topic), emission.record, headers)
                     )
         except AgentStepError as exc:
             raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc

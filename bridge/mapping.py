@@ -53,11 +53,19 @@ class Poison:
     value: bytes | None
 
 
+REDRIVE_HEADER = "kafkaorg.redrive"
+REDRIVE_AGENTS_HEADER = "kafkaorg.redrive.agents"
+
+
 @dataclass(frozen=True)
 class Accepted:
     origin: Origin
     record: Record
     size: int
+    mark: str | None = None
+    """``redrive:<dlq id>`` for a record re-produced from the DLQ (see ``kafkaorg dlq``)."""
+    only_agents: tuple[str, ...] | None = None
+    """A redriven record goes only to the agents that failed it, not to every subscriber."""
 
 
 def _looks_like_envelope(obj: Mapping[str, object]) -> bool:
@@ -114,8 +122,17 @@ def decode(
                 f"record org {record.org!r} on a topic of {origin.org!r}",
                 value,
             )
-        return Accepted(origin, record, len(value))
+        return _with_redrive(Accepted(origin, record, len(value)), headers)
     return Accepted(origin, wrap_external(origin, parsed, headers, timestamp_ms), len(value))
+
+
+def _with_redrive(accepted: Accepted, headers: Headers) -> Accepted:
+    redrive = _header(headers, REDRIVE_HEADER)
+    if not redrive:
+        return accepted
+    agents = _header(headers, REDRIVE_AGENTS_HEADER)
+    only = tuple(a for a in (agents or "").split(",") if a) or None
+    return Accepted(accepted.origin, accepted.record, accepted.size, f"redrive:{redrive}", only)
 
 
 def wrap_external(
@@ -181,20 +198,21 @@ def route(
     out: dict[AgentKey, list[Accepted]] = defaultdict(list)
     for item in accepted:
         for agent in subscribers.get((item.origin.org, item.origin.topic), ()):
-            out[(item.origin.org, agent)].append(item)
+            if item.only_agents is None or agent in item.only_agents:
+                out[(item.origin.org, agent)].append(item)
     return dict(out)
 
 
-def chunk_by_size(items: Sequence[Accepted], limit_bytes: int) -> list[list[Record]]:
+def chunk_by_size(items: Sequence[Accepted], limit_bytes: int) -> list[list[Accepted]]:
     """Split one agent's records into signals that each stay under Temporal's payload limit."""
-    chunks: list[list[Record]] = []
-    current: list[Record] = []
+    chunks: list[list[Accepted]] = []
+    current: list[Accepted] = []
     size = 0
     for item in items:
         if current and size + item.size > limit_bytes:
             chunks.append(current)
             current, size = [], 0
-        current.append(item.record)
+        current.append(item)
         size += item.size
     if current:
         chunks.append(current)

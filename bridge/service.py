@@ -30,7 +30,6 @@ from bridge.mapping import (
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
-from kafkaorg.envelope import Record
 from kafkaorg.kafka import Outgoing, check_kafka, client_config, create_producer, produce_and_wait
 from kafkaorg.names import (
     BRIDGE_GROUP_ID,
@@ -172,14 +171,18 @@ class Bridge:
         except Exception as exc:  # a revoked partition: its new owner redelivers, dedup absorbs it
             log.warning("offset commit failed (records will be redelivered): %s", exc)
 
-    async def _signal(self, org: str, agent: str, records: list[Record]) -> None:
+    async def _signal(self, org: str, agent: str, items: list[Accepted]) -> None:
+        delivery = Delivery(
+            records=[i.record for i in items],
+            marks={i.record.id: i.mark for i in items if i.mark},
+        )
         await self._client.start_workflow(
             AgentWorkflow.run,
             AgentInput(org=org, agent=agent),
             id=agent_workflow_id(org, agent),
             task_queue=TASK_QUEUE,
             start_signal="deliver",
-            start_signal_args=[Delivery(records=records)],
+            start_signal_args=[delivery],
             search_attributes=agent_search_attributes(org, agent),
         )
         self.stats.signals += 1

@@ -35,6 +35,12 @@ class Delivery(BaseModel):
     """A batch of records for this agent from one bridge poll."""
 
     records: list[Record]
+    marks: dict[str, str] = Field(default_factory=dict)
+    """Record id → ``replay:<run>`` or ``redrive:<dlq id>``: a deliberate second delivery.
+
+    A marked record is deduplicated on ``id#mark``, so it gets past the dedup window
+    once per replay run or DLQ entry, and never twice for the same one.
+    """
 
 
 class StopRequest(BaseModel):
@@ -56,6 +62,8 @@ class AgentState(BaseModel):
     paused: bool = False
     failed_reason: str | None = None
     inbox: list[Record] = Field(default_factory=list)
+    inbox_marks: list[str | None] = Field(default_factory=list)
+    """Parallel to ``inbox``: the replay/redrive mark of each record, if any."""
     seen_ids: list[str] = Field(default_factory=list)
     received: int = 0
     duplicates: int = 0
@@ -120,6 +128,8 @@ class AgentWorkflow:
         self._input = input
         self._state = input.state or AgentState()
         self._seen = set(self._state.seen_ids)
+        missing = len(self._state.inbox) - len(self._state.inbox_marks)
+        self._state.inbox_marks.extend([None] * max(0, missing))
         self._stop: StopRequest | None = None
         self._steps_this_run = 0
 
@@ -163,6 +173,7 @@ class AgentWorkflow:
             reason = state.failed_reason or (self._stop.reason if self._stop else "stopped")
             await self._dead_letter(list(state.inbox), "agent-not-running", reason)
             state.inbox.clear()
+            state.inbox_marks.clear()
         return AgentResult(processed=state.processed, published=state.published)
 
     async def _step(self, spec: AgentSpec) -> None:
@@ -176,6 +187,7 @@ class AgentWorkflow:
                     workflow_id=workflow.info().workflow_id,
                     agent=spec,
                     records=batch,
+                    marks=state.inbox_marks[: len(batch)],
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
                 # A worker that dies mid-step is noticed in seconds, not after the full timeout.
@@ -210,6 +222,7 @@ class AgentWorkflow:
                 ),
             )
         del state.inbox[: len(batch)]
+        del state.inbox_marks[: len(batch)]
         state.processed += len(batch)
         self._steps_this_run += 1
 
@@ -247,12 +260,15 @@ class AgentWorkflow:
         state = self._state
         for record in delivery.records:
             state.received += 1
-            if record.id in self._seen:
+            mark = delivery.marks.get(record.id)
+            key = f"{record.id}#{mark}" if mark else record.id
+            if key in self._seen:
                 state.duplicates += 1
                 continue
-            self._seen.add(record.id)
-            state.seen_ids.append(record.id)
+            self._seen.add(key)
+            state.seen_ids.append(key)
             state.inbox.append(record)
+            state.inbox_marks.append(mark)
         if len(state.seen_ids) > 2 * DEDUP_WINDOW:
             forget = state.seen_ids[:-DEDUP_WINDOW]
             del state.seen_ids[:-DEDUP_WINDOW]

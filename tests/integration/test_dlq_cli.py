@@ -113,13 +113,15 @@ async def test_dlq_list_shows_poison_with_reasons_and_redrive_has_one_effect(
     headers = dict(again.headers() or [])
     assert headers["kafkaorg.redrive"] == failed.id.encode()
     assert headers["kafkaorg.redrive.agents"] == b"echo"
-    # A second redrive of the same entry, and one of a record already processed: agents drop
-    # ids they have seen, so each record still has exactly one effect.
+    # A redrive is deliberate: the agent processes the record once more per DLQ entry (the
+    # entry's id marks it past the dedup window), and a second redrive of the same entry is
+    # dropped, so each entry has exactly one effect.
     twice = await kafkaorg("dlq", "redrive", org, "--id", failed.id, "--id", processed.id)
     assert twice.returncode == 0, twice.stderr + twice.stdout
-    out = await platform.collect(org, "outbox", 2, settle=3.0)
+    out = await platform.collect(org, "outbox", 3, settle=3.0)
     causes = sorted(c.record.causation_id or "" for c in out)
-    assert causes == sorted([processed.id, failed.id]), "one output per record, no more"
+    assert causes == sorted([processed.id, processed.id, failed.id]), "one effect per entry"
+    assert len({c.record.id for c in out}) == 3, "a redrive's output is a new record"
 
     # --all redrives what it can and names what it refuses.
     everything = await kafkaorg("dlq", "redrive", org, "--all", "--json")

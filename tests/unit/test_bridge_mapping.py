@@ -90,7 +90,17 @@ def test_chunks_stay_under_the_limit_and_keep_order() -> None:
     items = [_accepted("acme.a", i, size=400) for i in range(5)]
     chunks = chunk_by_size(items, 1000)
     assert [len(c) for c in chunks] == [2, 2, 1]
-    assert [r for c in chunks for r in c] == [i.record for i in items]
+    assert [i for c in chunks for i in c] == items
+
+
+def test_redriven_record_is_marked_and_routed_only_to_named_agents() -> None:
+    record = new_record(org="acme", type="t", source="user:a", payload={})
+    headers = [("kafkaorg.redrive", b"dlq-1"), ("kafkaorg.redrive.agents", b"x")]
+    result = _decode(record.kafka_value(), headers=headers)
+    assert isinstance(result, Accepted)
+    assert result.mark == "redrive:dlq-1" and result.only_agents == ("x",)
+    routed = route([result], {("acme", "tasks"): ["x", "y"]})
+    assert list(routed) == [("acme", "x")]
 
 
 def test_commit_positions_are_one_past_the_highest_offset() -> None:
