@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from kafkaorg.envelope import Record, utcnow
 from kafkaorg.kafka import Outgoing, produce_and_wait
-from kafkaorg.kinds import AgentStepError, emissions_for
+from kafkaorg.kinds import AgentStepError, Emission, emissions_for
 from kafkaorg.names import kafka_topic
 from kafkaorg.spec import AgentSpec
 
@@ -29,6 +29,15 @@ class StepResult(BaseModel):
     consumed: int
     published: int
     by_topic: dict[str, int]
+
+
+class EmissionsInput(BaseModel):
+    """Records a workflow built itself (``tool`` agents): ids are already final."""
+
+    org: str
+    emissions: list[Emission]
+    marks: list[str | None] = []
+    """Parallel to ``emissions``: the replay/redrive mark of the input each answers."""
 
 
 class AgentStepActivities:
@@ -67,4 +76,30 @@ class AgentStepActivities:
         by_topic = Counter(o.kafka_topic for o in outgoing)
         return StepResult(
             consumed=len(input.records), published=len(outgoing), by_topic=dict(by_topic)
+        )
+
+    @activity.defn
+    def publish_emissions(self, input: EmissionsInput) -> StepResult:
+        """Produce records with final ids; an oversized one fails the call, not retried."""
+        outgoing: list[Outgoing] = []
+        for i, emission in enumerate(input.emissions):
+            mark = input.marks[i] if i < len(input.marks) else None
+            size = len(emission.record.kafka_value())
+            if size > self._max_record_bytes:
+                raise ApplicationError(
+                    f"output record {emission.record.id} is {size} bytes, over the "
+                    f"{self._max_record_bytes}-byte limit",
+                    type="AgentStepError",
+                    non_retryable=True,
+                )
+            headers: tuple[tuple[str, str | bytes | None], ...] = (
+                (("kafkaorg.mark", mark.encode()),) if mark else ()
+            )
+            outgoing.append(
+                Outgoing(kafka_topic(input.org, emission.topic), emission.record, headers)
+            )
+        produce_and_wait(self._producer, outgoing)
+        by_topic = Counter(o.kafka_topic for o in outgoing)
+        return StepResult(
+            consumed=len(input.emissions), published=len(outgoing), by_topic=dict(by_topic)
         )

@@ -103,7 +103,8 @@ def _upsert_agent(
     spawn_depth: int = 0,
 ) -> tuple[int, int]:
     """Insert or update an agent; a changed spec bumps its version. Returns (id, version)."""
-    new_spec = spec.model_dump(mode="json")
+    # Without the tool-only fields (None elsewhere), so specs stored before them compare equal.
+    new_spec = spec.model_dump(mode="json", exclude_none=True)
     stmt = insert(Agent).values(
         org_id=org_id,
         name=spec.name,

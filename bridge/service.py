@@ -4,19 +4,31 @@ Offsets are committed only after Temporal accepted every signal of a batch
 (at-least-once); each agent gets one signal per poll batch carrying all of its
 records (fewer history events than one signal per record). Poison records go to
 ``<org>.sys.dlq`` and never stop the bridge.
+
+Backpressure (see ``bridge/backpressure.py``): while Temporal does not accept a batch,
+every assigned partition is paused and the consumer is still polled (so the bridge
+stays in its group) while the batch is retried; partitions feeding an agent whose
+inbox is over ``agent_inbox_limit`` are paused until it drains. Paused records wait in
+Kafka: the bridge holds at most one poll batch (``bridge_batch_size`` records) in
+memory, whatever the outage's length. Its state is written to
+``<state_dir>/run/bridge-status/<pid>.json`` for ``kafkaorg dev status``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from datetime import UTC, datetime
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
-from temporalio.client import Client
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError
 
+from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
 from bridge.mapping import (
     Accepted,
     Origin,
@@ -31,6 +43,7 @@ from bridge.subscriptions import SubscriptionCache
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.kafka import Outgoing, check_kafka, client_config, create_producer, produce_and_wait
+from kafkaorg.lag import bridge_status_dir, write_bridge_status
 from kafkaorg.names import (
     BRIDGE_GROUP_ID,
     BRIDGE_TOPIC_PATTERN,
@@ -46,6 +59,9 @@ log = logging.getLogger(__name__)
 
 SIGNAL_LIMIT_BYTES = 1_500_000
 """Stay under Temporal's 2 MB payload limit with room for the envelope overhead."""
+STATUS_QUERY_TIMEOUT = timedelta(seconds=2)
+"""A status query that takes longer (no worker) counts as unknown, never as a full inbox."""
+STATUS_WRITE_INTERVAL_S = 2.0
 
 
 def consumer_config(settings: Settings) -> dict[str, object]:
@@ -92,6 +108,15 @@ class Bridge:
         self._producer = producer
         self._subscriptions = subscriptions
         self.stats = BridgeStats()
+        self._gate = InboxGate(settings.agent_inbox_limit, settings.bridge_inbox_check_interval_s)
+        self._checking: asyncio.Task[None] | None = None
+        self._temporal_down_since: datetime | None = None
+        self._paused: dict[PartitionKey, list[str]] = {}
+        self._assignment: frozenset[PartitionKey] = frozenset()
+        self._carry: list[Message] = []
+        """Records a rebalance handed us while all else was paused; first in the next batch."""
+        self._last_batch_at: datetime | None = None
+        self._status_written: tuple[float, object] = (float("-inf"), None)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._consumer.subscribe([BRIDGE_TOPIC_PATTERN])
@@ -101,15 +126,126 @@ class Bridge:
                 messages = await asyncio.to_thread(self._poll_batch)
                 if messages:
                     await self.handle_batch(messages, stop)
+                await self._backpressure_tick()
         finally:
+            if self._checking is not None:
+                self._checking.cancel()
             await asyncio.to_thread(self._consumer.close)
+            (bridge_status_dir(self._settings) / f"{os.getpid()}.json").unlink(missing_ok=True)
 
     def _poll_batch(self) -> list[Message]:
         """Wait for the first record only, then take what is already buffered (no added delay)."""
-        first = self._consumer.poll(self._settings.bridge_poll_timeout_s)
+        carried, self._carry = self._carry, []
+        size = self._settings.bridge_batch_size - len(carried)
+        first = self._consumer.poll(0 if carried else self._settings.bridge_poll_timeout_s)
         if first is None:
-            return []
-        return [first, *self._consumer.consume(self._settings.bridge_batch_size - 1, 0)]
+            return carried
+        return [*carried, first, *self._consumer.consume(max(0, size - 1), 0)]
+
+    # -- backpressure -------------------------------------------------------------------------
+
+    async def _backpressure_tick(self) -> None:
+        """Between batches: start due inbox checks, then pause/resume partitions to match."""
+        now = time.monotonic()
+        self._gate.forget_idle(now)
+        if self._temporal_down_since is None and (self._checking is None or self._checking.done()):
+            due = self._gate.due(now)
+            if due:
+                for key in due:
+                    self._gate.query_sent(key, now)
+                first_time = any(self._gate.gauges[k].answered is None for k in due)
+                self._checking = asyncio.create_task(self._check_inboxes(due))
+                if first_time:  # an agent's first figure is awaited: it bounds the first batches
+                    await asyncio.shield(self._checking)
+        await self._apply_pauses()
+
+    async def _check_inboxes(self, keys: list[AgentKey]) -> None:
+        async def one(key: AgentKey) -> None:
+            handle = self._client.get_workflow_handle_for(
+                AgentWorkflow.run, agent_workflow_id(*key)
+            )
+            try:
+                status = await handle.query(AgentWorkflow.status, rpc_timeout=STATUS_QUERY_TIMEOUT)
+            except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
+                log.debug("inbox of %s/%s unknown: %s", *key, exc)
+                self._gate.answered(key, None)
+                return
+            self._gate.answered(key, status.inbox)
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    async def _apply_pauses(self) -> None:
+        """Make the consumer's paused partitions match the plan (and say why in the log)."""
+        subscribers = await self._subscriptions.get()
+        assignment = frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+        plan = pause_plan(
+            assignment=assignment,
+            temporal_down=self._temporal_down_since is not None,
+            held_agents=self._gate.held(),
+            subscribers=subscribers,
+        )
+        rebalanced = assignment != self._assignment
+        to_pause = [tp for tp in plan if rebalanced or tp not in self._paused]
+        to_resume = [tp for tp in (assignment if rebalanced else self._paused) if tp not in plan]
+        to_resume = [tp for tp in to_resume if tp in assignment]
+        if to_pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in to_pause])
+        if to_resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in to_resume])
+        newly = sorted(set(plan) - set(self._paused))
+        lifted = sorted(set(self._paused) - set(plan))
+        if newly:
+            reasons = sorted({r for tp in newly for r in plan[tp]})
+            log.log(
+                logging.WARNING if TEMPORAL_REASON in reasons else logging.INFO,
+                "paused %d partition(s) (%s)",
+                len(newly),
+                ", ".join(reasons),
+            )
+        if lifted:
+            log.info("resumed %d partition(s)", len(lifted))
+        self._paused, self._assignment = plan, assignment
+        self._write_status()
+
+    def _write_status(self) -> None:
+        """The bridge's state for ``kafkaorg dev status``: on change, else every few seconds."""
+        view = (sorted(self._paused.items()), self._temporal_down_since, self._gate.held())
+        written_at, written = self._status_written
+        if view == written and time.monotonic() - written_at < STATUS_WRITE_INTERVAL_S:
+            return
+        status = {
+            "pid": os.getpid(),
+            "updated_at": datetime.now(UTC).isoformat(),
+            "last_batch_at": _iso(self._last_batch_at),
+            "temporal_down_since": _iso(self._temporal_down_since),
+            "paused": [
+                {"topic": t, "partition": p, "reasons": reasons}
+                for (t, p), reasons in sorted(self._paused.items())
+            ],
+            "held_agents": [f"{org}/{agent}" for org, agent in self._gate.held()],
+            "records": self.stats.records,
+            "batches": self.stats.batches,
+        }
+        try:
+            write_bridge_status(self._settings, status)
+        except OSError as exc:
+            log.debug("bridge status not written: %s", exc)
+        self._status_written = (time.monotonic(), view)
+
+    async def _service_consumer(self, seconds: float, stop: asyncio.Event) -> None:
+        """Poll the (paused) consumer for ``seconds``, so the bridge stays in its group.
+
+        Paused partitions return nothing; a partition a rebalance assigned meanwhile may
+        hand over a record before it is paused too: kept for the next batch, not lost.
+        """
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            message = await asyncio.to_thread(self._consumer.poll, min(0.2, left))
+            if message is not None and message.error() is None:
+                self._carry.append(message)
+            await self._apply_pauses()
+
+    # -- records ------------------------------------------------------------------------------
 
     def _decode(self, message: Message) -> Accepted | Poison | None:
         err = message.error()
@@ -141,24 +277,50 @@ class Bridge:
 
         if poison:
             await self._dead_letter(poison)
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential(multiplier=0.2, max=10),
-            retry=retry_if_exception_type(Exception),
-            reraise=True,
-        ):
-            with attempt:
-                if stop.is_set() and attempt.retry_state.attempt_number > 1:
-                    return  # not committed: the records come again after restart
-                await asyncio.gather(
-                    *(
-                        self._signal(org, agent, chunk)
-                        for (org, agent), items in deliveries.items()
-                        for chunk in chunk_by_size(items, SIGNAL_LIMIT_BYTES)
-                    )
+        pending = [
+            (org, agent, chunk)
+            for (org, agent), items in deliveries.items()
+            for chunk in chunk_by_size(items, SIGNAL_LIMIT_BYTES)
+        ]
+        delay = 0.2
+        while pending:
+            results = await asyncio.gather(
+                *(self._signal(org, agent, chunk) for org, agent, chunk in pending),
+                return_exceptions=True,
+            )
+            accepted_now: Counter[AgentKey] = Counter()
+            failed = []
+            for item, result in zip(pending, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append((item, result))
+                else:
+                    accepted_now[(item[0], item[1])] += len(item[2])
+            self._gate.delivered(accepted_now, time.monotonic())
+            if not failed:
+                break
+            pending = [item for item, _ in failed]
+            if self._temporal_down_since is None:
+                self._temporal_down_since = datetime.now(UTC)
+                log.warning(
+                    "Temporal did not accept %d signal(s) (%s); pausing every partition and "
+                    "retrying this batch until it does",
+                    len(failed),
+                    failed[0][1],
                 )
+            await self._apply_pauses()
+            await self._service_consumer(delay, stop)
+            if stop.is_set():
+                return  # not committed: the records come again after restart
+            delay = min(delay * 2, self._settings.bridge_retry_max_s)
+        if self._temporal_down_since is not None:
+            down_s = (datetime.now(UTC) - self._temporal_down_since).total_seconds()
+            log.warning("Temporal accepted the batch after %.1f s; resuming partitions", down_s)
+            self._temporal_down_since = None
+            await self._apply_pauses()
         positions = commit_positions(d.origin for d in decoded)
         offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items()]
         await asyncio.to_thread(self._commit, offsets)
+        self._last_batch_at = datetime.now(UTC)
         self.stats.batches += 1
         self.stats.records += len(accepted)
         self.stats.dead_lettered += len(poison)
@@ -215,6 +377,10 @@ class Bridge:
 
     def _existing_topics(self) -> set[str]:
         return set(self._consumer.list_topics(timeout=10).topics)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 async def run_bridge(settings: Settings) -> None:

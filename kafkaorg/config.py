@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     bridge_batch_size: int = 500
     bridge_poll_timeout_s: float = 0.2
 
+    # Backpressure (bridge/backpressure.py).
+    agent_inbox_limit: int = 10_000
+    """Above this many records in an agent's inbox the bridge pauses the partitions feeding it,
+    until the inbox is below half of it; the records wait in Kafka."""
+    bridge_inbox_check_interval_s: float = 2.0
+    """At most one status query per agent this often (only for agents fed recently or held)."""
+    bridge_retry_max_s: float = 10.0
+    """Longest wait between retries of a batch Temporal did not accept."""
+
     @property
     def temporal_ui_url(self) -> str:
         host = self.temporal_address.rsplit(":", 1)[0]

@@ -96,3 +96,24 @@ def emissions_for(
             for i, rule in enumerate(matching)
         ]
     raise AgentStepError(f"agent kind {agent.kind!r} cannot run in this version")
+
+
+def tool_emissions(
+    agent: AgentSpec,
+    workflow_id: str,
+    record: Record,
+    result: dict[str, JsonValue],
+    now: datetime,
+) -> list[Emission]:
+    """What a ``tool`` agent publishes: the tool's result, to each of its topics.
+
+    The type is the agent's ``emit``, else ``<input type>.result``.
+    """
+    type_ = agent.emit or f"{record.type}.result"
+    return [
+        Emission(
+            topic=topic,
+            record=_output(agent, workflow_id, record, i, type_, dict(result), now),
+        )
+        for i, topic in enumerate(agent.publishes)
+    ]

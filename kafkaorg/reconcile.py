@@ -31,6 +31,9 @@ class SpecDiff(BaseModel):
     agents_to_add: list[AgentSpec] = Field(default_factory=list)
     agents_to_change: list[AgentChange] = Field(default_factory=list)
     agents_to_retire: list[str] = Field(default_factory=list)
+    tools_to_add: list[str] = Field(default_factory=list)
+    tools_to_change: list[str] = Field(default_factory=list)
+    """New code or tests: a new immutable version, tested in the sandbox before it is current."""
     limits_changed: bool = False
     problems: list[str] = Field(default_factory=list)
     """Changes the platform refuses to make in place (e.g. fewer partitions)."""
@@ -44,6 +47,8 @@ class SpecDiff(BaseModel):
             or self.agents_to_add
             or self.agents_to_change
             or self.agents_to_retire
+            or self.tools_to_add
+            or self.tools_to_change
             or self.limits_changed
         )
 
@@ -57,6 +62,11 @@ class SpecDiff(BaseModel):
         lines += [f"+ agent {a.name} ({a.kind})" for a in self.agents_to_add]
         lines += [f"~ agent {a.name}: {'; '.join(a.changes)}" for a in self.agents_to_change]
         lines += [f"- agent {name} (retire)" for name in self.agents_to_retire]
+        lines += [f"+ tool {name}" for name in self.tools_to_add]
+        lines += [
+            f"~ tool {name}: new version (tested before it is current)"
+            for name in self.tools_to_change
+        ]
         if self.limits_changed:
             lines.append("~ limits")
         return lines
@@ -106,5 +116,12 @@ def diff_specs(current: OrgSpec | None, desired: OrgSpec) -> SpecDiff:
                 AgentChange(name=agent.name, changes=_field_changes(old_agent, agent), spec=agent)
             )
     diff.agents_to_retire = sorted(set(old_agents) - {a.name for a in desired.agents})
+    old_tools = {t.name: t for t in current.tools}
+    for tool in desired.tools:
+        old_tool = old_tools.get(tool.name)
+        if old_tool is None:
+            diff.tools_to_add.append(tool.name)
+        elif (old_tool.code, old_tool.tests) != (tool.code, tool.tests):
+            diff.tools_to_change.append(tool.name)
     diff.limits_changed = current.limits != desired.limits
     return diff

@@ -6,19 +6,21 @@ fixes a spec in one pass; nothing downstream ever sees an invalid spec.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from enum import StrEnum
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kafkaorg.names import AGENT_NAME_RE, ORG_NAME_RE, RESERVED_TOPIC_NAMES, TOPIC_NAME_RE
 
 AgentKind = Literal["echo", "rule", "llm", "tool"]
-SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule"})
+SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule", "tool"})
 """Kinds this version can run; the others are part of the contract but not built yet."""
 
 
@@ -32,6 +34,9 @@ class TopicClass(StrEnum):
 
 
 _DAY_MS = 24 * 3600 * 1000
+
+TOOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
+RECORD_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
 
 TOPIC_CLASS_CONFIGS: dict[TopicClass, dict[str, str]] = {
     TopicClass.WORK: {"retention.ms": str(3 * _DAY_MS), "cleanup.policy": "delete"},
@@ -72,7 +77,7 @@ class RuleSpec(_Strict):
     """
 
     on: str = Field(min_length=1)
-    emit: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,99}$")
+    emit: str = Field(pattern=RECORD_TYPE_PATTERN)
     to: str
     map: dict[str, Any] | None = None
 
@@ -84,6 +89,10 @@ class AgentSpec(_Strict):
     subscribes: list[str] = Field(default_factory=list)
     publishes: list[str] = Field(default_factory=list)
     rules: list[RuleSpec] = Field(default_factory=list)
+    tool: str | None = None
+    """``tool`` agents: the registered tool run on every record."""
+    emit: str | None = Field(default=None, pattern=RECORD_TYPE_PATTERN)
+    """``tool`` agents: the output type (default ``<input type>.result``)."""
     can_create_agents: bool = False
     can_create_tools: bool = False
 
@@ -93,6 +102,49 @@ class AgentSpec(_Strict):
         if not AGENT_NAME_RE.match(value):
             raise ValueError(f"agent name {value!r} must match {AGENT_NAME_RE.pattern}")
         return value
+
+
+class ToolSpec(_Strict):
+    """A tool: Python code defining ``def run(args: dict) -> dict``, and its tests.
+
+    Tests are Python code with plain ``assert``s calling ``run(...)`` (top-level
+    statements and/or ``test_*`` functions). In a file, ``file``/``tests_file``
+    name files relative to the spec; loading resolves them into ``code``/``tests``,
+    so the OrgWorkflow's input is self-contained JSON.
+    """
+
+    name: str
+    description: str = ""
+    code: str | None = None
+    file: str | None = None
+    tests: str | None = None
+    tests_file: str | None = None
+    args_schema: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not TOOL_NAME_RE.match(value):
+            raise ValueError(f"tool name {value!r} must match {TOOL_NAME_RE.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> ToolSpec:
+        if (self.code is None) == (self.file is None):
+            raise ValueError("a tool needs exactly one of 'code' (inline) or 'file'")
+        if self.tests is not None and self.tests_file is not None:
+            raise ValueError("a tool takes 'tests' (inline) or 'tests_file', not both")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The inline code (only meaningful after loading resolved ``file``)."""
+        return self.code or ""
+
+
+class OrgPolicy(_Strict):
+    tool_approval: Literal["auto", "human"] = "auto"
+    """``human``: a tool version that passed its tests waits for ``kafkaorg tool approve``."""
 
 
 class OrgLimits(_Strict):
@@ -109,6 +161,8 @@ class OrgSpec(_Strict):
     topics: list[TopicSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
     limits: OrgLimits = Field(default_factory=OrgLimits)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    policy: OrgPolicy = Field(default_factory=OrgPolicy)
     reconcile_interval_s: int = Field(default=60, ge=1, le=86_400)
     """How often the OrgWorkflow looks for drift (a topic deleted, an agent terminated)."""
 
@@ -124,6 +178,9 @@ class OrgSpec(_Strict):
 
     def agent(self, name: str) -> AgentSpec | None:
         return next((a for a in self.agents if a.name == name), None)
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -153,8 +210,10 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def agent_problems(agent: AgentSpec, topics: set[str], where: str) -> list[str]:
-    """Problems of one agent against the org's topic names."""
+def agent_problems(
+    agent: AgentSpec, topics: set[str], where: str, tools: set[str] | None = None
+) -> list[str]:
+    """Problems of one agent against the org's topic names (and tool names, when known)."""
     problems: list[str] = []
     if agent.kind not in SUPPORTED_KINDS:
         supported = ", ".join(sorted(SUPPORTED_KINDS))
@@ -172,15 +231,42 @@ def agent_problems(agent: AgentSpec, topics: set[str], where: str) -> list[str]:
         problems.append(f"{where}.rules: only rule agents take rules")
     if agent.kind == "echo" and not agent.publishes:
         problems.append(f"{where}.publishes: an echo agent needs a topic to publish to")
+    if agent.kind == "tool":
+        if not agent.tool:
+            problems.append(f"{where}.tool: a tool agent needs the name of the tool it runs")
+        elif tools is not None and agent.tool not in tools:
+            problems.append(
+                f"{where}.tool: unknown tool {agent.tool!r} (not declared or registered)"
+            )
+        if not agent.publishes:
+            problems.append(f"{where}.publishes: a tool agent needs a topic to publish to")
+    else:
+        if agent.tool is not None:
+            problems.append(f"{where}.tool: only tool agents take a tool")
+        if agent.emit is not None:
+            problems.append(f"{where}.emit: only tool agents take emit (rules have their own)")
     for j, rule in enumerate(agent.rules):
         if rule.to not in agent.publishes:
             problems.append(f"{where}.rules.{j}.to: {rule.to!r} is not in this agent's publishes")
     return problems
 
 
-def semantic_problems(spec: OrgSpec) -> list[str]:
-    """Cross-references a schema cannot express: unique names, known topics, rule targets."""
+def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozenset()) -> list[str]:
+    """Cross-references a schema cannot express: unique names, known topics, rule targets.
+
+    ``registered_tools``: tools the running org already has beyond the spec's own.
+    """
     problems: list[str] = []
+    seen_tools: set[str] = set()
+    for i, tool in enumerate(spec.tools):
+        if tool.name in seen_tools:
+            problems.append(f"tools.{i}.name: duplicate tool {tool.name!r}")
+        seen_tools.add(tool.name)
+        if tool.file is not None or tool.tests_file is not None:
+            problems.append(
+                f"tools.{i}: 'file'/'tests_file' are only read when loading a spec file; "
+                "pass the code inline ('code', 'tests')"
+            )
     seen_topics: set[str] = set()
     for i, topic in enumerate(spec.topics):
         if topic.name in seen_topics:
@@ -192,7 +278,7 @@ def semantic_problems(spec: OrgSpec) -> list[str]:
         if agent.name in seen_agents:
             problems.append(f"{where}.name: duplicate agent {agent.name!r}")
         seen_agents.add(agent.name)
-        problems.extend(agent_problems(agent, seen_topics, where))
+        problems.extend(agent_problems(agent, seen_topics, where, seen_tools | registered_tools))
     if len(spec.agents) > spec.limits.max_agents:
         problems.append(
             f"agents: {len(spec.agents)} agents exceed limits.max_agents ({spec.limits.max_agents})"
@@ -200,10 +286,47 @@ def semantic_problems(spec: OrgSpec) -> list[str]:
     return problems
 
 
-def validate_spec(data: object, source: str = "spec") -> OrgSpec:
-    """Validate already-parsed spec data; raises ``SpecError`` listing every problem."""
+def resolve_tool_files(data: dict[str, Any], base: Traversable) -> list[str]:
+    """Replace each tool's ``file``/``tests_file`` by the file's text, in place.
+
+    Returns the problems (unreadable files), each with its place in the spec.
+    """
+    problems: list[str] = []
+    tools = data.get("tools")
+    if not isinstance(tools, list):
+        return problems
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            continue
+        for key, target in (("file", "code"), ("tests_file", "tests")):
+            name = tool.get(key)
+            if not isinstance(name, str):
+                continue
+            try:
+                text = base.joinpath(name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"tools.{i}.{key}: cannot read {name!r} ({exc})")
+                continue
+            if tool.get(target) is not None:
+                problems.append(f"tools.{i}: give {target!r} or {key!r}, not both")
+                continue
+            del tool[key]
+            tool[target] = text
+    return problems
+
+
+def validate_spec(data: object, source: str = "spec", base: Traversable | None = None) -> OrgSpec:
+    """Validate already-parsed spec data; raises ``SpecError`` listing every problem.
+
+    ``base``: the folder tools' ``file``/``tests_file`` are relative to.
+    """
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): expected a mapping with 'org', 'topics', 'agents'"])
+    if base is not None:
+        data = copy.deepcopy(data)  # the caller's data stays as given
+        file_problems = resolve_tool_files(data, base)
+        if file_problems:
+            raise SpecError(source, file_problems)
     try:
         spec = OrgSpec.model_validate(data)
     except ValidationError as exc:
@@ -215,7 +338,7 @@ def validate_spec(data: object, source: str = "spec") -> OrgSpec:
     return spec
 
 
-def parse_spec_text(text: str, source: str = "spec") -> OrgSpec:
+def parse_spec_text(text: str, source: str = "spec", base: Traversable | None = None) -> OrgSpec:
     """Parse YAML or JSON (JSON is YAML) and validate it."""
     try:
         data = yaml.load(text, Loader=_SpecLoader)
@@ -224,7 +347,7 @@ def parse_spec_text(text: str, source: str = "spec") -> OrgSpec:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(source, [f"{where}: not valid YAML/JSON ({problem})"]) from None
-    return validate_spec(data, source)
+    return validate_spec(data, source, base)
 
 
 def load_spec(path: Path) -> OrgSpec:
@@ -234,7 +357,7 @@ def load_spec(path: Path) -> OrgSpec:
         raise SpecError(str(path), [f"cannot read file ({exc.strerror})"]) from None
     except UnicodeDecodeError:
         raise SpecError(str(path), ["file is not UTF-8 text"]) from None
-    return parse_spec_text(text, str(path))
+    return parse_spec_text(text, str(path), path.parent)
 
 
 def spec_to_json(spec: OrgSpec) -> str:

@@ -75,11 +75,21 @@ def bridge(stack: Settings, log_dir: Path) -> Iterator[ProcessHandle]:
     handle.stop()
 
 
+@pytest.fixture(scope="session")
+def sandbox_worker(stack: Settings, log_dir: Path) -> Iterator[ProcessHandle]:
+    """``kafkaorg sandbox worker``: runs tools' code (and their tests) in nsjail."""
+    handle = ProcessHandle("sandbox worker", log_dir)
+    handle.start()
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture
 async def platform(
-    stack: Settings, worker: ProcessHandle, bridge: ProcessHandle
+    stack: Settings, worker: ProcessHandle, bridge: ProcessHandle, sandbox_worker: ProcessHandle
 ) -> AsyncIterator[Platform]:
     """A connected client to the running platform, with helpers for one test's org."""
+    sandbox_worker.ensure_alive()
     p = await Platform.connect(stack, worker=worker, bridge=bridge)
     yield p
     await p.close()

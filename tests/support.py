@@ -30,18 +30,19 @@ def unique_org(prefix: str = "t") -> str:
 
 
 class ProcessHandle:
-    """A real ``kafkaorg worker|bridge`` process that a test may kill and restart."""
+    """A real ``kafkaorg worker|bridge|sandbox worker`` process a test may kill and restart."""
 
     def __init__(self, command: str, log_dir: Path) -> None:
         self.command = command
-        self.log_path = log_dir / f"{command}.log"
+        self.args = command.split()
+        self.log_path = log_dir / f"{'-'.join(self.args)}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kafkaorg.cli", self.command],
+            [sys.executable, "-m", "kafkaorg.cli", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),

@@ -18,6 +18,7 @@ from activities.agent_step import AgentStepActivities
 from activities.kafka import KafkaActivities
 from activities.lifecycle import LifecycleActivities
 from activities.state import StateActivities
+from activities.tools import ToolActivities
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.kafka import check_kafka, create_admin, create_producer
@@ -39,6 +40,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     state = StateActivities(sessions)
     steps = AgentStepActivities(producer, settings.max_record_bytes)
     lifecycle = LifecycleActivities(client)
+    tools = ToolActivities(sessions)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -55,6 +57,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             state.set_org_status,
             state.load_agent,
             steps.run_agent_step,
+            steps.publish_emissions,
+            tools.propose_version,
+            tools.record_test_result,
+            tools.load_current,
+            tools.approve,
             lifecycle.start_agents,
             lifecycle.stop_agents,
             lifecycle.stopped_agents,

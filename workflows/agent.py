@@ -8,7 +8,10 @@ its history grows large, carrying inbox, dedup window and counters across.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -16,12 +19,22 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_step import AgentStepActivities, StepInput
+    from activities.agent_step import AgentStepActivities, EmissionsInput, StepInput
     from activities.kafka import KafkaActivities, PublishInput
+    from activities.sandbox import (
+        RUN_CODE_HEARTBEAT_TIMEOUT,
+        RUN_CODE_RETRY,
+        SandboxRequest,
+        run_code_timeout,
+    )
     from activities.state import AgentRef, AgentStatusChange, StateActivities
+    from activities.tools import ToolActivities, ToolRef
     from kafkaorg.envelope import Record
-    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, org_workflow_id
+    from kafkaorg.kinds import Emission, tool_emissions
+    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
+    from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
+    from kafkaorg.tools import call_program, call_result
 
 DEDUP_WINDOW = 5000
 """Record ids remembered per agent; redeliveries arrive within seconds, not thousands of records."""
@@ -29,6 +42,8 @@ MAX_STEP_RECORDS = 1000
 MAX_STEP_BYTES = 1_000_000
 """One step's activity input stays well under Temporal's 2 MB payload limit."""
 HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+MAX_TOOL_CALLS_PER_STEP = 16
+"""A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
 
 
 class Delivery(BaseModel):
@@ -177,6 +192,9 @@ class AgentWorkflow:
         return AgentResult(processed=state.processed, published=state.published)
 
     async def _step(self, spec: AgentSpec) -> None:
+        if spec.kind == "tool":
+            await self._tool_step(spec)
+            return
         state = self._state
         batch = _next_batch(state.inbox)
         try:
@@ -225,6 +243,81 @@ class AgentWorkflow:
         del state.inbox_marks[: len(batch)]
         state.processed += len(batch)
         self._steps_this_run += 1
+
+    async def _tool_step(self, spec: AgentSpec) -> None:
+        """Run the agent's tool in the sandbox on each record and publish each result.
+
+        One bad input (the tool fails on it, hits a limit, prints no JSON) sends that
+        record to the DLQ with the sandbox's reason; the agent keeps working.
+        """
+        state = self._state
+        batch = _next_batch(state.inbox)[:MAX_TOOL_CALLS_PER_STEP]
+        marks = state.inbox_marks[: len(batch)]
+        assert spec.tool is not None
+        current = await workflow.execute_activity_method(
+            ToolActivities.load_current,
+            ToolRef(org=self._input.org, name=spec.tool),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        failures: dict[tuple[str, str], list[Record]] = {}
+        emissions: list[Emission] = []
+        emission_marks: list[str | None] = []
+        if current.version is None:
+            failures[("tool-unavailable", current.reason or "no active version")] = list(batch)
+        else:
+            program = call_program(current.code)
+            outcomes = await asyncio.gather(*(self._call_tool(program, r) for r in batch))
+            now = workflow.now()
+            workflow_id = workflow.info().workflow_id
+            for record, mark, outcome in zip(batch, marks, outcomes, strict=True):
+                if isinstance(outcome, str):
+                    error = f"tool {spec.tool} v{current.version}: {outcome}"
+                    failures.setdefault(("tool-call-failed", error), []).append(record)
+                    continue
+                scope = f"{workflow_id}#{mark}" if mark else workflow_id
+                for emission in tool_emissions(spec, scope, record, outcome, now):
+                    emissions.append(emission)
+                    emission_marks.append(mark)
+        if emissions:
+            try:
+                result = await workflow.execute_activity_method(
+                    AgentStepActivities.publish_emissions,
+                    EmissionsInput(org=self._input.org, emissions=emissions, marks=emission_marks),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=timedelta(seconds=10),
+                    retry_policy=_STEP_RETRY,
+                )
+                state.published += result.published
+            except ActivityError as err:
+                done = {id(r) for records in failures.values() for r in records}
+                error = str(err.cause) if err.cause else str(err)
+                failures[("agent-step-failed", error)] = [r for r in batch if id(r) not in done]
+        for (why, error), records in failures.items():
+            await self._dead_letter(records, why, error)
+        del state.inbox[: len(batch)]
+        del state.inbox_marks[: len(batch)]
+        state.processed += len(batch)
+        self._steps_this_run += 1
+
+    async def _call_tool(self, program: str, record: Record) -> dict[str, Any] | str:
+        """The tool's result for one record, or why there is none."""
+        try:
+            result = await workflow.execute_activity(
+                "run_code",
+                SandboxRequest(code=program, stdin=json.dumps(record.payload)),
+                task_queue=SANDBOX_TASK_QUEUE,
+                result_type=SandboxResult,
+                start_to_close_timeout=run_code_timeout(SandboxPolicy()),
+                heartbeat_timeout=RUN_CODE_HEARTBEAT_TIMEOUT,
+                retry_policy=RUN_CODE_RETRY,
+            )
+        except ActivityError as err:
+            return f"sandbox: {err.cause or err}"
+        try:
+            return call_result(result)
+        except ToolOutputError as exc:
+            return str(exc)
 
     async def _dead_letter(self, records: list[Record], why: str, error: str) -> None:
         """Failed or undeliverable work is never dropped: it goes to the org's DLQ."""

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, JsonValue
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.kafka import (
@@ -30,6 +30,12 @@ with workflow.unsafe.imports_passed_through():
         TopicToEnsure,
     )
     from activities.lifecycle import AgentCommand, AgentsRef, LifecycleActivities
+    from activities.sandbox import (
+        RUN_CODE_HEARTBEAT_TIMEOUT,
+        RUN_CODE_RETRY,
+        SandboxRequest,
+        run_code_timeout,
+    )
     from activities.state import (
         AgentStatusChange,
         OrgStatusChange,
@@ -37,18 +43,29 @@ with workflow.unsafe.imports_passed_through():
         SaveTopicInput,
         StateActivities,
     )
+    from activities.tools import ApproveInput, ProposeInput, TestResultInput, ToolActivities
     from kafkaorg.envelope import Record
-    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, ORG_ATTR, ORG_WORKFLOW_TYPE, kafka_topic
+    from kafkaorg.names import (
+        AUDIT_TOPIC,
+        DLQ_TOPIC,
+        ORG_ATTR,
+        ORG_WORKFLOW_TYPE,
+        SANDBOX_TASK_QUEUE,
+        kafka_topic,
+    )
     from kafkaorg.reconcile import SpecDiff, diff_specs
+    from kafkaorg.sandbox import SandboxPolicy, SandboxResult
     from kafkaorg.spec import (
         TOPIC_CLASS_CONFIGS,
         AgentSpec,
         OrgSpec,
+        ToolSpec,
         TopicClass,
         TopicSpec,
         agent_problems,
         semantic_problems,
     )
+    from kafkaorg.tools import TestOutcome, outcome_of_tests, program_for_tests
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 _TIMEOUT = timedelta(seconds=60)
@@ -64,8 +81,18 @@ class DynamicAgent(BaseModel):
     depth: int = 0
 
 
+class ToolVersionState(BaseModel):
+    """What the org knows of one tool version (PostgreSQL has the code and test result)."""
+
+    name: str
+    version: int
+    status: str
+
+
 class OrgState(BaseModel):
     """Everything that survives continue-as-new."""
+
+    tools: list[ToolVersionState] = Field(default_factory=list)
 
     dynamic_agents: list[DynamicAgent] = Field(default_factory=list)
     statuses: dict[str, str] = Field(default_factory=dict)
@@ -104,6 +131,12 @@ class AgentLifecycleRequest(BaseModel):
 class CreateTopicRequest(BaseModel):
     topic: TopicSpec
     requested_by: str = "user:cli"
+
+
+class ApproveToolRequest(BaseModel):
+    tool: str
+    version: int
+    approved_by: str = "user:cli"
 
 
 class ChangeResult(BaseModel):
@@ -194,6 +227,7 @@ class OrgWorkflow:
 
     async def _apply(self, spec: OrgSpec, diff: SpecDiff, *, first: bool = False) -> list[str]:
         old_topics = {t.name: t for t in self._spec.topics}
+        old_tools = {} if first else {t.name: t for t in self._spec.tools}
         await self._ensure_topics(spec)
         saved = await self._activity(StateActivities.save_org, spec)
         self._spec = spec
@@ -204,6 +238,10 @@ class OrgWorkflow:
             "org.applied" if first else "org.changed",
             {"changes": list(summary), "topics": list(saved.topics), "agents": list(saved.agents)},
         )
+        for tool in spec.tools:
+            old = old_tools.get(tool.name)
+            if old is None or (old.code, old.tests) != (tool.code, tool.tests):
+                summary.append(await self._register_tool(tool, spec))
         for name in saved.retired:
             await self._activity(
                 LifecycleActivities.command_agent,
@@ -243,6 +281,73 @@ class OrgWorkflow:
         if first:
             await self._set_org_status("running")
         return summary
+
+    async def _register_tool(self, tool: ToolSpec, spec: OrgSpec, author: str = "spec") -> str:
+        """Propose a version, test it in the sandbox, record the outcome; say what happened.
+
+        Only called for specs with tools, so orgs without any keep their command sequence.
+        """
+        proposed = await self._activity(
+            ToolActivities.propose_version, ProposeInput(org=spec.org, tool=tool, author=author)
+        )
+        if proposed.status != "testing":  # this code and tests were tested before
+            self._remember_tool(tool.name, proposed.version, proposed.status)
+            return f"= tool {tool.name} v{proposed.version} ({proposed.status}, unchanged)"
+        outcome = await self._test_tool(tool)
+        recorded = await self._activity(
+            ToolActivities.record_test_result,
+            TestResultInput(
+                org=spec.org,
+                name=tool.name,
+                version=proposed.version,
+                passed=outcome.passed,
+                result=outcome.model_dump(mode="json"),
+                approval=spec.policy.tool_approval,
+            ),
+        )
+        self._remember_tool(tool.name, recorded.version, recorded.status)
+        if recorded.status == "failed":
+            await self._audit(
+                "tool.failed",
+                {"tool": tool.name, "version": recorded.version, "reason": outcome.reason},
+            )
+            return f"! tool {tool.name} v{recorded.version} failed its tests: {outcome.reason}"
+        await self._audit(
+            "tool.registered",
+            {
+                "tool": tool.name,
+                "version": recorded.version,
+                "status": recorded.status,
+                "tests": outcome.tests,
+                "current_version": recorded.current_version,
+            },
+        )
+        return f"+ tool {tool.name} v{recorded.version} ({recorded.status})"
+
+    async def _test_tool(self, tool: ToolSpec) -> TestOutcome:
+        try:
+            result = await workflow.execute_activity(
+                "run_code",
+                SandboxRequest(code=program_for_tests(tool.source, tool.tests or "")),
+                task_queue=SANDBOX_TASK_QUEUE,
+                result_type=SandboxResult,
+                start_to_close_timeout=run_code_timeout(SandboxPolicy()),
+                heartbeat_timeout=RUN_CODE_HEARTBEAT_TIMEOUT,
+                retry_policy=RUN_CODE_RETRY,
+            )
+        except ActivityError as err:
+            return TestOutcome(passed=False, reason=f"sandbox: {err.cause or err}")
+        return outcome_of_tests(result)
+
+    def _remember_tool(self, name: str, version: int, status: str) -> None:
+        for known in self._state.tools:
+            if (known.name, known.version) == (name, version):
+                known.status = status
+                return
+        self._state.tools.append(ToolVersionState(name=name, version=version, status=status))
+
+    def _known_tools(self) -> frozenset[str]:
+        return frozenset(t.name for t in self._state.tools) | {t.name for t in self._spec.tools}
 
     async def _ensure_topics(self, spec: OrgSpec) -> None:
         wanted = [
@@ -331,7 +436,8 @@ class OrgWorkflow:
         """Carry out the diff between the running org and ``spec`` (``kafkaorg org apply``)."""
         async with self._lock:
             diff = diff_specs(self._spec, spec)
-            if diff.is_empty:
+            same_tools = (self._spec.tools, self._spec.policy) == (spec.tools, spec.policy)
+            if diff.is_empty and same_tools:
                 return ChangeResult(changed=False, summary=[])
             summary = await self._apply(spec, diff)
             return ChangeResult(changed=True, summary=summary)
@@ -345,7 +451,7 @@ class OrgWorkflow:
 
     @apply_spec.validator
     def _validate_apply(self, spec: OrgSpec) -> None:
-        problems = semantic_problems(spec)
+        problems = semantic_problems(spec, frozenset(t.name for t in self._state.tools))
         if spec.org != self._spec.org:
             problems.insert(0, f"org: spec is for {spec.org!r}, this is {self._spec.org!r}")
         diff = diff_specs(self._spec, spec)
@@ -372,7 +478,7 @@ class OrgWorkflow:
     async def create_agent(self, request: CreateAgentRequest) -> ChangeResult:
         async with self._lock:
             self._check_create_agent(request)  # again: the org may have changed meanwhile
-            parent = _agent_name(request.requested_by)
+            parent = self._requester(request.requested_by)
             depth = self._depth(parent) + 1 if parent else 0
             registered = await self._activity(
                 StateActivities.register_agent,
@@ -423,7 +529,9 @@ class OrgWorkflow:
 
     def _check_create_agent(self, request: CreateAgentRequest) -> None:
         spec = request.agent
-        problems = agent_problems(spec, {t.name for t in self._spec.topics}, "agent")
+        problems = agent_problems(
+            spec, {t.name for t in self._spec.topics}, "agent", set(self._known_tools())
+        )
         if self._status_of(spec.name) not in (None, "retired"):
             problems.append(f"agent {spec.name!r} already exists")
         live = [n for n in self._all_agent_names() if self._status_of(n) != "retired"]
@@ -432,10 +540,14 @@ class OrgWorkflow:
                 f"quota: the org has {len(live)} agents "
                 f"(limits.max_agents = {self._spec.limits.max_agents})"
             )
-        parent_name = _agent_name(request.requested_by)
+        try:
+            parent_name = self._requester(request.requested_by)
+        except ValueError as exc:
+            problems.append(str(exc))
+            parent_name = None
         if parent_name is not None:
             parent = self._agent_spec(parent_name)
-            if parent is None or self._status_of(parent_name) in ("retired", "failed"):
+            if parent is None:
                 problems.append(f"requester {request.requested_by!r} is not an agent of this org")
             else:
                 problems += _exceeds_parent(spec, parent)
@@ -453,10 +565,6 @@ class OrgWorkflow:
                         f"(limits.max_spawns_per_minute = "
                         f"{self._spec.limits.max_spawns_per_minute})"
                     )
-        elif not request.requested_by.startswith("user:"):
-            problems.append(
-                f"requested_by {request.requested_by!r} must be user:<name> or agent:<name>"
-            )
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -505,7 +613,7 @@ class OrgWorkflow:
             raise ValueError(f"agent {request.agent!r} is retired")
         if status == "failed" and request.action != "retire":
             raise ValueError(f"agent {request.agent!r} failed; retire it and create it again")
-        parent = _agent_name(request.requested_by)
+        parent = self._requester(request.requested_by)
         if parent is not None and self._parent_of(request.agent) != parent:
             raise ValueError(f"{request.requested_by} may only change agents it created")
 
@@ -548,11 +656,68 @@ class OrgWorkflow:
     def _check_create_topic(self, request: CreateTopicRequest) -> None:
         if any(t.name == request.topic.name for t in self._spec.topics):
             raise ValueError(f"topic {request.topic.name!r} already exists")
-        parent = _agent_name(request.requested_by)
+        parent = self._requester(request.requested_by)
         if parent is not None:
             spec = self._agent_spec(parent)
             if spec is None or not spec.can_create_agents:
                 raise ValueError(f"{request.requested_by} may not create topics")
+
+    @workflow.update
+    async def approve_tool(self, request: ApproveToolRequest) -> ChangeResult:
+        """A person approves a tested tool version (``kafkaorg tool approve``): it goes live."""
+        async with self._lock:
+            self._check_approve(request)
+            recorded = await self._activity(
+                ToolActivities.approve,
+                ApproveInput(
+                    org=self._spec.org,
+                    name=request.tool,
+                    version=request.version,
+                    approved_by=request.approved_by,
+                ),
+            )
+            self._remember_tool(request.tool, request.version, recorded.status)
+            await self._audit(
+                "tool.approved",
+                {
+                    "tool": request.tool,
+                    "version": request.version,
+                    "by": request.approved_by,
+                    "current_version": recorded.current_version,
+                },
+            )
+            return ChangeResult(
+                changed=True,
+                summary=[
+                    f"tool {request.tool} v{request.version} is active "
+                    f"(current version: {recorded.current_version})"
+                ],
+            )
+
+    @approve_tool.validator
+    def _validate_approve_tool(self, request: ApproveToolRequest) -> None:
+        self._check_approve(request)
+
+    def _check_approve(self, request: ApproveToolRequest) -> None:
+        if not request.approved_by.startswith("user:"):
+            raise ValueError(f"only people approve tools, not {request.approved_by!r}")
+        known = next(
+            (
+                t
+                for t in self._state.tools
+                if (t.name, t.version) == (request.tool, request.version)
+            ),
+            None,
+        )
+        if known is None:
+            raise ValueError(
+                f"tool {request.tool!r} has no version {request.version} in org {self._spec.org!r}"
+            )
+        if known.status != "pending_approval":
+            raise ValueError(
+                f"tool {request.tool!r} version {request.version} is {known.status}, "
+                "not pending approval"
+            )
 
     # ---- signals and queries -----------------------------------------------------------
 
@@ -600,6 +765,25 @@ class OrgWorkflow:
         return out
 
     # ---- helpers -----------------------------------------------------------------------
+
+    def _requester(self, requested_by: str) -> str | None:
+        """The requesting agent's name (None for a user); refuses agents not live in this org.
+
+        Agents ask as ``agent:<org>:<name>`` (the platform fills in the org); the short
+        ``agent:<name>`` means an agent of this org, as a user acting for it would write.
+        """
+        if requested_by.startswith("user:"):
+            return None
+        if not requested_by.startswith("agent:"):
+            raise ValueError(
+                f"requested_by {requested_by!r} must be user:<name> or agent:<org>:<name>"
+            )
+        org, _, name = requested_by.removeprefix("agent:").rpartition(":")
+        if org and org != self._spec.org:
+            raise ValueError(f"requester {requested_by!r} belongs to org {org!r}, not this org")
+        if self._agent_spec(name) is None or self._status_of(name) in ("retired", "failed"):
+            raise ValueError(f"requester {requested_by!r} is not a live agent of this org")
+        return name
 
     def _all_agent_names(self) -> list[str]:
         names = [a.name for a in self._spec.agents]
@@ -652,10 +836,6 @@ class OrgWorkflow:
             PublishInput(org=self._spec.org, topic=AUDIT_TOPIC, records=[record]),
         )
         self._state.audit_records += 1
-
-
-def _agent_name(requested_by: str) -> str | None:
-    return requested_by.removeprefix("agent:") if requested_by.startswith("agent:") else None
 
 
 def _exceeds_parent(child: AgentSpec, parent: AgentSpec) -> list[str]:

@@ -21,7 +21,9 @@ from kafkaorg.cli.dlq import dlq_app
 from kafkaorg.cli.org import org_app
 from kafkaorg.cli.processes import bridge, worker
 from kafkaorg.cli.records import send, tail
+from kafkaorg.cli.replay import replay
 from kafkaorg.cli.sandbox import sandbox_app
+from kafkaorg.cli.tools import tool_app
 from kafkaorg.cli.workflow import workflow_app
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.spec import SpecError
@@ -40,10 +42,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(tool_app, name="tool")
 app.command()(worker)
 app.command()(bridge)
 app.command()(send)
 app.command()(tail)
+app.command()(replay)
 app.command()(demo)
 
 

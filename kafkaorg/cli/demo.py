@@ -29,8 +29,9 @@ WAIT_S = 90.0
 
 
 def demo_spec() -> OrgSpec:
-    text = resources.files("kafkaorg.examples").joinpath("demo.yaml").read_text(encoding="utf-8")
-    return parse_spec_text(text, "kafkaorg/examples/demo.yaml")
+    examples = resources.files("kafkaorg.examples")
+    text = examples.joinpath("demo.yaml").read_text(encoding="utf-8")
+    return parse_spec_text(text, "kafkaorg/examples/demo.yaml", examples)
 
 
 def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dict[str, Record]:
@@ -63,6 +64,39 @@ def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dic
     return found
 
 
+def _show_tools(cfg: Settings, spec: OrgSpec) -> None:
+    """The registry's word on each of the spec's tools: version, status, tests run."""
+    from sqlalchemy import select
+
+    from kafkaorg.db import create_engine, create_sessionmaker
+    from kafkaorg.db.models import Org, Tool, ToolVersion
+
+    engine = create_engine(cfg.database_url, pool_size=1)
+    try:
+        with create_sessionmaker(engine)() as session:
+            rows = session.execute(
+                select(Tool.name, Tool.current_version, ToolVersion.version, ToolVersion.status)
+                .add_columns(ToolVersion.test_result)
+                .join(Org, Org.id == Tool.org_id)
+                .join(ToolVersion, ToolVersion.tool_id == Tool.id)
+                .where(Org.name == spec.org, Tool.name.in_([t.name for t in spec.tools]))
+                .order_by(Tool.name, ToolVersion.version.desc())
+            ).all()
+    finally:
+        engine.dispose()
+    shown: set[str] = set()
+    for name, current, version, status, result in rows:
+        if name in shown:
+            continue
+        shown.add(name)
+        tests = (result or {}).get("tests", 0)
+        console.print(
+            f"tool {name!r}: version {version} {status} after {tests} test(s) in the sandbox"
+            f" (current version: {current or 'none'})",
+            highlight=False,
+        )
+
+
 def demo() -> None:
     """Start the local stack and a two-agent org, send tasks, and show what came out."""
     from kafkaorg.devstack import DevStack
@@ -75,11 +109,13 @@ def demo() -> None:
     try:
         run(start_org(spec, cfg))
         console.print(
-            f"[green]org {spec.org!r} started[/] (rule agent 'triage' → echo agent 'recorder')"
+            f"[green]org {spec.org!r} started[/] (rule agent 'triage' → tool agent 'scorer' "
+            "→ echo agent 'recorder')"
         )
     except BadInputError:
         console.print(f"org {spec.org!r} is already running; using it")
 
+    _show_tools(cfg, spec)
     producer = create_producer(cfg)
     sent = [
         new_record(
@@ -100,6 +136,7 @@ def demo() -> None:
     table = Table(
         "task (sent to demo.tasks)",
         "priority",
+        "score (tool)",
         "output type",
         "output source",
         "output id",
@@ -110,6 +147,7 @@ def demo() -> None:
         table.add_row(
             str(record.payload["title"]),
             str(record.payload["priority"]),
+            str(out.payload.get("score", "-")) if out else "-",
             out.type if out else "[red]missing[/]",
             out.source if out else "-",
             out.id if out else "-",

@@ -27,7 +27,8 @@ from kafkaorg.config import Settings
 from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka
-from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id
+from kafkaorg.lag import bridge_lag, lag_by_topic
+from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id, split_kafka_topic
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
 from kafkaorg.temporal import connect_temporal
@@ -220,7 +221,7 @@ def status(
     org: Annotated[str, typer.Argument(help="Org name.")],
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Show an org's workflow phase, topics and agents."""
+    """Show an org's workflow phase, topics, agents and the bridge's lag on its topics."""
     check_org_name(org)
 
     async def _status() -> tuple[str, OrgStatus | None]:
@@ -233,11 +234,13 @@ def status(
         return state, await handle.query(OrgWorkflow.status)
 
     workflow_status, org_status = run(_status())
+    lag = _org_lag(org)
     if json_output:
         print_json(
             {
                 "workflow_status": workflow_status,
                 **(org_status.model_dump() if org_status else {"org": org}),
+                "lag": lag,
             }
         )
         return
@@ -246,6 +249,18 @@ def status(
         console.print(f"  phase: {org_status.phase}")
         console.print(f"  topics: {', '.join(org_status.topics) or '-'}")
         console.print(f"  agents: {', '.join(org_status.agents) or '-'}")
+    if lag is not None:
+        shown = ", ".join(f"{topic} {n}" for topic, n in lag.items()) or "-"
+        console.print(f"  bridge lag (records not yet in a workflow): {shown}")
+
+
+def _org_lag(org: str) -> dict[str, int] | None:
+    """Records of each org topic the bridge has not committed yet (None: Kafka unreachable)."""
+    try:
+        lags = bridge_lag(settings(), org, timeout=5.0)
+    except ServiceUnavailableError:
+        return None
+    return {split_kafka_topic(t)[1]: n for t, n in lag_by_topic(lags).items()}
 
 
 @org_app.command("stop")

@@ -39,6 +39,8 @@ class DevStack:
         self.platform: list[Service] = [
             PlatformProcess(self.settings, "worker"),
             PlatformProcess(self.settings, "bridge"),
+            # Tools run in nsjail on their own task queue (kafkaorg-sandbox).
+            PlatformProcess(self.settings, "sandbox worker"),
         ]
 
     # -- output ----------------------------------------------------------------------------

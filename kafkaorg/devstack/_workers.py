@@ -8,7 +8,7 @@ import sys
 from kafkaorg.config import Settings
 
 from ._base import Port, Service
-from ._processes import spawn
+from ._processes import port_open, spawn, split_host_port
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -35,7 +35,7 @@ class PlatformProcess(Service):
     stop_timeout_s = 20.0
 
     def __init__(self, settings: Settings, command: str) -> None:
-        self.name = command
+        self.name = command.replace(" ", "-")
         self.title = f"kafkaorg {command}"
         self.command = command
         self.marker = f"kafkaorg.cli {command}"
@@ -56,7 +56,7 @@ class PlatformProcess(Service):
 
     def launch(self) -> None:
         spawn(
-            [sys.executable, "-m", "kafkaorg.cli", self.command],
+            [sys.executable, "-m", "kafkaorg.cli", *self.command.split()],
             log_file=self.log_file,
             pid_file=self.pid_file,
             env=settings_env(self.settings),
@@ -64,4 +64,36 @@ class PlatformProcess(Service):
         )
 
     def detail(self, healthy: bool, pid: int | None) -> str:
-        return "running" if healthy else "not running (start with: kafkaorg dev up --workers)"
+        base = "running" if healthy else "not running (start with: kafkaorg dev up --workers)"
+        if self.command != "bridge":
+            return base
+        return "; ".join([base, *bridge_backpressure(self.settings)])
+
+
+def bridge_backpressure(settings: Settings) -> list[str]:
+    """The bridge group's total lag (from Kafka) and what running bridges have paused."""
+    from kafkaorg.errors import KafkaorgError
+    from kafkaorg.lag import bridge_lag, read_bridge_statuses
+
+    parts = []
+    host, port = split_host_port(settings.kafka_bootstrap.split(",")[0])
+    if port_open(host, port):
+        try:
+            lags = bridge_lag(settings, timeout=5.0)
+        except KafkaorgError as exc:
+            parts.append(f"lag unknown ({exc})")
+        else:
+            behind = [item for item in lags if item.lag]
+            parts.append(
+                f"lag {sum(item.lag for item in lags)} over {len(behind)} partition(s)"
+                if behind
+                else "lag 0"
+            )
+    for status in read_bridge_statuses(settings):
+        paused = status.get("paused") or []
+        if not paused:
+            continue
+        reasons = sorted({r for item in paused for r in item.get("reasons", [])})
+        shown = ", ".join(reasons[:3]) + (", …" if len(reasons) > 3 else "")
+        parts.append(f"pid {status.get('pid')} paused {len(paused)} partition(s): {shown}")
+    return parts

@@ -50,7 +50,7 @@ def _settings(state_dir: Path) -> Settings:
 def test_status_of_a_down_stack_says_down(tmp_path: Path) -> None:
     stack = DevStack(_settings(tmp_path))
     statuses = {s.name: s for s in stack.status()}
-    assert set(statuses) == {"kafka", "temporal", "postgres", "worker", "bridge"}
+    assert set(statuses) == {"kafka", "temporal", "postgres", "worker", "bridge", "sandbox-worker"}
     assert not any(s.healthy for s in statuses.values())
     assert all(s.pid is None for s in statuses.values())
     assert "Web UI http://127.0.0.1:" in statuses["temporal"].detail

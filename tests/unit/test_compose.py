@@ -30,9 +30,10 @@ REQUIRED_SERVICES = (
     "temporal",
     "temporal-ui",
     "kafkaorg-worker",
+    "kafkaorg-sandbox-worker",
     "kafkaorg-bridge",
 )
-KAFKAORG_SERVICES = ("kafkaorg-worker", "kafkaorg-bridge")
+KAFKAORG_SERVICES = ("kafkaorg-worker", "kafkaorg-sandbox-worker", "kafkaorg-bridge")
 # Long-running infrastructure that other services wait for or people look at.
 INFRA_SERVICES = ("kafka", "postgresql", "temporal", "temporal-ui")
 # What the kafkaorg processes need before they start.
@@ -47,6 +48,9 @@ NOT_FOR_SERVICES = {
     "max_record_bytes": "tuning knob; its default is right (see test_kafka_message_max_bytes)",
     "bridge_batch_size": "tuning knob with a working default",
     "bridge_poll_timeout_s": "tuning knob with a working default",
+    "agent_inbox_limit": "tuning knob with a working default (backpressure)",
+    "bridge_inbox_check_interval_s": "tuning knob with a working default (backpressure)",
+    "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
 }
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
@@ -188,8 +192,8 @@ def test_kafkaorg_services_set_every_setting(
 
 
 def test_kafkaorg_services_share_one_environment(services: dict[str, dict[str, Any]]) -> None:
-    worker, bridge = (_kafkaorg_env(services, s) for s in KAFKAORG_SERVICES)
-    assert worker == bridge
+    first, *others = (_kafkaorg_env(services, s) for s in KAFKAORG_SERVICES)
+    assert all(env == first for env in others)
 
 
 @pytest.mark.parametrize("service", KAFKAORG_SERVICES)
@@ -330,7 +334,9 @@ def test_worker_migrates_and_can_sandbox(services: dict[str, dict[str, Any]]) ->
         + " ".join(map(str, worker.get("command") or []))
     )
     assert re.search(r"kafkaorg db upgrade\s*&&\s*(exec\s+)?kafkaorg worker", command)
-    assert worker.get("privileged") is True or "SYS_ADMIN" in worker.get("cap_add", [])
+    sandbox = services["kafkaorg-sandbox-worker"]
+    assert sandbox.get("command") == ["sandbox", "worker"]
+    assert sandbox.get("privileged") is True or "SYS_ADMIN" in sandbox.get("cap_add", [])
     assert services["kafkaorg-bridge"].get("command") == ["bridge"]
 
 

@@ -72,7 +72,8 @@ agents:
         "agents.0.rules.0.to: 'elsewhere' is not in this agent's publishes",
         "agents.1.name: duplicate agent 'a'",
         "agents.1.publishes: an echo agent needs a topic to publish to",
-        "agents.2.kind: 'llm' agents are not available in this version (available: echo, rule)",
+        "agents.2.kind: 'llm' agents are not available in this version"
+        " (available: echo, rule, tool)",
     ]
 
 
