@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,21 +15,9 @@ from kafkaorg.config import Settings
 from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
 from kafkaorg.spec import spec_to_json, validate_spec
 from tests.support import Platform, echo_spec, task, unique_org
+from tests.support import run_cli as kafkaorg
 
 pytestmark = pytest.mark.integration
-
-
-def kafkaorg(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kafkaorg.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def assert_one_clear_line(
