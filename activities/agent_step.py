@@ -40,66 +40,56 @@ class EmissionsInput(BaseModel):
     """Parallel to ``emissions``: the replay/redrive mark of the input each answers."""
 
 
+def _mark_headers(mark: str | None) -> tuple[tuple[str, str | bytes | None], ...]:
+    return (("kafkaorg.mark", mark.encode()),) if mark else ()
+
+
 class AgentStepActivities:
     def __init__(self, producer: Producer, max_record_bytes: int) -> None:
         self._producer = producer
         self._max_record_bytes = max_record_bytes
+
+    def _outgoing(self, org: str, emission: Emission, mark: str | None) -> Outgoing:
+        """The record bound for Kafka; one over the size limit fails the step for good."""
+        item = Outgoing(kafka_topic(org, emission.topic), emission.record, _mark_headers(mark))
+        size = len(item.value)
+        if size > self._max_record_bytes:
+            # Retrying cannot help, and downstream it would only be poison.
+            raise ApplicationError(
+                f"output record for {emission.record.causation_id} is {size} bytes, over the "
+                f"{self._max_record_bytes}-byte limit",
+                type="AgentStepError",
+                non_retryable=True,
+            )
+        return item
+
+    def _produce(self, outgoing: list[Outgoing], consumed: int) -> StepResult:
+        activity.heartbeat(len(outgoing))
+        produce_and_wait(self._producer, outgoing)
+        by_topic = Counter(o.kafka_topic for o in outgoing)
+        return StepResult(consumed=consumed, published=len(outgoing), by_topic=dict(by_topic))
 
     @activity.defn
     def run_agent_step(self, input: StepInput) -> StepResult:
         """Idempotent: outputs carry ids derived from (workflow id, input id, index)."""
         now = utcnow()
         outgoing: list[Outgoing] = []
-        try:
-            for i, record in enumerate(input.records):
-                mark = input.marks[i] if i < len(input.marks) else None
-                # A replayed record's outputs are new records: ids derive from the mark too.
-                id_scope = f"{input.workflow_id}#{mark}" if mark else input.workflow_id
-                headers: tuple[tuple[str, str | bytes | None], ...] = (
-                    (("kafkaorg.mark", mark.encode()),) if mark else ()
-                )
-                for emission in emissions_for(input.agent, id_scope, record, now):
-                    size = len(emission.record.kafka_value())
-                    if size > self._max_record_bytes:
-                        # Retrying cannot help, and downstream it would only be poison.
-                        raise AgentStepError(
-                            f"output record for {record.id} is {size} bytes, over the "
-                            f"{self._max_record_bytes}-byte limit"
-                        )
-                    outgoing.append(
-                        Outgoing(kafka_topic(input.org, emission.topic), emission.record, headers)
-                    )
-        except AgentStepError as exc:
-            raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
-        activity.heartbeat(len(outgoing))
-        produce_and_wait(self._producer, outgoing)
-        by_topic = Counter(o.kafka_topic for o in outgoing)
-        return StepResult(
-            consumed=len(input.records), published=len(outgoing), by_topic=dict(by_topic)
-        )
+        for i, record in enumerate(input.records):
+            mark = input.marks[i] if i < len(input.marks) else None
+            # A replayed record's outputs are new records: ids derive from the mark too.
+            id_scope = f"{input.workflow_id}#{mark}" if mark else input.workflow_id
+            try:
+                emissions = emissions_for(input.agent, id_scope, record, now)
+            except AgentStepError as exc:
+                raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
+            outgoing += [self._outgoing(input.org, e, mark) for e in emissions]
+        return self._produce(outgoing, len(input.records))
 
     @activity.defn
     def publish_emissions(self, input: EmissionsInput) -> StepResult:
         """Produce records with final ids; an oversized one fails the call, not retried."""
-        outgoing: list[Outgoing] = []
-        for i, emission in enumerate(input.emissions):
-            mark = input.marks[i] if i < len(input.marks) else None
-            size = len(emission.record.kafka_value())
-            if size > self._max_record_bytes:
-                raise ApplicationError(
-                    f"output record {emission.record.id} is {size} bytes, over the "
-                    f"{self._max_record_bytes}-byte limit",
-                    type="AgentStepError",
-                    non_retryable=True,
-                )
-            headers: tuple[tuple[str, str | bytes | None], ...] = (
-                (("kafkaorg.mark", mark.encode()),) if mark else ()
-            )
-            outgoing.append(
-                Outgoing(kafka_topic(input.org, emission.topic), emission.record, headers)
-            )
-        produce_and_wait(self._producer, outgoing)
-        by_topic = Counter(o.kafka_topic for o in outgoing)
-        return StepResult(
-            consumed=len(input.emissions), published=len(outgoing), by_topic=dict(by_topic)
-        )
+        outgoing = [
+            self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
+            for i, e in enumerate(input.emissions)
+        ]
+        return self._produce(outgoing, len(input.emissions))

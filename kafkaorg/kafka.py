@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -66,6 +67,11 @@ class Outgoing:
     record: Record
     extra_headers: tuple[tuple[str, str | bytes | None], ...] = ()
 
+    @cached_property
+    def value(self) -> bytes:
+        """The serialized envelope, made once (size checks and produce share it)."""
+        return self.record.kafka_value()
+
 
 @dataclass
 class _Deliveries:
@@ -88,7 +94,7 @@ def produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: flo
                 producer.produce(
                     item.kafka_topic,
                     key=item.record.kafka_key(),
-                    value=item.record.kafka_value(),
+                    value=item.value,
                     headers=[*item.record.kafka_headers(), *item.extra_headers],
                     on_delivery=deliveries.callback,
                 )

@@ -257,3 +257,20 @@ def run_cli_raw(argv: list[str], timeout: float = 60) -> subprocess.CompletedPro
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+async def run_cli_async(*args: str) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` from async tests, without blocking the event loop."""
+    return await asyncio.to_thread(run_cli, *args)
+
+
+def assert_one_clear_line(
+    result: subprocess.CompletedProcess[str], code: int, *needles: str
+) -> None:
+    """DESIGN's error contract: this exit status, one ``error:`` line, no traceback."""
+    assert result.returncode == code, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr

@@ -14,12 +14,11 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
-from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
 from kafkaorg.cli.org import org_handle, run_update
-from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
-from kafkaorg.errors import BadInputError, ServiceUnavailableError
+from kafkaorg.db import Agent, Org, Topic
+from kafkaorg.errors import BadInputError
 from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec
 from kafkaorg.temporal import connect_temporal
 from workflows.org import (
@@ -35,18 +34,10 @@ topic_app = typer.Typer(help="List and create an org's topics.", no_args_is_help
 
 
 def _rows(org: str, query: Any) -> list[Any]:
-    engine = create_engine(settings().database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            if session.scalar(select(Org.id).where(Org.name == org)) is None:
-                raise BadInputError(f"unknown org {org!r}")
-            return list(session.execute(query).all())
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db_session(settings()) as session:
+        if session.scalar(select(Org.id).where(Org.name == org)) is None:
+            raise BadInputError(f"unknown org {org!r}")
+        return list(session.execute(query).all())
 
 
 @agent_app.command("list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from sqlalchemy.exc import OperationalError
 
-from kafkaorg.cli._common import console, settings
+from kafkaorg.cli._common import PG_UNREACHABLE, console, settings
 from kafkaorg.db.migrate import upgrade_to_head
 from kafkaorg.errors import ServiceUnavailableError
 
@@ -18,7 +18,5 @@ def upgrade() -> None:
     try:
         upgrade_to_head(settings().database_url)
     except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
+        raise ServiceUnavailableError(PG_UNREACHABLE) from None
     console.print("schema is up to date")

@@ -31,11 +31,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pydantic import BaseModel
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
-from kafkaorg.cli._common import check_org_name, check_topic_name, console, print_json, settings
+from kafkaorg.cli._common import (
+    check_org_name,
+    check_topic_name,
+    console,
+    db_session,
+    print_json,
+    settings,
+)
 from kafkaorg.config import Settings
-from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
 from kafkaorg.envelope import Record
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
@@ -269,7 +274,6 @@ class RedriveOutcome(BaseModel):
 
 def _subscriptions(cfg: Settings, org: str, agents: set[str]) -> dict[str, list[str]]:
     """Topic names each agent subscribes to, from PostgreSQL."""
-    engine = create_engine(cfg.database_url, pool_size=1)
     query = (
         select(Agent.name, Topic.name)
         .select_from(Subscription)
@@ -279,16 +283,9 @@ def _subscriptions(cfg: Settings, org: str, agents: set[str]) -> dict[str, list[
         .where(Org.name == org, Agent.name.in_(sorted(agents)))
     )
     out: dict[str, list[str]] = {a: [] for a in agents}
-    try:
-        with create_sessionmaker(engine)() as session:
-            for agent, topic in session.execute(query):
-                out[agent].append(topic)
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db_session(cfg) as session:
+        for agent, topic in session.execute(query):
+            out[agent].append(topic)
     return out
 
 

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -22,9 +21,9 @@ from temporalio.client import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
 from kafkaorg.config import Settings
-from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
+from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka
 from kafkaorg.lag import bridge_lag, lag_by_topic
@@ -146,16 +145,8 @@ async def run_update(
 
 def current_spec(cfg: Settings, org: str) -> OrgSpec | None:
     """The spec PostgreSQL holds for ``org`` (None: the org was never started)."""
-    engine = create_engine(cfg.database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            data = session.scalar(select(Org.spec).where(Org.name == org))
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db_session(cfg) as session:
+        data = session.scalar(select(Org.spec).where(Org.name == org))
     return OrgSpec.model_validate(data) if data is not None else None
 
 
@@ -291,21 +282,12 @@ def stop(
 def list_orgs(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List orgs known to PostgreSQL, with their agent and topic counts."""
     cfg = settings()
-    engine = create_engine(cfg.database_url, pool_size=1)
-    sessions = create_sessionmaker(engine)
     agents = select(func.count()).where(Agent.org_id == Org.id).scalar_subquery()
     topics = select(func.count()).where(Topic.org_id == Org.id).scalar_subquery()
-    try:
-        with sessions() as session:
-            rows = session.execute(
-                select(Org.name, Org.status, agents, topics, Org.created_at).order_by(Org.name)
-            ).all()
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db_session(cfg) as session:
+        rows = session.execute(
+            select(Org.name, Org.status, agents, topics, Org.created_at).order_by(Org.name)
+        ).all()
     items = [
         {
             "org": r[0],

@@ -32,7 +32,6 @@ import typer
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 
 from bridge.mapping import Accepted, Origin, Poison, chunk_by_size, decode
@@ -40,13 +39,14 @@ from bridge.service import SIGNAL_LIMIT_BYTES
 from kafkaorg.cli._common import (
     check_org_name,
     console,
+    db_session,
     err_console,
     print_json,
     run,
     settings,
 )
 from kafkaorg.config import Settings
-from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
+from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.db.models import Subscription
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka, client_config, create_admin
@@ -110,46 +110,38 @@ class ReplayOutcome:
 
 def _check_target(cfg: Settings, org: str, topic: str, agent: str) -> _Target:
     """The org, topic and agent exist in PostgreSQL and the agent can still work."""
-    engine = create_engine(cfg.database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            org_id = session.scalar(select(Org.id).where(Org.name == org))
-            if org_id is None:
-                raise BadInputError(f"unknown org {org!r} (see `kafkaorg org list`)")
-            topic_id = session.scalar(
-                select(Topic.id).where(Topic.org_id == org_id, Topic.name == topic)
+    with db_session(cfg) as session:
+        org_id = session.scalar(select(Org.id).where(Org.name == org))
+        if org_id is None:
+            raise BadInputError(f"unknown org {org!r} (see `kafkaorg org list`)")
+        topic_id = session.scalar(
+            select(Topic.id).where(Topic.org_id == org_id, Topic.name == topic)
+        )
+        if topic_id is None:
+            raise BadInputError(
+                f"unknown topic {topic!r} in org {org!r} (see `kafkaorg topic list {org}`)"
             )
-            if topic_id is None:
-                raise BadInputError(
-                    f"unknown topic {topic!r} in org {org!r} (see `kafkaorg topic list {org}`)"
-                )
-            row = session.execute(
-                select(Agent.id, Agent.status).where(Agent.org_id == org_id, Agent.name == agent)
-            ).first()
-            if row is None:
-                raise BadInputError(
-                    f"unknown agent {agent!r} in org {org!r} (see `kafkaorg agent list {org}`)"
-                )
-            agent_id, status = row
-            if status in ("retired", "failed"):
-                raise BadInputError(
-                    f"agent {agent!r} of org {org!r} is {status}: it cannot take a replay"
-                )
-            subscribed = (
-                session.scalar(
-                    select(Subscription.agent_id).where(
-                        Subscription.agent_id == agent_id, Subscription.topic_id == topic_id
-                    )
-                )
-                is not None
+        row = session.execute(
+            select(Agent.id, Agent.status).where(Agent.org_id == org_id, Agent.name == agent)
+        ).first()
+        if row is None:
+            raise BadInputError(
+                f"unknown agent {agent!r} in org {org!r} (see `kafkaorg agent list {org}`)"
             )
-            return _Target(subscribed=subscribed, status=status)
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+        agent_id, status = row
+        if status in ("retired", "failed"):
+            raise BadInputError(
+                f"agent {agent!r} of org {org!r} is {status}: it cannot take a replay"
+            )
+        subscribed = (
+            session.scalar(
+                select(Subscription.agent_id).where(
+                    Subscription.agent_id == agent_id, Subscription.topic_id == topic_id
+                )
+            )
+            is not None
+        )
+        return _Target(subscribed=subscribed, status=status)
 
 
 def _kafka_error(name: str, exc: KafkaException) -> ServiceUnavailableError:

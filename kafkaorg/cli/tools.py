@@ -11,13 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
-from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
 from kafkaorg.cli.org import org_handle, run_update
-from kafkaorg.db import Org, create_engine, create_sessionmaker
+from kafkaorg.db import Org
 from kafkaorg.db.models import Tool, ToolVersion
-from kafkaorg.errors import BadInputError, ServiceUnavailableError
+from kafkaorg.errors import BadInputError
 from kafkaorg.temporal import connect_temporal
 from workflows.org import ApproveToolRequest, ChangeResult, OrgWorkflow
 
@@ -26,42 +25,34 @@ tool_app = typer.Typer(help="List, inspect and approve an org's tools.", no_args
 
 def _versions(org: str, tool: str | None = None) -> list[dict[str, Any]]:
     """Every version (newest first within a tool), with whether it is the current one."""
-    engine = create_engine(settings().database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            if session.scalar(select(Org.id).where(Org.name == org)) is None:
-                raise BadInputError(f"unknown org {org!r}")
-            query = (
-                select(Tool.name, Tool.current_version, ToolVersion)
-                .join(Org, Org.id == Tool.org_id)
-                .join(ToolVersion, ToolVersion.tool_id == Tool.id)
-                .where(Org.name == org)
-                .order_by(Tool.name, ToolVersion.version.desc())
-            )
-            if tool is not None:
-                query = query.where(Tool.name == tool)
-            return [
-                {
-                    "tool": name,
-                    "version": v.version,
-                    "status": v.status,
-                    "current": current == v.version,
-                    "description": v.description,
-                    "author": v.author,
-                    "created_at": v.created_at.isoformat() if v.created_at else None,
-                    "args_schema": v.args_schema,
-                    "test_result": v.test_result,
-                    "code": v.code,
-                    "tests": v.tests,
-                }
-                for name, current, v in session.execute(query).tuples().all()
-            ]
-    except OperationalError:
-        raise ServiceUnavailableError(
-            "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-        ) from None
-    finally:
-        engine.dispose()
+    with db_session(settings()) as session:
+        if session.scalar(select(Org.id).where(Org.name == org)) is None:
+            raise BadInputError(f"unknown org {org!r}")
+        query = (
+            select(Tool.name, Tool.current_version, ToolVersion)
+            .join(Org, Org.id == Tool.org_id)
+            .join(ToolVersion, ToolVersion.tool_id == Tool.id)
+            .where(Org.name == org)
+            .order_by(Tool.name, ToolVersion.version.desc())
+        )
+        if tool is not None:
+            query = query.where(Tool.name == tool)
+        return [
+            {
+                "tool": name,
+                "version": v.version,
+                "status": v.status,
+                "current": current == v.version,
+                "description": v.description,
+                "author": v.author,
+                "created_at": v.created_at.isoformat() if v.created_at else None,
+                "args_schema": v.args_schema,
+                "test_result": v.test_result,
+                "code": v.code,
+                "tests": v.tests,
+            }
+            for name, current, v in session.execute(query).tuples().all()
+        ]
 
 
 def _reason(version: dict[str, Any]) -> str:

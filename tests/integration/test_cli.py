@@ -14,20 +14,10 @@ from sqlalchemy import select
 from kafkaorg.config import Settings
 from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
 from kafkaorg.spec import spec_to_json, validate_spec
-from tests.support import Platform, echo_spec, task, unique_org
+from tests.support import Platform, assert_one_clear_line, echo_spec, task, unique_org
 from tests.support import run_cli as kafkaorg
 
 pytestmark = pytest.mark.integration
-
-
-def assert_one_clear_line(
-    result: subprocess.CompletedProcess[str], code: int, *needles: str
-) -> None:
-    assert result.returncode == code, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-    assert result.stderr.startswith("error: ")
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 def test_bad_spec_lists_every_problem_and_creates_nothing(tmp_path: Path, stack: Settings) -> None:

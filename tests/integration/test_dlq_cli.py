@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from kafkaorg.envelope import Record
 from kafkaorg.kafka import Outgoing, produce_and_wait
 from kafkaorg.names import dlq_topic, kafka_topic
-from tests.support import Platform, echo_spec, raw_messages, task, unique_org
+from tests.support import Platform, assert_one_clear_line, echo_spec, raw_messages, task, unique_org
+from tests.support import run_cli_async as kafkaorg
 
 pytestmark = pytest.mark.integration
-
-
-async def kafkaorg(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "kafkaorg.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def assert_one_clear_line(
-    result: subprocess.CompletedProcess[str], code: int, *needles: str
-) -> None:
-    assert result.returncode == code, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 async def _agent_failed(platform: Platform, org: str, record: Record) -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
 from kafkaorg.envelope import Record
 from kafkaorg.names import kafka_topic
-from tests.support import Platform, raw_messages, run_cli, task, unique_org
+from tests.support import Platform, assert_one_clear_line, raw_messages, task, unique_org
+from tests.support import run_cli_async as kafkaorg
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +33,6 @@ def _spec(org: str) -> dict[str, Any]:
             {"name": "spare", "kind": "echo", "subscribes": ["side"], "publishes": ["outbox"]},
         ],
     }
-
-
-async def kafkaorg(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run_cli, *args)
-
-
-def assert_one_clear_line(
-    result: subprocess.CompletedProcess[str], code: int, *needles: str
-) -> None:
-    assert result.returncode == code, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 async def _outbox(platform: Platform, org: str, count: int) -> list[tuple[Record, str | None]]:

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -46,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
         SandboxRequest,
         run_code_timeout,
     )
+
+from tests.support import run_cli as kafkaorg
 
 pytestmark = pytest.mark.integration
 
@@ -401,16 +402,6 @@ def test_processes_outside_the_jail_cannot_be_signalled() -> None:
 
 
 # --- the same jail through the CLI and through Temporal ------------------------------------
-
-
-def kafkaorg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kafkaorg.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_cli_run_prints_the_structured_result(tmp_path: Path) -> None:

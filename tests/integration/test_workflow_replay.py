@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from kafkaorg.names import TASK_QUEUE, agent_search_attributes, agent_workflow_id, org_workflow_id
 from tests.support import Platform, echo_spec, task, unique_org
+from tests.support import run_cli_async as kafkaorg
 from workflows.agent import AgentInput, AgentWorkflow, Delivery, StopRequest
 
 pytestmark = pytest.mark.integration
-
-
-async def kafkaorg(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "kafkaorg.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ.copy(),
-        stdin=subprocess.DEVNULL,
-    )
 
 
 async def _visible(platform: Platform, query: str, count: int) -> None:
