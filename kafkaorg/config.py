@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_api_key: str | None = None
+    llm_timeout_s: float = 60.0
+    llm_max_retries: int = 2
+    """The endpoint client's own retries; Temporal retries the model call on top."""
+    llm_max_tokens: int = 2048
+    llm_temperature: float = 0.0
 
     # Local stack (``kafkaorg dev``): where logs and data live, and the ports it binds.
     state_dir: Path = Field(default_factory=_default_state_dir)

@@ -109,8 +109,13 @@ def make_replayer(workflows: Sequence[type] | None = None) -> Replayer:
         from workers.worker import WORKFLOWS
 
         workflows = WORKFLOWS
+    from workflows.llm_graph import langgraph_plugin
+
     return Replayer(
-        workflows=list(workflows), data_converter=pydantic_data_converter, runtime=_quiet_runtime()
+        workflows=list(workflows),
+        data_converter=pydantic_data_converter,
+        runtime=_quiet_runtime(),
+        plugins=[langgraph_plugin()],
     )
 
 

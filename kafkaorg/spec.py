@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kafkaorg.names import AGENT_NAME_RE, ORG_NAME_RE, RESERVED_TOPIC_NAMES, TOPIC_NAME_RE
 
 AgentKind = Literal["echo", "rule", "llm", "tool"]
-SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule", "tool"})
-"""Kinds this version can run; the others are part of the contract but not built yet."""
+SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule", "tool", "llm"})
+"""Kinds this version can run (``llm`` needs KAFKAORG_LLM_BASE_URL where workers run)."""
 
 
 class TopicClass(StrEnum):
@@ -154,6 +154,8 @@ class OrgLimits(_Strict):
     max_spawn_depth: int = Field(default=3, ge=0, le=20)
     """How many generations of agents created by agents (an agent in the spec is depth 0)."""
     max_spawns_per_minute: int = Field(default=10, ge=0, le=1000)
+    llm_token_budget: int | None = Field(default=None, ge=1)
+    """Tokens all ``llm`` agents of the org may use in total; then their model calls stop."""
 
 
 class OrgSpec(_Strict):
@@ -229,6 +231,8 @@ def agent_problems(
         problems.append(f"{where}.rules: a rule agent needs at least one rule")
     if agent.kind != "rule" and agent.rules:
         problems.append(f"{where}.rules: only rule agents take rules")
+    if agent.kind == "llm" and not agent.instructions.strip():
+        problems.append(f"{where}.instructions: an llm agent needs instructions")
     if agent.kind == "echo" and not agent.publishes:
         problems.append(f"{where}.publishes: an echo agent needs a topic to publish to")
     if agent.kind == "tool":

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ if _THROWAWAY_STATE:
 
 from kafkaorg.config import Settings, get_settings  # noqa: E402
 from tests.support import Platform, ProcessHandle  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.llm_server import ScriptedLLM
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -60,7 +64,19 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker(stack: Settings, log_dir: Path) -> Iterator[ProcessHandle]:
+def scripted_llm() -> Iterator[ScriptedLLM]:
+    """The one stand-in: an OpenAI-compatible server with scripted replies, for the worker."""
+    from tests.llm_server import ScriptedLLM
+
+    with ScriptedLLM() as llm:
+        os.environ["KAFKAORG_LLM_BASE_URL"] = llm.base_url
+        yield llm
+        os.environ.pop("KAFKAORG_LLM_BASE_URL", None)
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Settings, log_dir: Path, scripted_llm: ScriptedLLM) -> Iterator[ProcessHandle]:
+    """Started after the scripted LLM server, so its model calls go there."""
     handle = ProcessHandle("worker", log_dir)
     handle.start()
     yield handle

@@ -15,8 +15,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_step import AgentStepActivities
+from activities.directory import DirectoryActivities
 from activities.kafka import KafkaActivities
 from activities.lifecycle import LifecycleActivities
+from activities.org_requests import OrgRequestActivities
 from activities.state import StateActivities
 from activities.tools import ToolActivities
 from kafkaorg.config import Settings
@@ -25,6 +27,7 @@ from kafkaorg.kafka import check_kafka, create_admin, create_producer
 from kafkaorg.names import TASK_QUEUE
 from kafkaorg.temporal import connect_temporal
 from workflows.agent import AgentWorkflow
+from workflows.llm_graph import langgraph_plugin
 from workflows.org import OrgWorkflow
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,14 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     steps = AgentStepActivities(producer, settings.max_record_bytes)
     lifecycle = LifecycleActivities(client)
     tools = ToolActivities(sessions)
+    directory = DirectoryActivities(sessions)
+    org_requests = OrgRequestActivities(client)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
         workflows=WORKFLOWS,
+        # llm agents' graphs: model calls become activities (registered by the plugin).
+        plugins=[langgraph_plugin()],
         activities=[
             kafka.publish,
             kafka.ensure_topics,
@@ -66,6 +73,10 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             lifecycle.stop_agents,
             lifecycle.stopped_agents,
             lifecycle.command_agent,
+            directory.find_tools,
+            directory.find_agents,
+            org_requests.request_create_agent,
+            org_requests.request_create_tool,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -31,10 +31,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.tools import ToolActivities, ToolRef
     from kafkaorg.envelope import Record
     from kafkaorg.kinds import Emission, tool_emissions
+    from kafkaorg.llm.conversation import trim_conversation, with_note
+    from kafkaorg.llm.prompts import record_message
+    from kafkaorg.llm.state import LlmGraphState
     from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
     from kafkaorg.tools import call_program, call_result
+    from workflows.llm_graph import GRAPH_NAME, MAX_MODEL_CALLS_PER_RECORD
 
 DEDUP_WINDOW = 5000
 """Record ids remembered per agent; redeliveries arrive within seconds, not thousands of records."""
@@ -42,6 +46,8 @@ MAX_STEP_RECORDS = 1000
 MAX_STEP_BYTES = 1_000_000
 """One step's activity input stays well under Temporal's 2 MB payload limit."""
 HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+HISTORY_BYTES_BEFORE_CONTINUE = 10_000_000
+"""``llm`` agents put conversations into history; stay far below Temporal's 50 MB."""
 MAX_TOOL_CALLS_PER_STEP = 16
 """A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
 
@@ -86,6 +92,11 @@ class AgentState(BaseModel):
     published: int = 0
     dead_lettered: int = 0
     runs: int = 1
+    conversation: list[dict[str, Any]] = Field(default_factory=list)
+    """``llm`` agents: the chat so far (OpenAI message format), trimmed between records."""
+    conversation_dropped: int = 0
+    """Earlier turns trimmed away (the model is told how many)."""
+    tokens: int = 0
 
 
 class AgentInput(BaseModel):
@@ -110,6 +121,8 @@ class AgentStatus(BaseModel):
     paused: bool
     version: int
     failed_reason: str | None
+    tokens: int = 0
+    conversation_messages: int = 0
 
 
 class AgentResult(BaseModel):
@@ -195,6 +208,9 @@ class AgentWorkflow:
         if spec.kind == "tool":
             await self._tool_step(spec)
             return
+        if spec.kind == "llm":
+            await self._llm_step(spec)
+            return
         state = self._state
         batch = _next_batch(state.inbox)
         try:
@@ -214,34 +230,75 @@ class AgentWorkflow:
             )
             state.published += result.published
         except ActivityError as err:
-            # Failed work is never dropped silently: it goes to the org's DLQ with the reason.
-            reason = str(err.cause) if err.cause else str(err)
-            await self._dead_letter(batch, "agent-step-failed", reason)
-            state.failed_reason = reason[:500]
-            await workflow.execute_activity_method(
-                StateActivities.set_agent_status,
-                AgentStatusChange(
-                    org=self._input.org,
-                    agent=self._input.agent,
-                    status="failed",
-                    reason=state.failed_reason,
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-            )
-            # The org's meta-agent learns it too; the rest of the org keeps working.
-            await workflow.get_external_workflow_handle(org_workflow_id(self._input.org)).signal(
-                "agent_failed",
-                AgentStatusChange(
-                    org=self._input.org,
-                    agent=self._input.agent,
-                    status="failed",
-                    reason=state.failed_reason,
-                ),
-            )
+            await self._fail(batch, err)
         del state.inbox[: len(batch)]
         del state.inbox_marks[: len(batch)]
         state.processed += len(batch)
+        self._steps_this_run += 1
+
+    async def _fail(self, batch: list[Record], err: ActivityError) -> None:
+        """Failed work is never dropped silently: to the DLQ, the agent stops, the org knows."""
+        state = self._state
+        reason = str(err.cause) if err.cause else str(err)
+        await self._dead_letter(batch, "agent-step-failed", reason)
+        state.failed_reason = reason[:500]
+        await workflow.execute_activity_method(
+            StateActivities.set_agent_status,
+            AgentStatusChange(
+                org=self._input.org,
+                agent=self._input.agent,
+                status="failed",
+                reason=state.failed_reason,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        # The org's meta-agent learns it too; the rest of the org keeps working.
+        await workflow.get_external_workflow_handle(org_workflow_id(self._input.org)).signal(
+            "agent_failed",
+            AgentStatusChange(
+                org=self._input.org,
+                agent=self._input.agent,
+                status="failed",
+                reason=state.failed_reason,
+            ),
+        )
+
+    async def _llm_step(self, spec: AgentSpec) -> None:
+        """One record through the agent's LangGraph graph, the conversation carried along."""
+        from temporalio.langgraph import graph
+
+        state = self._state
+        record, mark = state.inbox[0], state.inbox_marks[0]
+        workflow_id = workflow.info().workflow_id
+        history = with_note(state.conversation, state.conversation_dropped)
+        try:
+            result = (
+                await graph(GRAPH_NAME)
+                .compile()
+                .ainvoke(
+                    LlmGraphState(
+                        org=self._input.org,
+                        agent=spec.model_dump(mode="json"),
+                        record=record.model_dump(mode="json"),
+                        scope=f"{workflow_id}#{mark}" if mark else workflow_id,
+                        mark=mark,
+                        messages=[*history, record_message(None, record)],
+                    ),
+                    {"recursion_limit": 2 * MAX_MODEL_CALLS_PER_RECORD + 4},
+                )
+            )
+        except ActivityError as err:
+            await self._fail([record], err)
+        else:
+            kept, dropped = trim_conversation(result["messages"])
+            state.conversation = kept
+            state.conversation_dropped += dropped
+            state.published += result.get("published", 0)
+            state.tokens += result.get("tokens", 0)
+        del state.inbox[:1]
+        del state.inbox_marks[:1]
+        state.processed += 1
         self._steps_this_run += 1
 
     async def _tool_step(self, spec: AgentSpec) -> None:
@@ -345,6 +402,8 @@ class AgentWorkflow:
             return True
         if info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE:
             return True
+        if info.get_current_history_size() > HISTORY_BYTES_BEFORE_CONTINUE:
+            return True
         limit = self._input.continue_as_new_after_steps
         return limit is not None and self._steps_this_run >= limit
 
@@ -403,4 +462,6 @@ class AgentWorkflow:
             paused=s.paused,
             version=s.version,
             failed_reason=s.failed_reason,
+            tokens=s.tokens,
+            conversation_messages=len(s.conversation),
         )

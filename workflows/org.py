@@ -133,6 +133,13 @@ class CreateTopicRequest(BaseModel):
     requested_by: str = "user:cli"
 
 
+class CreateToolRequest(BaseModel):
+    """An agent (or person) registers a tool at run time; it must pass its tests first."""
+
+    tool: ToolSpec
+    requested_by: str = "user:cli"
+
+
 class ApproveToolRequest(BaseModel):
     tool: str
     version: int
@@ -661,6 +668,32 @@ class OrgWorkflow:
             spec = self._agent_spec(parent)
             if spec is None or not spec.can_create_agents:
                 raise ValueError(f"{request.requested_by} may not create topics")
+
+    @workflow.update
+    async def create_tool(self, request: CreateToolRequest) -> ChangeResult:
+        """A new version of a tool, tested in the sandbox; ``changed`` is False if it failed."""
+        async with self._lock:
+            self._check_create_tool(request)
+            line = await self._register_tool(request.tool, self._spec, author=request.requested_by)
+            return ChangeResult(changed=line.startswith("+"), summary=[line])
+
+    @create_tool.validator
+    def _validate_create_tool(self, request: CreateToolRequest) -> None:
+        self._check_create_tool(request)
+
+    def _check_create_tool(self, request: CreateToolRequest) -> None:
+        agent = self._requester(request.requested_by)
+        if agent is not None:
+            spec = self._agent_spec(agent)
+            if spec is None or not spec.can_create_tools:
+                raise ValueError(f"{request.requested_by} may not create tools")
+        if self._spec.tool(request.tool.name) is not None:
+            raise ValueError(
+                f"tool {request.tool.name!r} is declared in the org spec; "
+                "change it there (kafkaorg org apply)"
+            )
+        if not request.tool.source.strip():
+            raise ValueError(f"tool {request.tool.name!r} has no code")
 
     @workflow.update
     async def approve_tool(self, request: ApproveToolRequest) -> ChangeResult:

@@ -19,6 +19,7 @@ from kafkaorg.cli._common import check_org_name, console, db_session, print_json
 from kafkaorg.cli.org import org_handle, run_update
 from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.errors import BadInputError
+from kafkaorg.llm import require_llm_for
 from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec
 from kafkaorg.temporal import connect_temporal
 from workflows.org import (
@@ -152,6 +153,7 @@ def create_agent(
     """Create an agent in a running org (permissions and quotas apply)."""
     check_org_name(org)
     spec = _load_agent_spec(file)
+    require_llm_for([spec], settings())
     request = CreateAgentRequest(agent=spec, requested_by=requested_by)
     _print(_change(org, lambda h: h.execute_update(OrgWorkflow.create_agent, request)), json_output)
 

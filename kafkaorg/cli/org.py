@@ -27,6 +27,7 @@ from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka
 from kafkaorg.lag import bridge_lag, lag_by_topic
+from kafkaorg.llm import require_llm_for
 from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id, split_kafka_topic
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
@@ -97,6 +98,7 @@ def start(
     """Start an org from a spec: create its topics, register and start its agents."""
     spec = load_spec(file)
     cfg = settings()
+    require_llm_for(spec.agents, cfg)
     status = run(start_org(spec, cfg))
     assert status is not None
     if json_output:
@@ -178,6 +180,7 @@ def apply(
     """Make the running org match a spec (starts the org if it does not run yet)."""
     spec = load_spec(file)
     cfg = settings()
+    require_llm_for(spec.agents, cfg)
 
     async def _apply() -> ChangeResult:
         client = await connect_temporal(cfg)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -153,3 +154,22 @@ class Subscription(TimestampMixin, Base):
 
     agent: Mapped[Agent] = relationship(back_populates="subscriptions")
     topic: Mapped[Topic] = relationship()
+
+
+class LlmUsage(Base):
+    """Tokens of one model call; ``call_id`` (run id / activity id) makes recording idempotent."""
+
+    __tablename__ = "llm_usage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    agent: Mapped[str] = mapped_column(String(63))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str] = mapped_column(String(300), unique=True)
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    total_tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

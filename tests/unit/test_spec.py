@@ -72,8 +72,7 @@ agents:
         "agents.0.rules.0.to: 'elsewhere' is not in this agent's publishes",
         "agents.1.name: duplicate agent 'a'",
         "agents.1.publishes: an echo agent needs a topic to publish to",
-        "agents.2.kind: 'llm' agents are not available in this version"
-        " (available: echo, rule, tool)",
+        "agents.2.instructions: an llm agent needs instructions",
     ]
 
 

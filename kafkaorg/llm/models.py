@@ -1,0 +1,58 @@
+"""The one place chat models are made: an OpenAI-compatible endpoint through LangChain.
+
+Everything else asks this factory, so timeouts, retries and token limits are set
+once, from ``KAFKAORG_LLM_*``, and no other module talks HTTP to a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from kafkaorg.config import Settings, get_settings
+from kafkaorg.errors import KafkaorgError
+from kafkaorg.spec import AgentSpec
+
+
+class LLMNotConfiguredError(KafkaorgError):
+    """No endpoint: ``llm`` agents cannot run (the message says how to give one)."""
+
+    exit_code = 2
+
+
+def require_llm(settings: Settings | None = None) -> None:
+    """Raise ``LLMNotConfiguredError`` unless an endpoint is configured."""
+    settings = settings or get_settings()
+    if not settings.llm_base_url:
+        raise LLMNotConfiguredError(
+            "no LLM endpoint configured: set KAFKAORG_LLM_BASE_URL to an OpenAI-compatible "
+            "chat-completions URL (e.g. http://127.0.0.1:8000/v1) to run llm agents"
+        )
+
+
+def require_llm_for(agents: Iterable[AgentSpec], settings: Settings | None = None) -> None:
+    """Refuse to start ``llm`` agents without an endpoint, naming them (offline default)."""
+    names = [a.name for a in agents if a.kind == "llm"]
+    if names and not (settings or get_settings()).llm_base_url:
+        raise LLMNotConfiguredError(
+            f"llm agent(s) {', '.join(names)} cannot start: no LLM endpoint configured; set "
+            "KAFKAORG_LLM_BASE_URL to an OpenAI-compatible chat-completions URL "
+            "(e.g. http://127.0.0.1:8000/v1) for this command and the workers"
+        )
+
+
+def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
+    settings = settings or get_settings()
+    require_llm(settings)
+    return ChatOpenAI(
+        base_url=settings.llm_base_url,
+        # Local servers ignore the key, but the client insists on one.
+        api_key=SecretStr(settings.llm_api_key or "not-needed"),
+        model=settings.llm_model,
+        timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        max_completion_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )

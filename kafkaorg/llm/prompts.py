@@ -1,0 +1,151 @@
+"""What an ``llm`` agent is told: its system prompt and the built-in tools it may call.
+
+Pure functions of the agent's spec, so the workflow (which decides which tools a
+call may use) and the model activity (which sends them) always agree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kafkaorg.envelope import Record
+from kafkaorg.spec import AgentSpec
+
+BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
+    "publish": {
+        "description": "Publish a record to one of your topics. Its causation id is the record "
+        "you are answering, its correlation id is that record's.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "topic": {"type": "string", "description": "one of the topics you publish to"},
+                "type": {"type": "string", "description": "record type, e.g. task.done"},
+                "payload": {"type": "object", "description": "the record's JSON payload"},
+            },
+            "required": ["topic", "type", "payload"],
+        },
+    },
+    "run_code": {
+        "description": "Run Python 3 code in the nsjail sandbox (no network, short limits). "
+        "Returns exit status, stdout, stderr and any limit hit.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "stdin": {"type": "string", "description": "standard input (optional)"},
+            },
+            "required": ["code"],
+        },
+    },
+    "create_tool": {
+        "description": "Register a Python tool for the whole org. `code` defines "
+        "`def run(args: dict) -> dict`; `tests` are plain asserts calling run(...). The tests "
+        "run in the sandbox and only a version that passes is registered.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "lowercase, e.g. word_count"},
+                "description": {"type": "string"},
+                "code": {"type": "string"},
+                "tests": {"type": "string"},
+                "args_schema": {"type": "object", "description": "JSON schema of args"},
+            },
+            "required": ["name", "description", "code", "tests"],
+        },
+    },
+    "call_tool": {
+        "description": "Call a registered tool of the org (its current version) in the "
+        "sandbox with JSON args; returns the tool's JSON result.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "args": {"type": "object"},
+            },
+            "required": ["name", "args"],
+        },
+    },
+    "find_tools": {
+        "description": "List the org's registered tools (name, description, current version), "
+        "optionally only those whose name or description contains `query`.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+        },
+    },
+    "find_agents": {
+        "description": "List the org's agents (name, kind, status, topics), optionally only "
+        "those whose name or instructions contain `query`.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+        },
+    },
+    "create_agent": {
+        "description": "Ask the org for a new agent. kind is echo, rule, tool (runs `tool` on "
+        "each record) or llm (follows `instructions`). It gets at most your own rights.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "kind": {"type": "string", "enum": ["echo", "rule", "tool", "llm"]},
+                "instructions": {"type": "string"},
+                "subscribes": {"type": "array", "items": {"type": "string"}},
+                "publishes": {"type": "array", "items": {"type": "string"}},
+                "tool": {"type": "string"},
+                "emit": {"type": "string"},
+                "rules": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["name", "kind"],
+        },
+    },
+}
+
+
+def allowed_tools(agent: AgentSpec) -> list[str]:
+    """The built-in tools this agent's rights allow, in a stable order."""
+    names = ["publish", "run_code", "call_tool", "find_tools", "find_agents"]
+    if agent.can_create_tools:
+        names.append("create_tool")
+    if agent.can_create_agents:
+        names.append("create_agent")
+    return names
+
+
+def tool_schemas(agent: AgentSpec) -> list[dict[str, Any]]:
+    """OpenAI function-tool definitions for ``allowed_tools(agent)``."""
+    return [
+        {"type": "function", "function": {"name": name, **BUILTIN_TOOLS[name]}}
+        for name in allowed_tools(agent)
+    ]
+
+
+def system_prompt(org: str, agent: AgentSpec) -> str:
+    """The first line names the agent: logs, and the test server, tell agents apart by it."""
+    topics = ", ".join(agent.publishes) or "none"
+    lines = [
+        f"You are agent {agent.name} of org {org}.",
+        "You work on records from a Kafka event log, one at a time. Act only through your "
+        "tools; your text replies are not published.",
+        f"You may publish to these topics: {topics}.",
+        "When you need a capability you lack, write a tool with tests (create_tool) if you "
+        "may, then call it (call_tool). When you are done with a record, reply with a short "
+        "summary and no tool calls.",
+    ]
+    if agent.instructions:
+        lines += ["", "Your instructions:", agent.instructions]
+    return "\n".join(lines)
+
+
+def record_message(topic_hint: str | None, record: Record) -> dict[str, Any]:
+    """The user turn that hands the agent one record."""
+    body = {
+        "id": record.id,
+        "type": record.type,
+        "source": record.source,
+        "correlation_id": record.correlation_id,
+        "payload": record.payload,
+    }
+    where = f" from {topic_hint}" if topic_hint else ""
+    return {"role": "user", "content": f"New record{where}:\n{json.dumps(body, sort_keys=True)}"}

@@ -1,0 +1,22 @@
+"""The state an ``llm`` agent's graph passes between its nodes (one record's work)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+class LlmGraphState(TypedDict, total=False):
+    """Plain JSON all through: it crosses the activity boundary and Temporal's history."""
+
+    org: str
+    agent: dict[str, Any]
+    record: dict[str, Any]
+    scope: str
+    """Output ids derive from it (the workflow id, plus the replay/redrive mark if any)."""
+    mark: str | None
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    """OpenAI chat messages (no system prompt: the model node adds it)."""
+    model_calls: Annotated[int, operator.add]
+    published: Annotated[int, operator.add]
+    tokens: Annotated[int, operator.add]

@@ -1,0 +1,224 @@
+"""A local OpenAI-compatible chat-completions server with scripted replies.
+
+The only stand-in the test suite allows: these machines reach no model
+provider. It is a real HTTP server, so the worker's real LangChain client, its
+timeouts and its retries are exercised. Replies are scripted per agent, told
+apart by the first line of the system prompt (``You are agent <name> of org <org>.``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+AGENT_LINE = re.compile(r"^You are agent (\S+) of org (\S+)\.", re.MULTILINE)
+
+Messages = list[dict[str, Any]]
+
+
+class ScriptedToolCall(BaseModel):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+    """Generated (``call_<n>``) when not given."""
+
+
+class ScriptedReply(BaseModel):
+    """What the "model" answers to one request."""
+
+    content: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    prompt_tokens: int = 11
+    completion_tokens: int = 7
+
+
+ReplyFactory = Callable[[Messages], ScriptedReply]
+
+
+class _Rule(BaseModel):
+    when: Callable[[Messages], bool]
+    reply: ScriptedReply | ReplyFactory
+    used: bool = False
+
+
+class ScriptedLLM:
+    """Replies per agent, in order; conditional rules are checked first and fire once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[ScriptedReply | ReplyFactory]] = {}
+        self._rules: dict[str, list[_Rule]] = {}
+        self._ids = itertools.count(1)
+        self.requests: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- scripting -----------------------------------------------------------------
+
+    def script(self, agent: str, replies: list[ScriptedReply | ReplyFactory]) -> None:
+        """Append replies for ``agent``; each request takes the next one."""
+        with self._lock:
+            self._queues.setdefault(agent, []).extend(replies)
+
+    def add_rule(
+        self,
+        agent: str,
+        when: Callable[[Messages], bool],
+        reply: ScriptedReply | ReplyFactory,
+    ) -> None:
+        """Answer the first request of ``agent`` whose messages satisfy ``when`` with ``reply``."""
+        with self._lock:
+            self._rules.setdefault(agent, []).append(_Rule(when=when, reply=reply))
+
+    def requests_for(self, agent: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if _agent_of(r) == agent]
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    # ---- serving -------------------------------------------------------------------
+
+    def start(self) -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="scripted-llm")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> ScriptedLLM:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body for one chat-completions request."""
+        if body.get("stream"):
+            return 400, _error("streaming is not scripted", "invalid_request_error")
+        messages: Messages = list(body.get("messages") or [])
+        with self._lock:
+            self.requests.append(body)
+            agent = _agent_of(body)
+            if agent is None:
+                return 500, _error("no 'You are agent <name> of org <org>.' line", "server_error")
+            chosen: ScriptedReply | ReplyFactory | None = None
+            for rule in self._rules.get(agent, []):
+                if not rule.used and rule.when(messages):
+                    rule.used, chosen = True, rule.reply
+                    break
+            if chosen is None:
+                queue = self._queues.get(agent) or []
+                if not queue:
+                    return 500, _error(f"script exhausted for agent {agent}", "server_error")
+                chosen = queue.pop(0)
+        reply = chosen if isinstance(chosen, ScriptedReply) else chosen(messages)
+        return 200, self._completion(body, reply)
+
+    def _completion(self, body: dict[str, Any], reply: ScriptedReply) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id or f"call_{next(self._ids)}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                }
+                for call in reply.tool_calls
+            ]
+        return {
+            "id": f"chatcmpl-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
+                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            },
+        }
+
+
+def _agent_of(body: dict[str, Any]) -> str | None:
+    for message in body.get("messages") or []:
+        if message.get("role") == "system":
+            match = AGENT_LINE.search(str(message.get("content") or ""))
+            return match.group(1) if match else None
+    return None
+
+
+def _error(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/models"):
+                models = {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
+                self._send(200, models)
+            else:
+                self._send(404, _error(f"no route {self.path}", "not_found"))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                self._send(400, _error("body is not JSON", "invalid_request_error"))
+                return
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send(404, _error(f"no route {self.path}", "not_found"))
+                return
+            try:
+                status, payload = llm.answer(body)
+            except Exception as exc:  # a broken script: fail the test loudly, not the socket
+                status, payload = 500, _error(f"script raised {exc!r}", "server_error")
+            self._send(status, payload)
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: pytest shows failures, not every request."""
+
+    return Handler

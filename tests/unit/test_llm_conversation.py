@@ -1,0 +1,60 @@
+"""Bounding an llm agent's conversation: whole turns go, tool replies never lose their call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafkaorg.llm.conversation import trim_conversation, with_note
+from kafkaorg.llm.prompts import allowed_tools, system_prompt, tool_schemas
+from kafkaorg.spec import AgentSpec
+
+
+def _turn(n: int, size: int = 100) -> list[dict[str, Any]]:
+    call = {"id": f"c{n}", "type": "function", "function": {"name": "publish", "arguments": "{}"}}
+    return [
+        {"role": "user", "content": f"record {n} " + "x" * size},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": f"c{n}", "content": "{}"},
+        {"role": "assistant", "content": f"done {n}"},
+    ]
+
+
+def test_small_conversations_are_kept_whole() -> None:
+    messages = _turn(1) + _turn(2)
+    assert trim_conversation(messages, max_chars=10_000) == (messages, 0)
+
+
+def test_oldest_whole_turns_go_first_and_the_last_turn_always_stays() -> None:
+    messages = _turn(1, 500) + _turn(2, 500) + _turn(3, 500)
+    kept, dropped = trim_conversation(messages, max_chars=1_500)
+    assert dropped == 2
+    assert kept == _turn(3, 500)
+    # Even a single turn over the limit is kept: the model needs the record it is on.
+    kept, dropped = trim_conversation(_turn(9, 5_000), max_chars=100)
+    assert (kept, dropped) == (_turn(9, 5_000), 0)
+
+
+def test_the_note_about_dropped_turns_is_shown_to_the_model_but_never_stored() -> None:
+    shown = with_note(_turn(3), 2)
+    assert shown[0]["role"] == "system"
+    assert "2 earlier record(s)" in shown[0]["content"]
+    assert with_note(_turn(3), 0) == _turn(3)
+    assert trim_conversation(shown, max_chars=10_000) == (_turn(3), 0)
+
+
+def test_rights_decide_which_builtin_tools_an_agent_sees() -> None:
+    plain = AgentSpec(name="a", kind="llm", instructions="x", publishes=["out"])
+    assert "create_tool" not in allowed_tools(plain)
+    assert "create_agent" not in allowed_tools(plain)
+    mighty = plain.model_copy(update={"can_create_tools": True, "can_create_agents": True})
+    names = [s["function"]["name"] for s in tool_schemas(mighty)]
+    assert names == allowed_tools(mighty)
+    assert {"create_tool", "create_agent", "publish", "run_code", "call_tool"} <= set(names)
+
+
+def test_the_system_prompt_names_the_agent_on_its_first_line() -> None:
+    agent = AgentSpec(name="scout", kind="llm", instructions="Find things.", publishes=["out"])
+    prompt = system_prompt("acme", agent)
+    assert prompt.splitlines()[0] == "You are agent scout of org acme."
+    assert "Find things." in prompt
+    assert "out" in prompt

@@ -1,0 +1,237 @@
+"""The built-in tools of ``llm`` agents, run inside the AgentWorkflow (deterministic code).
+
+Each tool call becomes the activity that does its side effect: a publish, a
+sandbox run on the ``kafkaorg-sandbox`` queue, a registry read, or an update of
+the OrgWorkflow (which checks rights and quotas). Whatever goes wrong with one
+call, bad arguments included, is answered to the model as an error it can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_step import AgentStepActivities, EmissionsInput
+    from activities.directory import DirectoryActivities, DirectoryQuery
+    from activities.org_requests import (
+        AgentCreation,
+        OrgRequestActivities,
+        RequestOutcome,
+        ToolCreation,
+    )
+    from activities.sandbox import (
+        RUN_CODE_HEARTBEAT_TIMEOUT,
+        RUN_CODE_RETRY,
+        SandboxRequest,
+        run_code_timeout,
+    )
+    from activities.tools import ToolActivities, ToolRef
+    from kafkaorg.envelope import Record, derived_id
+    from kafkaorg.kinds import Emission
+    from kafkaorg.llm.prompts import allowed_tools
+    from kafkaorg.llm.state import LlmGraphState
+    from kafkaorg.names import SANDBOX_TASK_QUEUE
+    from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
+    from kafkaorg.spec import AgentSpec, ToolSpec
+    from kafkaorg.tools import call_program, call_result
+
+_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+MAX_OUTPUT_CHARS = 4000
+"""Sandbox output handed back to the model; the rest is cut (it is in the activity result)."""
+
+
+class ToolCallError(Exception):
+    """What the model is told when a call cannot be done (bad args, no right, refused)."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class BuiltinTools:
+    """The calls of one model turn, for one agent working on one record."""
+
+    def __init__(self, state: LlmGraphState) -> None:
+        self._org: str = state["org"]
+        self._agent = AgentSpec.model_validate(state["agent"])
+        self._record = Record.model_validate(state["record"])
+        self._scope: str = state["scope"]
+        self._mark: str | None = state.get("mark")
+        self._published_before: int = state.get("published", 0)
+        self.published = 0
+
+    @property
+    def requester(self) -> str:
+        return f"agent:{self._org}:{self._agent.name}"
+
+    async def call(self, name: str, args: dict[str, Any]) -> str:
+        """The tool message content for one call: JSON with ``ok`` and a result or an error."""
+        if name not in allowed_tools(self._agent):
+            return _json({"ok": False, "error": f"no tool {name!r} for agent {self._agent.name}"})
+        try:
+            result = await getattr(self, f"_{name}")(args)
+        except ToolCallError as exc:
+            return _json({"ok": False, "error": str(exc)})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
+            )
+            return _json({"ok": False, "error": f"invalid arguments for {name}: {problems}"})
+        except ActivityError as err:
+            return _json({"ok": False, "error": f"{name} failed: {err.cause or err}"})
+        return _json({"ok": True, **result})
+
+    async def _publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        topic = args.get("topic")
+        if topic not in self._agent.publishes:
+            allowed = ", ".join(self._agent.publishes) or "none"
+            raise ToolCallError(
+                f"agent {self._agent.name} may not publish to {topic!r} (only: {allowed})"
+            )
+        index = self._published_before + self.published
+        record = Record(
+            id=derived_id(self._scope, self._record.id, "llm", index),
+            type=args.get("type", ""),
+            org=self._org,
+            source=f"agent:{self._agent.name}",
+            correlation_id=self._record.correlation_id,
+            causation_id=self._record.id,
+            timestamp=workflow.now(),
+            payload=args.get("payload") if isinstance(args.get("payload"), dict) else {},
+        )
+        await workflow.execute_activity_method(
+            AgentStepActivities.publish_emissions,
+            EmissionsInput(
+                org=self._org,
+                emissions=[Emission(topic=topic, record=record)],
+                marks=[self._mark],
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=_RETRY,
+        )
+        self.published += 1
+        return {"record_id": record.id, "topic": topic}
+
+    async def _sandbox(self, code: str, stdin: str) -> SandboxResult:
+        return await workflow.execute_activity(
+            "run_code",
+            SandboxRequest(code=code, stdin=stdin),
+            task_queue=SANDBOX_TASK_QUEUE,
+            result_type=SandboxResult,
+            start_to_close_timeout=run_code_timeout(SandboxPolicy()),
+            heartbeat_timeout=RUN_CODE_HEARTBEAT_TIMEOUT,
+            retry_policy=RUN_CODE_RETRY,
+        )
+
+    async def _run_code(self, args: dict[str, Any]) -> dict[str, Any]:
+        code = args.get("code")
+        if not isinstance(code, str) or not code.strip():
+            raise ToolCallError("run_code needs `code`, a non-empty string")
+        result = await self._sandbox(code, str(args.get("stdin") or ""))
+        return {
+            "exit_code": result.exit_code,
+            "limit_hit": result.limit_hit.value if result.limit_hit else None,
+            "stdout": result.stdout[-MAX_OUTPUT_CHARS:],
+            "stderr": result.stderr[-MAX_OUTPUT_CHARS:],
+            "duration_s": round(result.duration_s, 3),
+        }
+
+    async def _call_tool(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = str(args.get("name") or "")
+        tool_args = args.get("args") if isinstance(args.get("args"), dict) else {}
+        current = await workflow.execute_activity_method(
+            ToolActivities.load_current,
+            ToolRef(org=self._org, name=name),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        if current.version is None:
+            raise ToolCallError(f"tool {name!r}: {current.reason or 'no active version'}")
+        result = await self._sandbox(call_program(current.code), json.dumps(tool_args))
+        try:
+            value = call_result(result)
+        except ToolOutputError as exc:
+            raise ToolCallError(f"tool {name} v{current.version}: {exc}") from None
+        return {"tool": name, "version": current.version, "result": value}
+
+    async def _find_tools(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = await workflow.execute_activity_method(
+            DirectoryActivities.find_tools,
+            DirectoryQuery(org=self._org, query=str(args.get("query") or "")),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        return {"tools": [t.model_dump() for t in found]}
+
+    async def _find_agents(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = await workflow.execute_activity_method(
+            DirectoryActivities.find_agents,
+            DirectoryQuery(org=self._org, query=str(args.get("query") or "")),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        return {"agents": [a.model_dump() for a in found]}
+
+    async def _create_tool(self, args: dict[str, Any]) -> dict[str, Any]:
+        tool = ToolSpec.model_validate(
+            {k: v for k, v in args.items() if k in ("name", "description", "code", "tests")}
+            | {"args_schema": args.get("args_schema") or {}}
+        )
+        outcome = await self._org_request(
+            OrgRequestActivities.request_create_tool,
+            ToolCreation(org=self._org, tool=tool, requested_by=self.requester),
+            limit=timedelta(minutes=2),
+        )
+        if not outcome.accepted:
+            raise ToolCallError(f"tool {tool.name} not registered: {'; '.join(outcome.summary)}")
+        return {"registered": outcome.summary}
+
+    async def _create_agent(self, args: dict[str, Any]) -> dict[str, Any]:
+        spec = AgentSpec.model_validate(args)
+        outcome = await self._org_request(
+            OrgRequestActivities.request_create_agent,
+            AgentCreation(org=self._org, agent=spec, requested_by=self.requester),
+            limit=timedelta(minutes=1),
+        )
+        if not outcome.accepted:
+            raise ToolCallError(f"agent {spec.name} not created: {'; '.join(outcome.summary)}")
+        return {"created": outcome.summary}
+
+    async def _org_request(self, method: Any, request: Any, limit: timedelta) -> RequestOutcome:
+        outcome: RequestOutcome = await workflow.execute_activity_method(
+            method, request, start_to_close_timeout=limit, retry_policy=_RETRY
+        )
+        return outcome
+
+
+def _arguments(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments as a dict (OpenAI sends a JSON string); bad JSON gives {}."""
+    raw = call.get("function", {}).get("arguments") or "{}"
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return {"__invalid_json__": raw}
+    return value if isinstance(value, dict) else {}
+
+
+async def run_tools(state: LlmGraphState) -> dict[str, Any]:
+    """The ``tools`` node: answer every tool call of the last assistant turn, in order."""
+    tools = BuiltinTools(state)
+    last = state["messages"][-1]
+    replies: list[dict[str, Any]] = []
+    for call in last.get("tool_calls") or []:
+        name = call.get("function", {}).get("name", "")
+        args = _arguments(call)
+        if "__invalid_json__" in args:
+            content = _json({"ok": False, "error": f"arguments of {name} are not valid JSON"})
+        else:
+            content = await tools.call(name, args)
+        replies.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": content})
+    return {"messages": replies, "published": tools.published}
