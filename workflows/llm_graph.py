@@ -8,14 +8,16 @@ model answers without tool calls or the call budget per record is spent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langgraph.graph import END, START, StateGraph
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from kafkaorg.llm.state import LlmGraphState
     from workflows.llm_tools import run_tools
+
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
 
 GRAPH_NAME = "kafkaorg-llm-agent"
 MAX_MODEL_CALLS_PER_RECORD = 12
@@ -25,9 +27,9 @@ async def _after_model(state: LlmGraphState) -> str:
     """Async on purpose: LangGraph runs sync edge functions on a thread, not allowed here."""
     last = state["messages"][-1]
     if not last.get("tool_calls"):
-        return END
+        return "done"
     if state.get("model_calls", 0) >= MAX_MODEL_CALLS_PER_RECORD:
-        return END
+        return "done"
     return "tools"
 
 
@@ -37,13 +39,15 @@ def build_llm_graph() -> StateGraph[Any, Any, Any, Any]:
     The model node's code (and its HTTP client) is imported only here, by the processes
     that build a plugin (workers, replayers); workflow code never needs it.
     """
+    from langgraph.graph import END, START, StateGraph
+
     from activities.llm import MODEL_CALL_OPTIONS, call_model
 
     graph: StateGraph[Any, Any, Any, Any] = StateGraph(LlmGraphState)
     graph.add_node("model", call_model, metadata={"execute_in": "activity", **MODEL_CALL_OPTIONS})
     graph.add_node("tools", run_tools, metadata={"execute_in": "workflow"})
     graph.add_edge(START, "model")
-    graph.add_conditional_edges("model", _after_model, ["tools", END])
+    graph.add_conditional_edges("model", _after_model, {"tools": "tools", "done": END})
     graph.add_edge("tools", "model")
     return graph
 

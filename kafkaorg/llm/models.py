@@ -7,13 +7,16 @@ once, from ``KAFKAORG_LLM_*``, and no other module talks HTTP to a model.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from kafkaorg.config import Settings, get_settings
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.spec import AgentSpec
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
 
 
 class LLMNotConfiguredError(KafkaorgError):
@@ -44,6 +47,9 @@ def require_llm_for(agents: Iterable[AgentSpec], settings: Settings | None = Non
 
 
 def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
+    # Imported on first use: the OpenAI client costs a second of start-up every CLI call.
+    from langchain_openai import ChatOpenAI
+
     settings = settings or get_settings()
     require_llm(settings)
     return ChatOpenAI(

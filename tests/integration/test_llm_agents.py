@@ -257,7 +257,11 @@ async def test_the_token_budget_stops_an_agent_that_exceeds_it(
     assert headers["dlq.agent"] == planner
     assert "budget" in headers["dlq.error"]
     assert json.loads(dead[0].value())["id"] == request.id
-    status = await _agent_status(platform, org, planner)
+    for _ in range(50):  # the DLQ comes first, then the status
+        status = await _agent_status(platform, org, planner)
+        if status.failed_reason:
+            break
+        await asyncio.sleep(0.2)
     assert status.failed_reason and "llm_token_budget" in status.failed_reason
     assert len(scripted_llm.requests_for(planner)) == 2
 
