@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from kafkaorg.envelope import Record, utcnow
-from kafkaorg.kafka import Outgoing, produce_and_wait
+from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
 from kafkaorg.kinds import AgentStepError, Emission, emissions_for
 from kafkaorg.names import kafka_topic
 from kafkaorg.spec import AgentSpec
@@ -45,9 +45,15 @@ def _mark_headers(mark: str | None) -> tuple[tuple[str, str | bytes | None], ...
 
 
 class AgentStepActivities:
-    def __init__(self, producer: Producer, max_record_bytes: int) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        max_record_bytes: int,
+        transactions: TransactionalProducers | None = None,
+    ) -> None:
         self._producer = producer
         self._max_record_bytes = max_record_bytes
+        self._transactions = transactions
 
     def _outgoing(self, org: str, emission: Emission, mark: str | None) -> Outgoing:
         """The record bound for Kafka; one over the size limit fails the step for good."""
@@ -65,7 +71,11 @@ class AgentStepActivities:
 
     def _produce(self, outgoing: list[Outgoing], consumed: int) -> StepResult:
         activity.heartbeat(len(outgoing))
-        produce_and_wait(self._producer, outgoing)
+        if len(outgoing) > 1 and self._transactions is not None:
+            # Several records: all visible to read-committed consumers, or none.
+            self._transactions.produce(outgoing)
+        else:
+            produce_and_wait(self._producer, outgoing)
         by_topic = Counter(o.kafka_topic for o in outgoing)
         return StepResult(consumed=consumed, published=len(outgoing), by_topic=dict(by_topic))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     """Downloaded runtimes (Kafka's jars) that outlive any one stack."""
     kafka_controller_port: int = 9093
     temporal_ui_port: int = 8233
+
+    worker_id: str = Field(default_factory=socket.gethostname)
+    """Names this worker's transactional producers; unique per worker process (a restart
+    with the same id fences the crashed one's open transactions at once)."""
 
     # Record path limits.
     max_record_bytes: int = 1_048_576

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,23 +85,27 @@ class _Deliveries:
                 self.errors.append(f"{msg.topic()}: {err.str()}")
 
 
+def _produce_one(producer: Producer, item: Outgoing, deliveries: _Deliveries) -> None:
+    while True:
+        try:
+            producer.produce(
+                item.kafka_topic,
+                key=item.record.kafka_key(),
+                value=item.value,
+                headers=[*item.record.kafka_headers(), *item.extra_headers],
+                on_delivery=deliveries.callback,
+            )
+            return
+        except BufferError:
+            producer.poll(0.1)  # local queue full: let deliveries drain
+
+
 def produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: float = 30.0) -> int:
     """Produce records and return once the broker acknowledged every one (or raise)."""
     deliveries = _Deliveries()
     count = 0
     for item in items:
-        while True:
-            try:
-                producer.produce(
-                    item.kafka_topic,
-                    key=item.record.kafka_key(),
-                    value=item.value,
-                    headers=[*item.record.kafka_headers(), *item.extra_headers],
-                    on_delivery=deliveries.callback,
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)  # local queue full: let deliveries drain
+        _produce_one(producer, item, deliveries)
         count += 1
     remaining = producer.flush(timeout)
     if remaining:
@@ -108,3 +113,76 @@ def produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: flo
     if deliveries.errors:
         raise KafkaException(f"{len(deliveries.errors)} record(s) failed: {deliveries.errors[0]}")
     return count
+
+
+class TransactionalProducers:
+    """A few transactional producers, each running one transaction at a time.
+
+    Activities run on a thread pool and a transactional producer cannot interleave
+    transactions, so each produce takes a producer from the pool. Transactional ids
+    are stable per worker (``<prefix>-<slot>``): a worker restarted after a crash
+    fences its predecessor at once, aborting whatever transaction it left open, so
+    read-committed consumers are not held back until the transaction times out.
+    """
+
+    def __init__(self, settings: Settings, prefix: str, size: int = 4) -> None:
+        self._settings = settings
+        self._prefix = prefix
+        self._free: queue.Queue[tuple[int, Producer | None]] = queue.Queue()
+        for slot in range(size):
+            self._free.put((slot, None))
+
+    def _create(self, slot: int, timeout: float) -> Producer:
+        config = producer_config(self._settings)
+        config.update(
+            {
+                "transactional.id": f"{self._prefix}-{slot}",
+                "transaction.timeout.ms": 15_000,
+                "client.id": f"kafkaorg-txn-{slot}",
+            }
+        )
+        producer = Producer(config)
+        producer.init_transactions(timeout)
+        return producer
+
+    def fence_all(self, timeout: float = 30.0) -> None:
+        """Initialise every slot now: aborts transactions a killed predecessor left open."""
+        taken = [self._free.get() for _ in range(self._free.qsize())]
+        try:
+            for i, (slot, producer) in enumerate(taken):
+                if producer is None:
+                    try:
+                        taken[i] = (slot, self._create(slot, timeout))
+                    except KafkaException as exc:  # retried when the slot is first used
+                        LIBRDKAFKA_LOG.warning("transactional producer %d: %s", slot, exc)
+        finally:
+            for item in taken:
+                self._free.put(item)
+
+    def produce(self, items: list[Outgoing], timeout: float = 30.0) -> int:
+        """Produce ``items`` atomically: read-committed consumers see all of them or none."""
+        slot, producer = self._free.get()
+        try:
+            if producer is None:
+                producer = self._create(slot, timeout)
+            producer.begin_transaction()
+            deliveries = _Deliveries()
+            for item in items:
+                _produce_one(producer, item, deliveries)
+            producer.commit_transaction(timeout)
+            if deliveries.errors:  # commit succeeds only if every record did; belt and braces
+                raise KafkaException(f"{len(deliveries.errors)} record(s) failed")
+            return len(items)
+        except Exception as exc:
+            if producer is not None:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is not None and error.fatal():
+                    producer = None  # fenced or broken: a fresh one (same id) next time
+                else:
+                    try:
+                        producer.abort_transaction(timeout)
+                    except KafkaException:
+                        producer = None
+            raise
+        finally:
+            self._free.put((slot, producer))

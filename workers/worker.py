@@ -23,7 +23,12 @@ from activities.state import StateActivities
 from activities.tools import ToolActivities
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
-from kafkaorg.kafka import check_kafka, create_admin, create_producer
+from kafkaorg.kafka import (
+    TransactionalProducers,
+    check_kafka,
+    create_admin,
+    create_producer,
+)
 from kafkaorg.names import TASK_QUEUE
 from kafkaorg.temporal import connect_temporal
 from workflows.agent import AgentWorkflow
@@ -41,7 +46,10 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
     kafka = KafkaActivities(producer, admin)
     state = StateActivities(sessions)
-    steps = AgentStepActivities(producer, settings.max_record_bytes)
+    transactions = TransactionalProducers(settings, prefix=f"kafkaorg-{settings.worker_id}")
+    # Before polling: a transaction a killed predecessor left open is aborted now.
+    transactions.fence_all()
+    steps = AgentStepActivities(producer, settings.max_record_bytes, transactions)
     lifecycle = LifecycleActivities(client)
     tools = ToolActivities(sessions)
     directory = DirectoryActivities(sessions)

@@ -126,7 +126,10 @@ class PidFile:
         if not first.isdigit():
             return None
         pid = int(first)
-        if is_alive(pid) and self.marker in cmdline(pid):
+        if not is_alive(pid):
+            return None
+        # A child we just spawned may not have exec'd yet (its cmdline is still ours).
+        if pid in _children or self.marker in cmdline(pid):
             return pid
         return None
 
