@@ -68,6 +68,18 @@ class CurrentTool(BaseModel):
     reason: str | None = None
 
 
+class RollbackInput(BaseModel):
+    org: str
+    name: str
+    version: int
+
+
+class RolledBack(BaseModel):
+    name: str
+    version: int
+    previous_version: int | None
+
+
 class ApproveInput(BaseModel):
     org: str
     name: str
@@ -199,6 +211,27 @@ class ToolActivities:
             return RecordedVersion(
                 name=input.name, version=row.version, status=row.status, current_version=current
             )
+
+    @activity.defn
+    def rollback(self, input: RollbackInput) -> RolledBack:
+        """Make an earlier active version current again; doing it twice changes nothing.
+
+        The version stays current until a newer version passes its tests (versions are
+        immutable: a rollback moves the pointer, it never edits code).
+        """
+        with self._sessions.begin() as session:
+            row = _version_row(session, input.org, input.name, input.version)
+            if row.status != "active":
+                raise ApplicationError(
+                    f"tool {input.name!r} version {input.version} is {row.status}; only a "
+                    "version that passed its tests (and was approved) can be current",
+                    type="NotActive",
+                    non_retryable=True,
+                )
+            tool = session.get_one(Tool, row.tool_id, with_for_update=True)
+            previous = tool.current_version
+            tool.current_version = row.version
+            return RolledBack(name=input.name, version=row.version, previous_version=previous)
 
     @activity.defn
     def load_current(self, ref: ToolRef) -> CurrentTool:

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     temporal_ui_port: int = 8233
 
+    step_transactions: bool = True
+    """Write a step's several outputs in one Kafka transaction (all visible or none); off,
+    they go through the idempotent producer alone: faster, but a crash mid-step can leave
+    part of a step's outputs visible until the retry writes the rest."""
     worker_id: str = Field(default_factory=socket.gethostname)
     """Names this worker's transactional producers; unique per worker process (a restart
     with the same id fences the crashed one's open transactions at once)."""

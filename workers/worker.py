@@ -46,9 +46,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
     kafka = KafkaActivities(producer, admin)
     state = StateActivities(sessions)
-    transactions = TransactionalProducers(settings, prefix=f"kafkaorg-{settings.worker_id}")
-    # Before polling: a transaction a killed predecessor left open is aborted now.
-    transactions.fence_all()
+    transactions: TransactionalProducers | None = None
+    if settings.step_transactions:
+        transactions = TransactionalProducers(settings, prefix=f"kafkaorg-{settings.worker_id}")
+        # Before polling: a transaction a killed predecessor left open is aborted now.
+        transactions.fence_all()
     steps = AgentStepActivities(producer, settings.max_record_bytes, transactions)
     lifecycle = LifecycleActivities(client)
     tools = ToolActivities(sessions)
@@ -77,6 +79,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             tools.record_test_result,
             tools.load_current,
             tools.approve,
+            tools.rollback,
             lifecycle.start_agents,
             lifecycle.stop_agents,
             lifecycle.stopped_agents,

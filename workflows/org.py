@@ -43,7 +43,13 @@ with workflow.unsafe.imports_passed_through():
         SaveTopicInput,
         StateActivities,
     )
-    from activities.tools import ApproveInput, ProposeInput, TestResultInput, ToolActivities
+    from activities.tools import (
+        ApproveInput,
+        ProposeInput,
+        RollbackInput,
+        TestResultInput,
+        ToolActivities,
+    )
     from kafkaorg.envelope import Record
     from kafkaorg.names import (
         AUDIT_TOPIC,
@@ -137,6 +143,12 @@ class CreateToolRequest(BaseModel):
     """An agent (or person) registers a tool at run time; it must pass its tests first."""
 
     tool: ToolSpec
+    requested_by: str = "user:cli"
+
+
+class RollbackToolRequest(BaseModel):
+    tool: str
+    version: int
     requested_by: str = "user:cli"
 
 
@@ -750,6 +762,56 @@ class OrgWorkflow:
             raise ValueError(
                 f"tool {request.tool!r} version {request.version} is {known.status}, "
                 "not pending approval"
+            )
+
+    @workflow.update
+    async def rollback_tool(self, request: RollbackToolRequest) -> ChangeResult:
+        """``kafkaorg tool rollback``: an earlier tested version becomes current again."""
+        async with self._lock:
+            self._check_rollback(request)
+            done = await self._activity(
+                ToolActivities.rollback,
+                RollbackInput(org=self._spec.org, name=request.tool, version=request.version),
+            )
+            await self._audit(
+                "tool.rolled_back",
+                {
+                    "tool": request.tool,
+                    "version": request.version,
+                    "previous_version": done.previous_version,
+                    "by": request.requested_by,
+                },
+            )
+            return ChangeResult(
+                changed=done.previous_version != request.version,
+                summary=[
+                    f"tool {request.tool} is at v{request.version} (was v{done.previous_version})"
+                ],
+            )
+
+    @rollback_tool.validator
+    def _validate_rollback_tool(self, request: RollbackToolRequest) -> None:
+        self._check_rollback(request)
+
+    def _check_rollback(self, request: RollbackToolRequest) -> None:
+        if not request.requested_by.startswith("user:"):
+            raise ValueError(f"only people roll tools back, not {request.requested_by!r}")
+        known = next(
+            (
+                t
+                for t in self._state.tools
+                if (t.name, t.version) == (request.tool, request.version)
+            ),
+            None,
+        )
+        if known is None:
+            raise ValueError(
+                f"tool {request.tool!r} has no version {request.version} in org {self._spec.org!r}"
+            )
+        if known.status != "active":
+            raise ValueError(
+                f"tool {request.tool!r} version {request.version} is {known.status}; only a "
+                "version that passed its tests (and was approved) can be rolled back to"
             )
 
     # ---- signals and queries -----------------------------------------------------------

@@ -28,6 +28,7 @@ from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableErro
 from kafkaorg.kafka import check_kafka
 from kafkaorg.lag import bridge_lag, lag_by_topic
 from kafkaorg.llm import require_llm_for
+from kafkaorg.llm.usage import org_token_budget, tokens_by_agent
 from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id, split_kafka_topic
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
@@ -314,3 +315,34 @@ def list_orgs(json_output: Annotated[bool, typer.Option("--json")] = False) -> N
             item["created_at"][:19],
         )
     console.print(table)
+
+
+@org_app.command("usage")
+def usage(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """LLM tokens used by each agent of an org, the total and the org's budget."""
+    check_org_name(org)
+    with db_session(settings()) as session:
+        if session.scalar(select(Org.id).where(Org.name == org)) is None:
+            raise BadInputError(f"unknown org {org!r}")
+        by_agent = tokens_by_agent(session, org)
+        budget = org_token_budget(session, org)
+    total = sum(u.total_tokens for u in by_agent.values())
+    if json_output:
+        print_json(
+            {
+                "org": org,
+                "agents": {name: u.model_dump() for name, u in by_agent.items()},
+                "total_tokens": total,
+                "budget": budget,
+            }
+        )
+        return
+    table = Table("agent", "prompt", "completion", "total")
+    for name, u in by_agent.items():
+        table.add_row(name, str(u.prompt_tokens), str(u.completion_tokens), str(u.total_tokens))
+    console.print(table)
+    left = f"; budget {budget} ({max(budget - total, 0)} left)" if budget is not None else ""
+    console.print(f"total {total} token(s){left}")

@@ -18,9 +18,11 @@ from kafkaorg.db import Org
 from kafkaorg.db.models import Tool, ToolVersion
 from kafkaorg.errors import BadInputError
 from kafkaorg.temporal import connect_temporal
-from workflows.org import ApproveToolRequest, ChangeResult, OrgWorkflow
+from workflows.org import ApproveToolRequest, ChangeResult, OrgWorkflow, RollbackToolRequest
 
-tool_app = typer.Typer(help="List, inspect and approve an org's tools.", no_args_is_help=True)
+tool_app = typer.Typer(
+    help="List, inspect, approve and roll back an org's tools.", no_args_is_help=True
+)
 
 
 def _versions(org: str, tool: str | None = None) -> list[dict[str, Any]]:
@@ -143,6 +145,31 @@ def approve(
         client = await connect_temporal(settings())
         handle = await org_handle(client, org)
         return await run_update(handle.execute_update(OrgWorkflow.approve_tool, request))
+
+    result = run(_go())
+    if json_output:
+        print_json(result.model_dump())
+        return
+    for line in result.summary:
+        console.print(line, markup=False, highlight=False)
+
+
+@tool_app.command("rollback")
+def rollback(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    tool: Annotated[str, typer.Argument(help="Tool name.")],
+    version: Annotated[int, typer.Argument(help="An earlier version that passed its tests.")],
+    requested_by: Annotated[str, typer.Option("--as", help="user:<name>.")] = "user:cli",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make an earlier tested version current again (until a newer one passes its tests)."""
+    check_org_name(org)
+    request = RollbackToolRequest(tool=tool, version=version, requested_by=requested_by)
+
+    async def _go() -> ChangeResult:
+        client = await connect_temporal(settings())
+        handle = await org_handle(client, org)
+        return await run_update(handle.execute_update(OrgWorkflow.rollback_tool, request))
 
     result = run(_go())
     if json_output:

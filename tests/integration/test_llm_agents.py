@@ -191,6 +191,10 @@ async def test_llm_agent_writes_a_tool_calls_it_and_spawns_a_helper(
     assert created.payload["created_by"] == f"agent:{org}:{planner}"
     assert created.payload["parent_agent"] == planner
 
+    shown = json.loads(run_cli("org", "usage", org, "--json").stdout)
+    assert shown["agents"][planner]["total_tokens"] == 6 * 18
+    assert shown["total_tokens"] == 6 * 18 and shown["budget"] is None
+
     status = await _agent_status(platform, org, planner)
     assert status.processed == 1
     assert status.tokens == 6 * 18

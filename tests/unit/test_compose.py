@@ -52,6 +52,7 @@ NOT_FOR_SERVICES = {
     "bridge_inbox_check_interval_s": "tuning knob with a working default (backpressure)",
     "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
     "worker_id": "defaults to the container's hostname, unique per container",
+    "step_transactions": "on by default; off only to trade atomic steps for throughput",
 }
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
