@@ -38,6 +38,8 @@ class PublishInput(BaseModel):
     topic: str
     records: list[Record]
     headers: dict[str, str] = {}
+    record_headers: dict[str, dict[str, str]] = {}
+    """Record id → headers for that record only (e.g. where a dead-lettered record came from)."""
 
 
 class PublishResult(BaseModel):
@@ -55,8 +57,13 @@ class KafkaActivities:
     def publish(self, input: PublishInput) -> PublishResult:
         topic = kafka_topic(input.org, input.topic)
         headers = tuple((k, v.encode()) for k, v in input.headers.items())
+
+        def headers_of(record: Record) -> tuple[tuple[str, str | bytes | None], ...]:
+            extra = input.record_headers.get(record.id, {})
+            return headers + tuple((k, v.encode()) for k, v in extra.items())
+
         count = produce_and_wait(
-            self._producer, (Outgoing(topic, r, headers) for r in input.records)
+            self._producer, (Outgoing(topic, r, headers_of(r)) for r in input.records)
         )
         return PublishResult(published=count)
 

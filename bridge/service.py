@@ -336,6 +336,10 @@ class Bridge:
     async def _signal(self, org: str, agent: str, items: list[Accepted]) -> None:
         delivery = Delivery(
             records=[i.record for i in items],
+            origins={
+                i.record.id: f"{i.origin.kafka_topic}:{i.origin.partition}:{i.origin.offset}"
+                for i in items
+            },
             marks={i.record.id: i.mark for i in items if i.mark},
         )
         await self._client.start_workflow(

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, EmissionsInput, StepInput
@@ -56,6 +56,8 @@ class Delivery(BaseModel):
     """A batch of records for this agent from one bridge poll."""
 
     records: list[Record]
+    origins: dict[str, str] = Field(default_factory=dict)
+    """Record id → ``topic:partition:offset`` the bridge read it at (for DLQ headers)."""
     marks: dict[str, str] = Field(default_factory=dict)
     """Record id → ``replay:<run>`` or ``redrive:<dlq id>``: a deliberate second delivery.
 
@@ -85,6 +87,8 @@ class AgentState(BaseModel):
     inbox: list[Record] = Field(default_factory=list)
     inbox_marks: list[str | None] = Field(default_factory=list)
     """Parallel to ``inbox``: the replay/redrive mark of each record, if any."""
+    origins: dict[str, str] = Field(default_factory=dict)
+    """Inbox record id → where the bridge read it (``topic:partition:offset``)."""
     seen_ids: list[str] = Field(default_factory=list)
     received: int = 0
     duplicates: int = 0
@@ -137,6 +141,13 @@ _STEP_RETRY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=["AgentStepError"],
 )
+
+
+def _attempts(err: ActivityError) -> int:
+    """How often the failed step ran: all its attempts, or once for a for-good failure."""
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and _STEP_RETRY.maximum_attempts:
+        return _STEP_RETRY.maximum_attempts
+    return 1
 
 
 def _next_batch(inbox: list[Record]) -> list[Record]:
@@ -202,6 +213,7 @@ class AgentWorkflow:
             await self._dead_letter(list(state.inbox), "agent-not-running", reason)
             state.inbox.clear()
             state.inbox_marks.clear()
+            state.origins.clear()
         return AgentResult(processed=state.processed, published=state.published)
 
     async def _step(self, spec: AgentSpec) -> None:
@@ -231,16 +243,21 @@ class AgentWorkflow:
             state.published += result.published
         except ActivityError as err:
             await self._fail(batch, err)
+        self._forget(batch)
         del state.inbox[: len(batch)]
         del state.inbox_marks[: len(batch)]
         state.processed += len(batch)
         self._steps_this_run += 1
 
+    def _forget(self, records: list[Record]) -> None:
+        for record in records:
+            self._state.origins.pop(record.id, None)
+
     async def _fail(self, batch: list[Record], err: ActivityError) -> None:
         """Failed work is never dropped silently: to the DLQ, the agent stops, the org knows."""
         state = self._state
         reason = str(err.cause) if err.cause else str(err)
-        await self._dead_letter(batch, "agent-step-failed", reason)
+        await self._dead_letter(batch, "agent-step-failed", reason, attempts=_attempts(err))
         state.failed_reason = reason[:500]
         await workflow.execute_activity_method(
             StateActivities.set_agent_status,
@@ -296,6 +313,7 @@ class AgentWorkflow:
             state.conversation_dropped += dropped
             state.published += result.get("published", 0)
             state.tokens += result.get("tokens", 0)
+        self._forget([record])
         del state.inbox[:1]
         del state.inbox_marks[:1]
         state.processed += 1
@@ -352,6 +370,7 @@ class AgentWorkflow:
                 failures[("agent-step-failed", error)] = [r for r in batch if id(r) not in done]
         for (why, error), records in failures.items():
             await self._dead_letter(records, why, error)
+        self._forget(batch)
         del state.inbox[: len(batch)]
         del state.inbox_marks[: len(batch)]
         state.processed += len(batch)
@@ -376,20 +395,37 @@ class AgentWorkflow:
         except ToolOutputError as exc:
             return str(exc)
 
-    async def _dead_letter(self, records: list[Record], why: str, error: str) -> None:
-        """Failed or undeliverable work is never dropped: it goes to the org's DLQ."""
+    async def _dead_letter(
+        self, records: list[Record], why: str, error: str, attempts: int | None = None
+    ) -> None:
+        """Failed or undeliverable work is never dropped: it goes to the org's DLQ, each
+        record with where it was read and how often its step was tried."""
+        headers = {
+            "dlq.reason": why,
+            "dlq.error": error[:500],
+            "dlq.agent": self._input.agent,
+            "dlq.workflow_id": workflow.info().workflow_id,
+        }
+        if attempts is not None:
+            headers["dlq.attempts"] = str(attempts)
+        per_record: dict[str, dict[str, str]] = {}
+        for record in records:
+            origin = self._state.origins.get(record.id)
+            if origin:
+                topic, partition, offset = origin.rsplit(":", 2)
+                per_record[record.id] = {
+                    "dlq.topic": topic,
+                    "dlq.partition": partition,
+                    "dlq.offset": offset,
+                }
         await workflow.execute_activity_method(
             KafkaActivities.publish,
             PublishInput(
                 org=self._input.org,
                 topic=DLQ_TOPIC,
                 records=records,
-                headers={
-                    "dlq.reason": why,
-                    "dlq.error": error[:500],
-                    "dlq.agent": self._input.agent,
-                    "dlq.workflow_id": workflow.info().workflow_id,
-                },
+                headers=headers,
+                record_headers=per_record,
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
@@ -421,6 +457,8 @@ class AgentWorkflow:
             state.seen_ids.append(key)
             state.inbox.append(record)
             state.inbox_marks.append(mark)
+            if record.id in delivery.origins:
+                state.origins[record.id] = delivery.origins[record.id]
         if len(state.seen_ids) > 2 * DEDUP_WINDOW:
             forget = state.seen_ids[:-DEDUP_WINDOW]
             del state.seen_ids[:-DEDUP_WINDOW]

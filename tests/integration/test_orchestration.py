@@ -211,6 +211,10 @@ async def test_failing_agent_is_marked_failed_and_isolated(platform: Platform) -
     assert headers["dlq.reason"] == b"agent-step-failed"
     assert headers["dlq.agent"] == b"doubler"
     assert b"over the" in headers["dlq.error"]
+    # Provenance: where the bridge read it, and how often the step ran (failed for good: once).
+    assert headers["dlq.topic"] == f"{org}.inbox".encode()
+    assert (headers["dlq.partition"], headers["dlq.offset"]) == (b"0", b"0")
+    assert headers["dlq.attempts"] == b"1"
     handle = platform.client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
     agents = {a.name: a.status for a in await handle.query(OrgWorkflow.agents)}
     assert agents["doubler"] == "failed"
