@@ -24,7 +24,14 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
@@ -62,6 +69,7 @@ SIGNAL_LIMIT_BYTES = 1_500_000
 STATUS_QUERY_TIMEOUT = timedelta(seconds=2)
 """A status query that takes longer (no worker) counts as unknown, never as a full inbox."""
 STATUS_WRITE_INTERVAL_S = 2.0
+MARKER_COMMIT_INTERVAL_S = 1.0
 
 
 def consumer_config(settings: Settings) -> dict[str, object]:
@@ -116,6 +124,8 @@ class Bridge:
         self._carry: list[Message] = []
         """Records a rebalance handed us while all else was paused; first in the next batch."""
         self._last_batch_at: datetime | None = None
+        self._committed: dict[PartitionKey, int] = {}
+        self._markers_checked_at = 0.0
         self._status_written: tuple[float, object] = (float("-inf"), None)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -126,6 +136,8 @@ class Bridge:
                 messages = await asyncio.to_thread(self._poll_batch)
                 if messages:
                     await self.handle_batch(messages, stop)
+                elif time.monotonic() - self._markers_checked_at > MARKER_COMMIT_INTERVAL_S:
+                    await asyncio.to_thread(self._commit_past_markers)
                 await self._backpressure_tick()
         finally:
             if self._checking is not None:
@@ -332,6 +344,30 @@ class Bridge:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as exc:  # a revoked partition: its new owner redelivers, dedup absorbs it
             log.warning("offset commit failed (records will be redelivered): %s", exc)
+            return
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _commit_past_markers(self) -> None:
+        """When idle, commit positions the consumer moved past transaction markers.
+
+        A transaction ends with a commit marker the consumer skips; committing only
+        "last record + 1" would leave the group's lag at one per partition forever. Idle,
+        every record consumed has been handled, so the position is safe to commit.
+        """
+        self._markers_checked_at = time.monotonic()
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+        except KafkaException as exc:
+            log.debug("positions unknown: %s", exc)
+            return
+        ahead = [
+            tp
+            for tp in positions
+            if tp.offset >= 0 and tp.offset > self._committed.get((tp.topic, tp.partition), -1)
+        ]
+        if ahead and not self._carry:
+            self._commit([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in ahead])
 
     async def _signal(self, org: str, agent: str, items: list[Accepted]) -> None:
         delivery = Delivery(

@@ -3,6 +3,7 @@ consumers, or none, and a crashed worker's open transaction is aborted by its su
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -18,6 +19,7 @@ from kafkaorg.kafka import (
     create_admin,
     producer_config,
 )
+from kafkaorg.lag import bridge_lag
 from kafkaorg.names import kafka_topic
 from tests.support import Platform, collect_records, task, unique_org
 
@@ -62,6 +64,14 @@ async def test_a_step_with_several_outputs_commits_them_as_one_transaction(
     # Three records and one commit marker: only a transaction writes the marker.
     assert sorted(c.offset for c in out) == [0, 1, 2]
     assert _watermarks(platform.settings, kafka_topic(org, "out"))[1] == 4
+    # The bridge, idle, commits past the marker: its lag on ``out`` goes to 0, not 1.
+    lag = None
+    for _ in range(40):
+        lag = sum(p.lag for p in bridge_lag(platform.settings, org) if p.topic.endswith(".out"))
+        if lag == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert lag == 0
 
 
 def test_a_crashed_producers_open_transaction_is_never_seen_and_is_aborted_by_its_successor(
