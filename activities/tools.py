@@ -72,11 +72,12 @@ class RollbackInput(BaseModel):
     org: str
     name: str
     version: int
+    requested_by: str = "user:cli"
 
 
-class RolledBack(BaseModel):
-    name: str
-    version: int
+class RolledBack(RecordedVersion):
+    """The version now current, and the one it replaced (for the audit record)."""
+
     previous_version: int | None
 
 
@@ -231,7 +232,13 @@ class ToolActivities:
             tool = session.get_one(Tool, row.tool_id, with_for_update=True)
             previous = tool.current_version
             tool.current_version = row.version
-            return RolledBack(name=input.name, version=row.version, previous_version=previous)
+            return RolledBack(
+                name=input.name,
+                version=row.version,
+                status=row.status,
+                current_version=row.version,
+                previous_version=previous,
+            )
 
     @activity.defn
     def load_current(self, ref: ToolRef) -> CurrentTool:

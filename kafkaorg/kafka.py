@@ -160,7 +160,14 @@ class TransactionalProducers:
                 self._free.put(item)
 
     def produce(self, items: list[Outgoing], timeout: float = 30.0) -> int:
-        """Produce ``items`` atomically: read-committed consumers see all of them or none."""
+        """Produce ``items`` atomically: read-committed consumers see all of them or none.
+
+        Any failure aborts what this call began and raises ``KafkaException`` (retryable:
+        the activity is retried with the same record ids). A fatal error (this producer
+        fenced, or its state lost) discards the producer; the slot's next use creates a
+        fresh one under the same transactional id, which also finishes whatever the old
+        one left open.
+        """
         slot, producer = self._free.get()
         try:
             if producer is None:
@@ -169,20 +176,56 @@ class TransactionalProducers:
             deliveries = _Deliveries()
             for item in items:
                 _produce_one(producer, item, deliveries)
-            producer.commit_transaction(timeout)
+            self._commit(producer, timeout)
             if deliveries.errors:  # commit succeeds only if every record did; belt and braces
                 raise KafkaException(f"{len(deliveries.errors)} record(s) failed")
             return len(items)
-        except Exception as exc:
+        except KafkaException as exc:
+            producer = self._recover(slot, producer, exc, timeout)
+            raise
+        except BaseException:
             if producer is not None:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if error is not None and error.fatal():
-                    producer = None  # fenced or broken: a fresh one (same id) next time
-                else:
-                    try:
-                        producer.abort_transaction(timeout)
-                    except KafkaException:
-                        producer = None
+                producer = self._recover(slot, producer, None, timeout)
             raise
         finally:
             self._free.put((slot, producer))
+
+    @staticmethod
+    def _commit(producer: Producer, timeout: float, attempts: int = 3) -> None:
+        """librdkafka lets a commit that timed out (retriable) be called again."""
+        for attempt in range(attempts):
+            try:
+                producer.commit_transaction(timeout)
+                return
+            except KafkaException as exc:
+                error = _kafka_error(exc)
+                if error is None or not error.retriable() or attempt == attempts - 1:
+                    raise
+
+    def _recover(
+        self, slot: int, producer: Producer | None, exc: KafkaException | None, timeout: float
+    ) -> Producer | None:
+        """Abort the failed transaction; the producer to keep for the slot (None: a new one)."""
+        if producer is None:
+            return None
+        error = _kafka_error(exc) if exc is not None else None
+        if error is not None and error.fatal():
+            if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+                LIBRDKAFKA_LOG.warning(
+                    "transactional id %s-%d was fenced: a newer producer uses it (is another "
+                    "worker running with the same KAFKAORG_WORKER_ID?)",
+                    self._prefix,
+                    slot,
+                )
+            return None
+        try:
+            producer.abort_transaction(timeout)
+            return producer
+        except KafkaException:  # not even abortable: start the slot afresh
+            return None
+
+
+def _kafka_error(exc: KafkaException | None) -> KafkaError | None:
+    if exc is not None and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None

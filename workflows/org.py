@@ -771,7 +771,12 @@ class OrgWorkflow:
             self._check_rollback(request)
             done = await self._activity(
                 ToolActivities.rollback,
-                RollbackInput(org=self._spec.org, name=request.tool, version=request.version),
+                RollbackInput(
+                    org=self._spec.org,
+                    name=request.tool,
+                    version=request.version,
+                    requested_by=request.requested_by,
+                ),
             )
             await self._audit(
                 "tool.rolled_back",

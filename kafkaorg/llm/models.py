@@ -47,6 +47,7 @@ def require_llm_for(agents: Iterable[AgentSpec], settings: Settings | None = Non
 
 
 def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
+    """A chat model for the configured endpoint; ``LLMNotConfiguredError`` without one."""
     # Imported on first use: the OpenAI client costs a second of start-up every CLI call.
     from langchain_openai import ChatOpenAI
 

@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from kafkaorg.config import Settings
 from kafkaorg.devstack import DevStack
-from kafkaorg.envelope import Record, new_record
+from kafkaorg.envelope import Record, derived_id, new_record
 from kafkaorg.kafka import Outgoing, client_config, producer_config
 from kafkaorg.names import agent_workflow_id, kafka_topic
 from workflows.agent import AgentWorkflow
@@ -100,6 +100,10 @@ class ChaosReport(BaseModel):
     keys: int
     duration_s: float
     events: list[ChaosEvent]
+    missing_ids: int
+    """Expected output ids (derived from the inputs' ids) never seen on ``out``."""
+    unexpected_ids: int
+    """Distinct ids on ``out`` that no input should have produced."""
     lost: int
     """Inputs without an effect on the last topic."""
     doubled: int
@@ -114,7 +118,9 @@ class ChaosReport(BaseModel):
     @property
     def passed(self) -> bool:
         return (
-            self.lost == 0
+            self.missing_ids == 0
+            and self.unexpected_ids == 0
+            and self.lost == 0
             and self.doubled == 0
             and self.reordered_keys == 0
             and all(n == self.records for n in self.processed.values())
@@ -123,6 +129,7 @@ class ChaosReport(BaseModel):
     def lines(self) -> list[str]:
         out = [
             f"records {self.records} over {self.keys} keys in {self.duration_s:.1f} s",
+            f"output ids: {self.missing_ids} missing, {self.unexpected_ids} unexpected; "
             f"lost {self.lost}, doubled {self.doubled}, reordered keys {self.reordered_keys}",
             "processed per agent: "
             + ", ".join(f"{agent} {n}" for agent, n in sorted(self.processed.items())),
@@ -163,6 +170,13 @@ def chain_spec(org: str, partitions: int = 3) -> dict[str, Any]:
             {"name": "second", "kind": "echo", "subscribes": ["mid"], "publishes": ["out"]},
         ],
     }
+
+
+def expected_output_ids(org: str, inputs: list[Record]) -> set[str]:
+    """The one id each input's effect on ``out`` must have: both agents derive output ids
+    from (workflow id, input id, index), so the whole chain's outcome is known up front."""
+    first, second = agent_workflow_id(org, "first"), agent_workflow_id(org, "second")
+    return {derived_id(second, derived_id(first, r.id, 0), 0) for r in inputs}
 
 
 def make_inputs(org: str, records: int, keys: int) -> list[Record]:
@@ -387,6 +401,8 @@ async def run_chaos(
             messages=len(ids), distinct_ids=len(set(ids)), raw_duplicates=len(ids) - len(set(ids))
         )
 
+    expected = expected_output_ids(org, inputs)
+    out_ids = {r.id for _, _, r in out.messages}
     by_kind: dict[str, list[float]] = defaultdict(list)
     for event in events:
         if event.recovery_s is not None:
@@ -396,6 +412,8 @@ async def run_chaos(
         keys=keys,
         duration_s=duration,
         events=events,
+        missing_ids=len(expected - out_ids),
+        unexpected_ids=len(out_ids - expected),
         lost=len(input_ids - set(effects_of)),
         doubled=sum(1 for i in input_ids if len(effects_of.get(i, ())) > 1),
         reordered_keys=sum(1 for seqs in order.values() if seqs != sorted(seqs)),

@@ -68,3 +68,47 @@ def test_foundation_schema_upgrades_to_head_keeping_its_rows(schema_url: str) ->
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM agents")).scalar() == 1
     engine.dispose()
+
+
+def test_llm_usage_table_upgrades_and_downgrades(schema_url: str) -> None:
+    config = alembic_config(schema_url)
+    command.upgrade(config, "head")
+    engine = create_engine(schema_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orgs (name, status, spec, workflow_id) "
+                "VALUES ('acme', 'running', '{}', 'org:acme')"
+            )
+        )
+        insert_usage = text(
+            "INSERT INTO llm_usage (org_id, agent, workflow_id, call_id, model, prompt_tokens,"
+            " completion_tokens, total_tokens)"
+            " SELECT id, 'planner', 'agent:acme:planner', 'run/1', 'm', 11, 7, 18 FROM orgs"
+        )
+        conn.execute(insert_usage)
+    # One row per model call: a second row with the same call id is refused.
+    with pytest.raises(Exception, match="uq_llm_usage_call_id"), engine.begin() as conn:
+        conn.execute(insert_usage)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM orgs"))  # the org's usage goes with it
+        assert conn.execute(text("SELECT count(*) FROM llm_usage")).scalar() == 0
+
+    def tables() -> set[str]:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables"
+                        " WHERE table_schema = current_schema()"
+                    )
+                ).scalars()
+            )
+
+    assert "llm_usage" in tables()
+    command.downgrade(config, "0002")
+    assert "llm_usage" not in tables()
+    assert {"orgs", "tools", "tool_versions"} <= tables()
+    command.upgrade(config, "head")  # and back up again
+    assert "llm_usage" in tables()
+    engine.dispose()

@@ -65,3 +65,27 @@ async def test_rollback_makes_an_earlier_version_current_and_refuses_untested_on
     # Rolling forward again is a rollback too.
     forward = run_cli("tool", "rollback", org, "calc", "2", "--json")
     assert json.loads(forward.stdout)["summary"] == ["tool calc is at v2 (was v1)"]
+    assert _versions(platform, org)[0] == 2
+    # Asking for the version that is already current changes nothing.
+    same = run_cli("tool", "rollback", org, "calc", "2", "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout) == {"changed": False, "summary": ["tool calc is at v2 (was v2)"]}
+
+
+async def test_an_unapproved_version_cannot_be_rolled_back_to(platform: Platform) -> None:
+    org = unique_org()
+    await platform.start_org(_spec(org, approval="human"))
+    current, versions = _versions(platform, org)
+    assert current is None
+    assert [(v.version, v.status) for v in versions] == [(1, "pending_approval")]
+    assert_one_clear_line(
+        run_cli("tool", "rollback", org, "calc", "1"), 2, "pending_approval", "approved"
+    )
+    assert_one_clear_line(
+        run_cli("tool", "rollback", org, "calc", "1", "--as", "agent:planner"), 2, "only people"
+    )
+    assert _versions(platform, org)[0] is None
+    # Once a person approves it, it is a version like any other.
+    assert run_cli("tool", "approve", org, "calc", "1").returncode == 0
+    assert run_cli("tool", "rollback", org, "calc", "1").returncode == 0
+    assert _versions(platform, org)[0] == 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -79,3 +83,27 @@ def test_without_an_endpoint_there_is_no_model_and_llm_agents_are_refused() -> N
         require_llm_for(agents, Settings(llm_base_url=None))
     require_llm_for(agents[1:], Settings(llm_base_url=None))  # no llm agent: nothing to refuse
     require_llm_for(agents, Settings(llm_base_url="http://127.0.0.1:1/v1"))
+
+
+def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_streaming_and_unknown_agents_are_refused_in_openai_error_form(llm: ScriptedLLM) -> None:
+    llm.script("scout", [ScriptedReply(content="unused")])
+    url = f"{llm.base_url}/chat/completions"
+    status, body = _http(url, {"model": "m", "stream": True, "messages": [SYSTEM]})
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    status, body = _http(url, {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 500 and body["error"]["type"] == "server_error"
+    status, body = _http(url, {"model": "m", "messages": [SYSTEM]})
+    assert status == 200 and body["object"] == "chat.completion" and body["model"] == "m"
+    assert body["choices"][0]["finish_reason"] == "stop"
+    status, models = _http(f"{llm.base_url}/models")
+    assert status == 200 and models["object"] == "list"
