@@ -25,6 +25,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -283,8 +284,7 @@ class Bridge:
         decoded = [d for d in (self._decode(m) for m in messages) if d is not None]
         accepted = [d for d in decoded if isinstance(d, Accepted)]
         poison = [d for d in decoded if isinstance(d, Poison)]
-        topics = {(a.origin.org, a.origin.topic) for a in accepted}
-        subscribers = await self._subscriptions.get(must_know=topics)
+        subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
         deliveries = route(accepted, subscribers)
 
         if poison:
@@ -417,6 +417,16 @@ class Bridge:
 
     def _existing_topics(self) -> set[str]:
         return set(self._consumer.list_topics(timeout=10).topics)
+
+
+def _newest_timestamp(messages: list[Message]) -> float | None:
+    """The newest record's Kafka timestamp in epoch seconds; now, if one has none."""
+    newest = None
+    for message in messages:
+        kind, millis = message.timestamp()
+        at = millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and millis >= 0 else time.time()
+        newest = at if newest is None else max(newest, at)
+    return newest
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -15,12 +15,24 @@ RECEIVING_STATUSES = ("starting", "running", "paused")
 
 
 class SubscriptionCache:
-    """A snapshot of (org, topic) → agents, refreshed at most every ``ttl_s`` seconds."""
+    """A snapshot of (org, topic) → agents, refreshed at most every ``ttl_s`` seconds.
 
-    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 1.0) -> None:
+    Also refreshed when a record is newer than the snapshot: an agent created just
+    before a record was produced (an ``llm`` agent spawning a helper, then handing
+    it work) must receive it, so a snapshot taken before the record existed is
+    never trusted to route it.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], ttl_s: float = 1.0, clock_skew_s: float = 1.0
+    ) -> None:
         self._sessions = sessions
         self._ttl_s = ttl_s
+        self._clock_skew_s = clock_skew_s
+        """How far a producer's clock may be ahead of ours (record timestamps are theirs)."""
         self._loaded_at = float("-inf")
+        self._snapshot_wall = float("-inf")
+        """Wall-clock time the snapshot's query began: it saw every commit before it."""
         self._subscribers: dict[tuple[str, str], list[str]] = {}
 
     def _load(self) -> dict[tuple[str, str], list[str]]:
@@ -39,13 +51,24 @@ class SubscriptionCache:
                 out[(org, topic)].append(agent)
         return dict(out)
 
+    def covers(self, produced_at: float | None) -> bool:
+        """Whether the snapshot was taken after a record produced at ``produced_at`` (epoch s)."""
+        return produced_at is not None and produced_at < self._snapshot_wall - self._clock_skew_s
+
     async def get(
-        self, *, must_know: set[tuple[str, str]] | None = None
+        self, *, newest_record_at: float | None = None
     ) -> dict[tuple[str, str], list[str]]:
-        """Subscribers; refreshed when stale, or early when a topic in ``must_know`` is missing."""
+        """Subscribers; refreshed when stale or older than the newest record to route.
+
+        ``newest_record_at`` is the newest record's timestamp (epoch seconds); ``None``
+        (no records) only refreshes a stale snapshot.
+        """
         age = time.monotonic() - self._loaded_at
-        unknown = must_know and not must_know <= self._subscribers.keys()
-        if age > self._ttl_s or (unknown and age > 0.2):
+        if age > self._ttl_s or (
+            newest_record_at is not None and not self.covers(newest_record_at)
+        ):
+            started = time.time()
             self._subscribers = await asyncio.to_thread(self._load)
+            self._snapshot_wall = started
             self._loaded_at = time.monotonic()
         return self._subscribers

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_step import AgentStepActivities
+from activities.conversation import ConversationActivities
 from activities.directory import DirectoryActivities
 from activities.kafka import KafkaActivities
 from activities.lifecycle import LifecycleActivities
@@ -55,6 +56,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     lifecycle = LifecycleActivities(client)
     tools = ToolActivities(sessions)
     directory = DirectoryActivities(sessions)
+    conversations = ConversationActivities(sessions)
     org_requests = OrgRequestActivities(client)
     return Worker(
         client,
@@ -86,6 +88,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             lifecycle.command_agent,
             directory.find_tools,
             directory.find_agents,
+            conversations.archive_turns,
+            conversations.recall_turns,
             org_requests.request_create_agent,
             org_requests.request_create_tool,
         ],

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, EmissionsInput, StepInput
+    from activities.conversation import ArchiveInput, ConversationActivities
     from activities.kafka import KafkaActivities, PublishInput
     from activities.sandbox import (
         RUN_CODE_HEARTBEAT_TIMEOUT,
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tools import ToolActivities, ToolRef
     from kafkaorg.envelope import Record
     from kafkaorg.kinds import Emission, tool_emissions
-    from kafkaorg.llm.conversation import trim_conversation, with_note
+    from kafkaorg.llm.conversation import MAX_CONVERSATION_CHARS, trim_conversation, with_note
     from kafkaorg.llm.prompts import record_message
     from kafkaorg.llm.state import LlmGraphState
     from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
@@ -48,6 +49,8 @@ MAX_STEP_BYTES = 1_000_000
 HISTORY_EVENTS_BEFORE_CONTINUE = 4000
 HISTORY_BYTES_BEFORE_CONTINUE = 10_000_000
 """``llm`` agents put conversations into history; stay far below Temporal's 50 MB."""
+ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
+"""Histories from before turns were archived (they were dropped) replay without the activity."""
 MAX_TOOL_CALLS_PER_STEP = 16
 """A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
 
@@ -97,9 +100,9 @@ class AgentState(BaseModel):
     dead_lettered: int = 0
     runs: int = 1
     conversation: list[dict[str, Any]] = Field(default_factory=list)
-    """``llm`` agents: the chat so far (OpenAI message format), trimmed between records."""
+    """``llm`` agents: the recent chat (OpenAI message format); older turns are archived."""
     conversation_dropped: int = 0
-    """Earlier turns trimmed away (the model is told how many)."""
+    """Earlier turns moved out to PostgreSQL (the model is told how many, and can recall them)."""
     tokens: int = 0
 
 
@@ -109,6 +112,8 @@ class AgentInput(BaseModel):
     state: AgentState | None = None
     continue_as_new_after_steps: int | None = None
     """Test hook: continue-as-new after this many steps so the path is exercised."""
+    conversation_max_chars: int | None = None
+    """Test hook: archive conversation turns past this size (default ``MAX_CONVERSATION_CHARS``)."""
 
 
 class AgentStatus(BaseModel):
@@ -205,6 +210,7 @@ class AgentWorkflow:
                         agent=input.agent,
                         state=state,
                         continue_as_new_after_steps=input.continue_as_new_after_steps,
+                        conversation_max_chars=input.conversation_max_chars,
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -289,6 +295,7 @@ class AgentWorkflow:
         record, mark = state.inbox[0], state.inbox_marks[0]
         workflow_id = workflow.info().workflow_id
         history = with_note(state.conversation, state.conversation_dropped)
+        max_chars = self._input.conversation_max_chars or MAX_CONVERSATION_CHARS
         try:
             result = (
                 await graph(GRAPH_NAME)
@@ -308,9 +315,24 @@ class AgentWorkflow:
         except ActivityError as err:
             await self._fail([record], err)
         else:
-            kept, dropped = trim_conversation(result["messages"])
+            kept, moved = trim_conversation(result["messages"], max_chars)
+            if moved and workflow.patched(ARCHIVE_CONVERSATION_PATCH):
+                # Stored before it leaves the state: a crash here retries, never loses a turn.
+                await workflow.execute_activity_method(
+                    ConversationActivities.archive_turns,
+                    ArchiveInput(
+                        org=self._input.org,
+                        agent=self._input.agent,
+                        workflow_id=workflow_id,
+                        chain_id=workflow.info().first_execution_run_id,
+                        first_turn=state.conversation_dropped + 1,
+                        turns=moved,
+                    ),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+                )
             state.conversation = kept
-            state.conversation_dropped += dropped
+            state.conversation_dropped += len(moved)
             state.published += result.get("published", 0)
             state.tokens += result.get("tokens", 0)
         self._forget([record])

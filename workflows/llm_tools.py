@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, EmissionsInput
+    from activities.conversation import ConversationActivities, RecallQuery
     from activities.directory import DirectoryActivities, DirectoryQuery
     from activities.org_requests import (
         AgentCreation,
@@ -178,6 +179,23 @@ class BuiltinTools:
             retry_policy=_RETRY,
         )
         return {"agents": [a.model_dump() for a in found]}
+
+    async def _recall_conversation(self, args: dict[str, Any]) -> dict[str, Any]:
+        query = RecallQuery.model_validate(
+            {k: v for k, v in args.items() if k in ("query", "turn", "limit")}
+            | {
+                "org": self._org,
+                "agent": self._agent.name,
+                "chain_id": workflow.info().first_execution_run_id,
+            }
+        )
+        found = await workflow.execute_activity_method(
+            ConversationActivities.recall_turns,
+            query,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        return {"turns": [t.model_dump() for t in found]}
 
     async def _create_tool(self, args: dict[str, Any]) -> dict[str, Any]:
         tool = ToolSpec.model_validate(

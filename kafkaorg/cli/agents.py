@@ -18,8 +18,10 @@ from sqlalchemy import select
 from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
 from kafkaorg.cli.org import org_handle, run_update
 from kafkaorg.db import Agent, Org, Topic
+from kafkaorg.db.models import ConversationTurn
 from kafkaorg.errors import BadInputError
 from kafkaorg.llm import require_llm_for
+from kafkaorg.llm.conversation import turn_text
 from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec
 from kafkaorg.temporal import connect_temporal
 from workflows.org import (
@@ -30,7 +32,10 @@ from workflows.org import (
     OrgWorkflow,
 )
 
-agent_app = typer.Typer(help="List, create, pause, resume and stop agents.", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="List, create, pause, resume and stop agents; read an llm agent's archived turns.",
+    no_args_is_help=True,
+)
 topic_app = typer.Typer(help="List and create an org's topics.", no_args_is_help=True)
 
 
@@ -139,6 +144,48 @@ def _print(result: ChangeResult, json_output: bool) -> None:
         return
     for line in result.summary:
         console.print(line, markup=False, highlight=False)
+
+
+@agent_app.command("conversation")
+def conversation(
+    org: Annotated[str, typer.Argument(help="Org name.")],
+    agent: Annotated[str, typer.Argument(help="An llm agent of the org.")],
+    query: Annotated[str, typer.Option(help="Only turns containing this text.")] = "",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Turns an llm agent's conversation outgrew (archived in PostgreSQL), oldest first.
+
+    The recent turns are in the agent's workflow state (the Web UI shows them).
+    """
+    check_org_name(org)
+    rows = _rows(
+        org,
+        select(
+            ConversationTurn.chain_id,
+            ConversationTurn.turn,
+            ConversationTurn.created_at,
+            ConversationTurn.messages,
+        )
+        .join(Org)
+        .where(Org.name == org, ConversationTurn.agent == agent)
+        .order_by(ConversationTurn.id),
+    )
+    chain = rows[-1].chain_id if rows else None  # the agent's current conversation
+    needle = query.lower()
+    items = [
+        {"turn": r.turn, "archived_at": r.created_at.isoformat(), "text": turn_text(r.messages)}
+        for r in rows
+        if r.chain_id == chain
+    ]
+    items = [i for i in items if needle in str(i["text"]).lower()]
+    if json_output:
+        print_json(items)
+        return
+    if not items:
+        console.print(f"no archived turns for agent {agent} of org {org}")
+    for i in items:
+        console.rule(f"turn {i['turn']} (archived {i['archived_at']})")
+        console.print(i["text"], markup=False, highlight=False)
 
 
 @agent_app.command("create")

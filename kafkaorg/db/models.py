@@ -173,3 +173,25 @@ class LlmUsage(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class ConversationTurn(Base):
+    """A turn an ``llm`` agent's conversation outgrew: kept here, recalled on request.
+
+    ``chain_id`` is the workflow's first run id, constant across continue-as-new,
+    so a restarted agent (a new conversation) never mixes with its old turns.
+    """
+
+    __tablename__ = "conversation_turns"
+    __table_args__ = (UniqueConstraint("chain_id", "turn"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    agent: Mapped[str] = mapped_column(String(63))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    chain_id: Mapped[str] = mapped_column(String(64))
+    turn: Mapped[int] = mapped_column(Integer)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

@@ -1,8 +1,9 @@
 """Keeping an ``llm`` agent's conversation within bounds across records and continue-as-new.
 
-The conversation lives in the AgentWorkflow's state (and so in Temporal's history);
-whole turns are dropped from the front when it grows past a size, and a note
-tells the model how many earlier records it no longer sees.
+The conversation lives in the AgentWorkflow's state (and so in Temporal's history,
+once per model call). When it grows past a size, whole turns leave it from the
+front and are stored by reference in PostgreSQL (``conversation_turns``); a note
+tells the model how many there are and that ``recall_conversation`` reads them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 MAX_CONVERSATION_CHARS = 40_000
 """Serialized size kept between records: each model call carries it as activity input."""
+RECALL_TOOL = "recall_conversation"
 
 
 def _size(messages: list[dict[str, Any]]) -> int:
@@ -25,28 +27,42 @@ def _turn_starts(messages: list[dict[str, Any]]) -> list[int]:
 
 def trim_conversation(
     messages: list[dict[str, Any]], max_chars: int = MAX_CONVERSATION_CHARS
-) -> tuple[list[dict[str, Any]], int]:
-    """The messages to keep and how many turns were dropped (the last turn always stays).
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The messages to keep, and the whole turns that leave, oldest first.
 
-    System messages are notes added for the model (``with_note``) and are not kept.
+    The last turn always stays. System messages are notes added for the model
+    (``with_note``) and are neither kept nor archived.
     """
     kept = [m for m in messages if m.get("role") != "system"]
-    dropped = 0
+    moved: list[list[dict[str, Any]]] = []
     starts = _turn_starts(kept)
     while len(starts) > 1 and _size(kept) > max_chars:
+        moved.append(kept[: starts[1]])
         kept = kept[starts[1] :]
-        dropped += 1
         starts = _turn_starts(kept)
-    return kept, dropped
+    return kept, moved
 
 
-def with_note(messages: list[dict[str, Any]], dropped_turns: int) -> list[dict[str, Any]]:
-    """The conversation as the model sees it: a first note when earlier turns were dropped."""
-    if not dropped_turns:
+def with_note(messages: list[dict[str, Any]], archived_turns: int) -> list[dict[str, Any]]:
+    """The conversation as the model sees it: a first note when earlier turns were archived."""
+    if not archived_turns:
         return messages
     note = {
         "role": "system",
-        "content": f"Note: {dropped_turns} earlier record(s) of this conversation were "
-        "dropped to keep it short.",
+        "content": f"Note: {archived_turns} earlier record(s) of this conversation (turns 1 to "
+        f"{archived_turns}) were archived to keep it short; call {RECALL_TOOL} to read them.",
     }
     return [note, *messages]
+
+
+def turn_text(messages: list[dict[str, Any]]) -> str:
+    """One archived turn as compact text for the model: role, then content or tool calls."""
+    lines = []
+    for message in messages:
+        role = message.get("role", "?")
+        if message.get("content"):
+            lines.append(f"{role}: {message['content']}")
+        for call in message.get("tool_calls") or []:
+            function = call.get("function", {})
+            lines.append(f"{role} called {function.get('name')}({function.get('arguments')})")
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from kafkaorg.envelope import Record
+from kafkaorg.llm.conversation import RECALL_TOOL
 from kafkaorg.spec import AgentSpec
 
 BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
@@ -82,6 +83,18 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
             "properties": {"query": {"type": "string"}},
         },
     },
+    "recall_conversation": {
+        "description": "Read earlier turns of your conversation that were archived to keep it "
+        "short: those containing `query`, or turn number `turn`, newest first.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "text the turn contains"},
+                "turn": {"type": "integer", "description": "one turn by number (1 = oldest)"},
+                "limit": {"type": "integer", "description": "at most this many (default 3)"},
+            },
+        },
+    },
     "create_agent": {
         "description": "Ask the org for a new agent. kind is echo, rule, tool (runs `tool` on "
         "each record) or llm (follows `instructions`). It gets at most your own rights.",
@@ -105,7 +118,7 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
 
 def allowed_tools(agent: AgentSpec) -> list[str]:
     """The built-in tools this agent's rights allow, in a stable order."""
-    names = ["publish", "run_code", "call_tool", "find_tools", "find_agents"]
+    names = ["publish", "run_code", "call_tool", "find_tools", "find_agents", RECALL_TOOL]
     if agent.can_create_tools:
         names.append("create_tool")
     if agent.can_create_agents:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from kafkaorg.db.models import Org, Tool, ToolVersion
+from activities.conversation import ArchiveInput, ConversationActivities
+from kafkaorg.db.models import ConversationTurn, Org, Tool, ToolVersion
 from kafkaorg.llm.usage import tokens_by_agent
 from kafkaorg.names import TASK_QUEUE, agent_search_attributes, agent_workflow_id
 from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
@@ -328,6 +329,97 @@ async def test_the_conversation_survives_continue_as_new_and_the_history_replays
         await asyncio.sleep(0.2)
     assert status.runs >= 3, "continued as new after each record"
     assert status.conversation_messages == 4
+
+    result = run_cli("workflow", "replay", wf_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 failed" in result.stdout
+
+
+async def test_turns_the_conversation_outgrows_are_archived_and_recalled(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, thinker = unique_org("llm"), "thinker-e"
+    first, second, third = task(org, 1), task(org, 2), task(org, 3)
+    scripted_llm.script(
+        thinker,
+        [
+            ScriptedReply(content="noted one"),
+            ScriptedReply(content="noted two"),
+            _call("recall_conversation", query=first.id),
+            ScriptedReply(content="recalled"),
+        ],
+    )
+    await platform.start_org(_spec(org, thinker))
+    wf_id = agent_workflow_id(org, thinker)
+    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    await handle.signal(AgentWorkflow.stop, StopRequest())
+    await handle.result()
+    # Restarted with test hooks: only the latest turn stays in the workflow's state, and
+    # it continues-as-new after every record (the archive must span runs of one chain).
+    started = await platform.client.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(org=org, agent=thinker, continue_as_new_after_steps=1, conversation_max_chars=1),
+        id=wf_id,
+        task_queue=TASK_QUEUE,
+        search_attributes=agent_search_attributes(org, thinker),
+    )
+    for n, record in enumerate((first, second, third), start=1):
+        await platform.send(org, "tasks", [record])
+        await _requests(scripted_llm, thinker, n, timeout=60)
+    requests = await _requests(scripted_llm, thinker, 4, timeout=60)
+
+    on_third = [m.get("content") or "" for m in requests[2]["messages"]]
+    assert not any(first.id in text for text in on_third), "the first turn left the state"
+    assert any("1 earlier record(s)" in t and "recall_conversation" in t for t in on_third)
+    assert any(second.id in text for text in on_third), "the latest turn is still there"
+    recalled = _last_tool_result(requests[3]["messages"])
+    assert recalled["ok"] is True, recalled
+    assert [t["turn"] for t in recalled["turns"]] == [1]
+    assert first.id in recalled["turns"][0]["text"]
+    assert "assistant: noted one" in recalled["turns"][0]["text"]
+
+    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    for _ in range(50):
+        status = await latest.query(AgentWorkflow.status)
+        if status.processed == 3:
+            break
+        await asyncio.sleep(0.2)
+    assert status.processed == 3 and status.runs >= 4
+    # Only the third record's turn is in the state; the first two are in PostgreSQL, once,
+    # under the chain's first run id.
+    assert status.conversation_messages == 4
+    sessions = db_sessions(platform.settings)
+    with sessions() as session:
+        rows = session.execute(
+            select(ConversationTurn.turn, ConversationTurn.chain_id, ConversationTurn.messages)
+            .join(Org)
+            .where(Org.name == org, ConversationTurn.agent == thinker)
+            .order_by(ConversationTurn.turn)
+        ).all()
+    assert [(turn, chain) for turn, chain, _ in rows] == [
+        (1, started.first_execution_run_id),
+        (2, started.first_execution_run_id),
+    ]
+    assert first.id in rows[0].messages[0]["content"]
+    assert second.id in rows[1].messages[0]["content"]
+    # A retried archive writes nothing twice.
+    again = ConversationActivities(sessions).archive_turns(
+        ArchiveInput(
+            org=org,
+            agent=thinker,
+            workflow_id=wf_id,
+            chain_id=rows[0].chain_id,
+            first_turn=1,
+            turns=[rows[0].messages, rows[1].messages],
+        )
+    )
+    assert again == 0
+    sessions.kw["bind"].dispose()
+    shown = run_cli("agent", "conversation", org, thinker, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [t["turn"] for t in json.loads(shown.stdout)] == [1, 2]
+    found = run_cli("agent", "conversation", org, thinker, "--query", second.id, "--json")
+    assert [t["turn"] for t in json.loads(found.stdout)] == [2]
 
     result = run_cli("workflow", "replay", wf_id)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""Schema migrations on the real PostgreSQL: the foundation schema upgrades with its data."""
+"""Schema migrations on the real PostgreSQL: upgrades keep data, and match the models."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, make_url, text
 
 from kafkaorg.config import Settings
+from kafkaorg.db.base import Base
 from kafkaorg.db.migrate import alembic_config
 
 pytestmark = pytest.mark.integration
@@ -112,3 +115,13 @@ def test_llm_usage_table_upgrades_and_downgrades(schema_url: str) -> None:
     command.upgrade(config, "head")  # and back up again
     assert "llm_usage" in tables()
     engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_schema_the_models_declare(schema_url: str) -> None:
+    """A model changed without a migration (or the reverse) fails here, not in production."""
+    command.upgrade(alembic_config(schema_url), "head")
+    engine = create_engine(schema_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kafkaorg.llm.conversation import trim_conversation, with_note
+from kafkaorg.llm.conversation import RECALL_TOOL, trim_conversation, turn_text, with_note
 from kafkaorg.llm.prompts import allowed_tools, system_prompt, tool_schemas
 from kafkaorg.spec import AgentSpec
 
@@ -21,25 +21,36 @@ def _turn(n: int, size: int = 100) -> list[dict[str, Any]]:
 
 def test_small_conversations_are_kept_whole() -> None:
     messages = _turn(1) + _turn(2)
-    assert trim_conversation(messages, max_chars=10_000) == (messages, 0)
+    assert trim_conversation(messages, max_chars=10_000) == (messages, [])
 
 
-def test_oldest_whole_turns_go_first_and_the_last_turn_always_stays() -> None:
+def test_oldest_whole_turns_move_out_first_and_the_last_turn_always_stays() -> None:
     messages = _turn(1, 500) + _turn(2, 500) + _turn(3, 500)
-    kept, dropped = trim_conversation(messages, max_chars=1_500)
-    assert dropped == 2
+    kept, moved = trim_conversation(messages, max_chars=1_500)
+    assert moved == [_turn(1, 500), _turn(2, 500)], "whole turns, oldest first, none lost"
     assert kept == _turn(3, 500)
     # Even a single turn over the limit is kept: the model needs the record it is on.
-    kept, dropped = trim_conversation(_turn(9, 5_000), max_chars=100)
-    assert (kept, dropped) == (_turn(9, 5_000), 0)
+    kept, moved = trim_conversation(_turn(9, 5_000), max_chars=100)
+    assert (kept, moved) == (_turn(9, 5_000), [])
 
 
-def test_the_note_about_dropped_turns_is_shown_to_the_model_but_never_stored() -> None:
+def test_the_note_about_archived_turns_is_shown_to_the_model_but_never_stored() -> None:
     shown = with_note(_turn(3), 2)
     assert shown[0]["role"] == "system"
     assert "2 earlier record(s)" in shown[0]["content"]
+    assert RECALL_TOOL in shown[0]["content"]
     assert with_note(_turn(3), 0) == _turn(3)
-    assert trim_conversation(shown, max_chars=10_000) == (_turn(3), 0)
+    assert trim_conversation(shown, max_chars=10_000) == (_turn(3), [])
+
+
+def test_an_archived_turn_reads_as_text_with_its_tool_calls() -> None:
+    text = turn_text(_turn(4, 3))
+    assert text.splitlines() == [
+        "user: record 4 xxx",
+        "assistant called publish({})",
+        "tool: {}",
+        "assistant: done 4",
+    ]
 
 
 def test_rights_decide_which_builtin_tools_an_agent_sees() -> None:
@@ -50,6 +61,7 @@ def test_rights_decide_which_builtin_tools_an_agent_sees() -> None:
     names = [s["function"]["name"] for s in tool_schemas(mighty)]
     assert names == allowed_tools(mighty)
     assert {"create_tool", "create_agent", "publish", "run_code", "call_tool"} <= set(names)
+    assert RECALL_TOOL in allowed_tools(plain), "every llm agent can read its own archive"
 
 
 def test_the_system_prompt_names_the_agent_on_its_first_line() -> None:
