@@ -46,6 +46,8 @@ DEDUP_WINDOW = 5000
 MAX_STEP_RECORDS = 1000
 MAX_STEP_BYTES = 1_000_000
 """One step's activity input stays well under Temporal's 2 MB payload limit."""
+MAX_CARRIED_STATE_BYTES = 1_500_000
+"""Continue-as-new input stays under Temporal's 2 MB payload limit (inbox included)."""
 HISTORY_EVENTS_BEFORE_CONTINUE = 4000
 HISTORY_BYTES_BEFORE_CONTINUE = 10_000_000
 """``llm`` agents put conversations into history; stay far below Temporal's 50 MB."""
@@ -456,14 +458,16 @@ class AgentWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        if info.is_continue_as_new_suggested():
-            return True
-        if info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE:
-            return True
-        if info.get_current_history_size() > HISTORY_BYTES_BEFORE_CONTINUE:
-            return True
         limit = self._input.continue_as_new_after_steps
-        return limit is not None and self._steps_this_run >= limit
+        due = (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE
+            or info.get_current_history_size() > HISTORY_BYTES_BEFORE_CONTINUE
+            or (limit is not None and self._steps_this_run >= limit)
+        )
+        # The next run's input is this state: with a big inbox, work it down first (each
+        # step takes up to 1 MB of it; the bridge stops delivering at the inbox bound).
+        return due and len(self._state.model_dump_json()) <= MAX_CARRIED_STATE_BYTES
 
     @workflow.signal
     def deliver(self, delivery: Delivery) -> None:

@@ -68,3 +68,42 @@ async def test_histories_of_every_workflow_type_replay_against_todays_code(
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
+
+
+async def test_a_large_inbox_is_worked_down_before_continuing_as_new(platform: Platform) -> None:
+    """Continue-as-new carries the inbox; over 2 MB, Temporal would refuse the new run."""
+    org = unique_org()
+    await platform.start_org(echo_spec(org, partitions=1))
+    wf_id = agent_workflow_id(org, "echo")
+    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    await handle.signal(AgentWorkflow.stop, StopRequest())
+    await handle.result()
+    new = await platform.client.start_workflow(
+        AgentWorkflow.run,
+        AgentInput(org=org, agent="echo", continue_as_new_after_steps=1),
+        id=wf_id,
+        task_queue=TASK_QUEUE,
+        search_attributes=agent_search_attributes(org, "echo"),
+    )
+    await new.signal(AgentWorkflow.pause)
+    # 36 records of ~100 kB: 3.6 MB of inbox, delivered while paused.
+    records = [
+        task(org, n).model_copy(update={"payload": {"n": n, "blob": "x" * 100_000}})
+        for n in range(36)
+    ]
+    for i in range(0, 36, 6):
+        await new.signal(AgentWorkflow.deliver, Delivery(records=records[i : i + 6]))
+    await new.signal(AgentWorkflow.resume)
+
+    out = await platform.collect(org, "outbox", 36, timeout=120, settle=1.0)
+
+    assert {c.record.causation_id for c in out} == {r.id for r in records}
+    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+    for _ in range(50):
+        status = await latest.query(AgentWorkflow.status)
+        if status.processed == 36:
+            break
+        await asyncio.sleep(0.2)
+    assert status.processed == 36 and status.inbox == 0
+    assert status.runs > 1, "it did continue as new, once the state fit"
+    assert status.failed_reason is None
