@@ -5,9 +5,10 @@ does not lift the other:
 
 - ``temporal``: Temporal did not accept a batch's signals. Every assigned partition is
   paused while the bridge retries that one batch; records wait in Kafka, not in memory.
-- ``inbox:<org>/<agent>``: an agent's inbox is over ``agent_inbox_limit``. The partitions
-  of the topics it subscribes to are paused until a later check finds the inbox below
-  half the limit (hysteresis, so a partition does not flap at the bound).
+- ``inbox:<org>/<agent>``: an agent's inbox is over ``agent_inbox_limit`` records or
+  ``agent_inbox_max_bytes``. The partitions of the topics it subscribes to are paused
+  until a later check finds the inbox below half of both (hysteresis, so a partition
+  does not flap at the bound).
 
 The bridge cannot afford a query per agent per batch, so it queries an agent's
 ``AgentWorkflow.status`` at most every ``check_interval_s`` and only while the agent
@@ -67,8 +68,10 @@ class AgentGauge:
 
     answered: int | None = None
     """Inbox size in the last status answer; None until one arrives (or after a failure)."""
+    answered_bytes: int | None = None
     delivered_since_query: int = 0
     """Records signalled to it since the last query was *sent* (so the estimate never lags)."""
+    delivered_bytes_since_query: int = 0
     last_query_at: float = float("-inf")
     last_delivery_at: float = float("-inf")
     held: bool = False
@@ -79,6 +82,12 @@ class AgentGauge:
             return None
         return self.answered + self.delivered_since_query
 
+    @property
+    def estimate_bytes(self) -> int | None:
+        if self.answered_bytes is None:
+            return None
+        return self.answered_bytes + self.delivered_bytes_since_query
+
 
 @dataclass
 class InboxGate:
@@ -86,18 +95,34 @@ class InboxGate:
 
     limit: int
     check_interval_s: float = 2.0
+    byte_limit: int | None = None
+    """``agent_inbox_max_bytes``; None: records are only counted."""
     gauges: dict[AgentKey, AgentGauge] = field(default_factory=dict)
 
     def _gauge(self, key: AgentKey) -> AgentGauge:
         return self.gauges.setdefault(key, AgentGauge())
 
-    def delivered(self, counts: Mapping[AgentKey, int], now: float) -> None:
-        """Records Temporal accepted for each agent; re-decides holds from the estimate."""
+    def _decide(self, gauge: AgentGauge) -> None:
+        """Held while either measure says so: over either bound, or not yet under half."""
+        by_count = hold_decision(gauge.held, gauge.estimate, self.limit)
+        by_bytes = self.byte_limit is not None and hold_decision(
+            gauge.held, gauge.estimate_bytes, self.byte_limit
+        )
+        gauge.held = by_count or by_bytes
+
+    def delivered(
+        self,
+        counts: Mapping[AgentKey, int],
+        now: float,
+        sizes: Mapping[AgentKey, int] | None = None,
+    ) -> None:
+        """Records (and their bytes) Temporal accepted for each agent; re-decides holds."""
         for key, n in counts.items():
             gauge = self._gauge(key)
             gauge.delivered_since_query += n
+            gauge.delivered_bytes_since_query += (sizes or {}).get(key, 0)
             gauge.last_delivery_at = now
-            gauge.held = hold_decision(gauge.held, gauge.estimate, self.limit)
+            self._decide(gauge)
 
     def due(self, now: float) -> list[AgentKey]:
         """Agents to query now: held, or fed recently, and not queried for a while.
@@ -120,12 +145,14 @@ class InboxGate:
         gauge = self._gauge(key)
         gauge.last_query_at = now
         gauge.delivered_since_query = 0
+        gauge.delivered_bytes_since_query = 0
 
-    def answered(self, key: AgentKey, inbox: int | None) -> None:
+    def answered(self, key: AgentKey, inbox: int | None, inbox_bytes: int | None = None) -> None:
         """A status answer (None: the query failed or timed out, so the size is unknown)."""
         gauge = self._gauge(key)
         gauge.answered = inbox
-        gauge.held = hold_decision(gauge.held, gauge.estimate, self.limit)
+        gauge.answered_bytes = inbox_bytes if inbox is not None else None
+        self._decide(gauge)
 
     def forget_idle(self, now: float) -> None:
         """Drop gauges of agents neither held nor fed recently (bounded memory)."""

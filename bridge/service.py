@@ -117,7 +117,11 @@ class Bridge:
         self._producer = producer
         self._subscriptions = subscriptions
         self.stats = BridgeStats()
-        self._gate = InboxGate(settings.agent_inbox_limit, settings.bridge_inbox_check_interval_s)
+        self._gate = InboxGate(
+            settings.agent_inbox_limit,
+            settings.bridge_inbox_check_interval_s,
+            byte_limit=settings.agent_inbox_max_bytes,
+        )
         self._checking: asyncio.Task[None] | None = None
         self._temporal_down_since: datetime | None = None
         self._paused: dict[PartitionKey, list[str]] = {}
@@ -183,7 +187,7 @@ class Bridge:
                 log.debug("inbox of %s/%s unknown: %s", *key, exc)
                 self._gate.answered(key, None)
                 return
-            self._gate.answered(key, status.inbox)
+            self._gate.answered(key, status.inbox, status.inbox_bytes)
 
         await asyncio.gather(*(one(k) for k in keys))
 
@@ -301,13 +305,15 @@ class Bridge:
                 return_exceptions=True,
             )
             accepted_now: Counter[AgentKey] = Counter()
+            accepted_bytes: Counter[AgentKey] = Counter()
             failed = []
             for item, result in zip(pending, results, strict=True):
                 if isinstance(result, BaseException):
                     failed.append((item, result))
                 else:
                     accepted_now[(item[0], item[1])] += len(item[2])
-            self._gate.delivered(accepted_now, time.monotonic())
+                    accepted_bytes[(item[0], item[1])] += sum(a.size for a in item[2])
+            self._gate.delivered(accepted_now, time.monotonic(), accepted_bytes)
             if not failed:
                 break
             pending = [item for item, _ in failed]

@@ -134,6 +134,8 @@ class AgentStatus(BaseModel):
     failed_reason: str | None
     tokens: int = 0
     conversation_messages: int = 0
+    inbox_bytes: int = 0
+    """Serialized size of the inbox (the bridge's byte bound compares against it)."""
 
 
 class AgentResult(BaseModel):
@@ -157,11 +159,15 @@ def _attempts(err: ActivityError) -> int:
     return 1
 
 
+def _record_bytes(record: Record) -> int:
+    return len(record.model_dump_json())
+
+
 def _next_batch(inbox: list[Record]) -> list[Record]:
     """The inbox's head, bounded by count and by serialized size (at least one record)."""
     size = 0
     for i, record in enumerate(inbox[:MAX_STEP_RECORDS]):
-        size += len(record.model_dump_json())
+        size += _record_bytes(record)
         if size > MAX_STEP_BYTES and i > 0:
             return inbox[:i]
     return inbox[:MAX_STEP_RECORDS]
@@ -176,6 +182,8 @@ class AgentWorkflow:
         self._seen = set(self._state.seen_ids)
         missing = len(self._state.inbox) - len(self._state.inbox_marks)
         self._state.inbox_marks.extend([None] * max(0, missing))
+        # For the bridge's byte bound (status); recomputed per run rather than carried.
+        self._inbox_bytes = sum(_record_bytes(r) for r in self._state.inbox)
         self._stop: StopRequest | None = None
         self._steps_this_run = 0
 
@@ -219,8 +227,7 @@ class AgentWorkflow:
         if state.inbox:
             reason = state.failed_reason or (self._stop.reason if self._stop else "stopped")
             await self._dead_letter(list(state.inbox), "agent-not-running", reason)
-            state.inbox.clear()
-            state.inbox_marks.clear()
+            self._take_from_inbox(len(state.inbox))
             state.origins.clear()
         return AgentResult(processed=state.processed, published=state.published)
 
@@ -252,10 +259,16 @@ class AgentWorkflow:
         except ActivityError as err:
             await self._fail(batch, err)
         self._forget(batch)
-        del state.inbox[: len(batch)]
-        del state.inbox_marks[: len(batch)]
+        self._take_from_inbox(len(batch))
         state.processed += len(batch)
         self._steps_this_run += 1
+
+    def _take_from_inbox(self, count: int) -> None:
+        """Drop the inbox's first ``count`` records (processed or dead-lettered)."""
+        state = self._state
+        self._inbox_bytes -= sum(_record_bytes(r) for r in state.inbox[:count])
+        del state.inbox[:count]
+        del state.inbox_marks[:count]
 
     def _forget(self, records: list[Record]) -> None:
         for record in records:
@@ -338,8 +351,7 @@ class AgentWorkflow:
             state.published += result.get("published", 0)
             state.tokens += result.get("tokens", 0)
         self._forget([record])
-        del state.inbox[:1]
-        del state.inbox_marks[:1]
+        self._take_from_inbox(1)
         state.processed += 1
         self._steps_this_run += 1
 
@@ -395,8 +407,7 @@ class AgentWorkflow:
         for (why, error), records in failures.items():
             await self._dead_letter(records, why, error)
         self._forget(batch)
-        del state.inbox[: len(batch)]
-        del state.inbox_marks[: len(batch)]
+        self._take_from_inbox(len(batch))
         state.processed += len(batch)
         self._steps_this_run += 1
 
@@ -483,6 +494,7 @@ class AgentWorkflow:
             state.seen_ids.append(key)
             state.inbox.append(record)
             state.inbox_marks.append(mark)
+            self._inbox_bytes += _record_bytes(record)
             if record.id in delivery.origins:
                 state.origins[record.id] = delivery.origins[record.id]
         if len(state.seen_ids) > 2 * DEDUP_WINDOW:
@@ -516,6 +528,7 @@ class AgentWorkflow:
             org=self._input.org,
             agent=self._input.agent,
             inbox=len(s.inbox),
+            inbox_bytes=self._inbox_bytes,
             received=s.received,
             duplicates=s.duplicates,
             processed=s.processed,

@@ -10,6 +10,9 @@ import asyncio
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -120,6 +123,72 @@ async def test_temporal_outage_pauses_partitions_and_loses_nothing(platform: Pla
     print(f"outage: drained {len(sent)} in {drained_s:.1f} s; {duplicates} republished dup(s)")
 
 
+@contextmanager
+def alone_in_the_group(
+    platform: Platform, log_dir: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> Iterator[ProcessHandle]:
+    """A bridge with small bounds as the only one in the group (the usual one comes back)."""
+    platform.bridge.stop()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KAFKAORG_BRIDGE_INBOX_CHECK_INTERVAL_S", "0.5")
+    small = ProcessHandle("bridge", log_dir)
+    small.start()
+    monkeypatch.undo()
+    try:
+        yield small
+    finally:
+        small.stop()
+        platform.bridge.start()
+
+
+@dataclass
+class Held:
+    inbox_peak: int
+    bytes_peak: int
+    lag: int
+    reasons: set[str]
+
+
+async def watch_the_hold(platform: Platform, small: ProcessHandle, org: str, total: int) -> Held:
+    """Watch a paused agent's inbox fill until the bridge holds the rest in Kafka for 3 s."""
+    handle = platform.client.get_workflow_handle_for(
+        AgentWorkflow.run, agent_workflow_id(org, "echo")
+    )
+    inbox_peak, bytes_peak, lag, settled_at = 0, 0, total, None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        small.ensure_alive()
+        status = await handle.query(AgentWorkflow.status)
+        lag = await asyncio.to_thread(total_lag, platform.settings, org)
+        inbox_peak = max(inbox_peak, status.inbox)
+        bytes_peak = max(bytes_peak, status.inbox_bytes)
+        if status.inbox + lag == total and status.inbox > 0:
+            settled_at = settled_at or time.monotonic()
+            if time.monotonic() - settled_at > 3:  # stays held, not just slow
+                break
+    assert small.process is not None
+    reasons = {
+        r
+        for s in read_bridge_statuses(platform.settings)
+        if s["pid"] == small.process.pid
+        for p in s["paused"]
+        for r in p["reasons"]
+    }
+    return Held(inbox_peak, bytes_peak, lag, reasons)
+
+
+async def resume_and_drain(platform: Platform, org: str, sent: list[Record]) -> None:
+    resumed = run_cli("agent", "resume", org, "echo")
+    assert resumed.returncode == 0, resumed.stderr
+    started = time.monotonic()
+    out = await platform.collect(org, "outbox", len(sent), timeout=90, settle=1.0)
+    print(f"inbox bound: {len(sent)} out {time.monotonic() - started:.1f} s after resume")
+    assert_exactly_once(sent, out)
+    assert await wait_lag(platform.settings, org, 0, timeout=20) == 0
+
+
 async def test_inbox_over_its_bound_leaves_records_in_kafka(
     platform: Platform, log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,52 +197,43 @@ async def test_inbox_over_its_bound_leaves_records_in_kafka(
     await platform.start_org(echo_spec(org, partitions=3))
     paused = run_cli("agent", "pause", org, "echo")
     assert paused.returncode == 0, paused.stderr
-    handle = platform.client.get_workflow_handle_for(
-        AgentWorkflow.run, agent_workflow_id(org, "echo")
-    )
-    # This test's bridge alone in the group, with a small bound (restored in `finally`).
-    platform.bridge.stop()
-    monkeypatch.setenv("KAFKAORG_AGENT_INBOX_LIMIT", str(limit))
-    monkeypatch.setenv("KAFKAORG_BRIDGE_BATCH_SIZE", str(batch))
-    monkeypatch.setenv("KAFKAORG_BRIDGE_INBOX_CHECK_INTERVAL_S", "0.5")
-    small = ProcessHandle("bridge", log_dir)
-    small.start()
-    monkeypatch.undo()
-    try:
+    env = {"KAFKAORG_AGENT_INBOX_LIMIT": str(limit), "KAFKAORG_BRIDGE_BATCH_SIZE": str(batch)}
+    with alone_in_the_group(platform, log_dir, monkeypatch, env) as small:
         sent = [task(org, n, correlation_id=f"c{n % 5}") for n in range(total)]
         await platform.send(org, "inbox", sent)
-        inbox_peak, settled_at = 0, None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            small.ensure_alive()
-            inbox = (await handle.query(AgentWorkflow.status)).inbox
-            lag = await asyncio.to_thread(total_lag, platform.settings, org)
-            inbox_peak = max(inbox_peak, inbox)
-            if inbox + lag == total and inbox > 0:
-                settled_at = settled_at or time.monotonic()
-                if time.monotonic() - settled_at > 3:  # stays held, not just slow
-                    break
-        assert small.process is not None
-        reasons = {
-            r
-            for s in read_bridge_statuses(platform.settings)
-            if s["pid"] == small.process.pid
-            for p in s["paused"]
-            for r in p["reasons"]
-        }
-        print(f"inbox bound {limit}: inbox peak {inbox_peak}, lag {lag}, paused for {reasons}")
-        assert limit < inbox_peak <= limit + batch
-        assert lag == total - inbox
-        assert reasons == {f"inbox:{org}/echo"}
+        held = await watch_the_hold(platform, small, org, total)
+        print(f"inbox bound {limit}: {held}")
+        assert limit < held.inbox_peak <= limit + batch
+        assert held.lag == total - held.inbox_peak
+        assert held.reasons == {f"inbox:{org}/echo"}
+        await resume_and_drain(platform, org, sent)
 
-        resumed = run_cli("agent", "resume", org, "echo")
-        assert resumed.returncode == 0, resumed.stderr
-        started = time.monotonic()
-        out = await platform.collect(org, "outbox", total, timeout=90, settle=1.0)
-        print(f"inbox bound: {total} out {time.monotonic() - started:.1f} s after resume")
-        assert_exactly_once(sent, out)
-        assert await wait_lag(platform.settings, org, 0, timeout=20) == 0
-    finally:
-        small.stop()
-        platform.bridge.start()
+
+async def test_inbox_over_its_byte_bound_leaves_large_records_in_kafka(
+    platform: Platform, log_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Few large records: the count bound is far away, the byte bound holds them."""
+    max_bytes, batch, total, blob = 200_000, 5, 60, 20_000
+    org = unique_org("bp")
+    await platform.start_org(echo_spec(org, partitions=3))
+    paused = run_cli("agent", "pause", org, "echo")
+    assert paused.returncode == 0, paused.stderr
+    env = {
+        "KAFKAORG_AGENT_INBOX_MAX_BYTES": str(max_bytes),
+        "KAFKAORG_BRIDGE_BATCH_SIZE": str(batch),
+    }
+    with alone_in_the_group(platform, log_dir, monkeypatch, env) as small:
+        sent = [
+            task(org, n, correlation_id=f"c{n % 5}").model_copy(
+                update={"payload": {"n": n, "blob": "x" * blob}}
+            )
+            for n in range(total)
+        ]
+        await platform.send(org, "inbox", sent)
+        held = await watch_the_hold(platform, small, org, total)
+        print(f"inbox byte bound {max_bytes}: {held}")
+        assert max_bytes < held.bytes_peak <= max_bytes + batch * (blob + 1_000)
+        assert held.inbox_peak < total / 2, "most records wait in Kafka"
+        assert held.lag == total - held.inbox_peak
+        assert held.reasons == {f"inbox:{org}/echo"}
+        await resume_and_drain(platform, org, sent)

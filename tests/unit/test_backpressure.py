@@ -47,6 +47,27 @@ def test_estimate_grows_with_deliveries_and_holds_before_the_next_batch() -> Non
     assert gate.held() == []
 
 
+def test_bytes_hold_a_few_large_records_and_release_only_when_both_are_low() -> None:
+    gate = InboxGate(limit=10_000, check_interval_s=2.0, byte_limit=1_000)
+    gate.query_sent(A, 0.0)
+    gate.answered(A, 0, 0)
+    gate.delivered({A: 3}, now=0.1, sizes={A: 900})
+    assert gate.held() == [], "3 records, 900 bytes: under both bounds"
+    gate.delivered({A: 1}, now=0.2, sizes={A: 300})
+    assert gate.held() == [A], "4 records are nothing, 1,200 bytes are over the byte bound"
+    gate.query_sent(A, 1.0)
+    gate.answered(A, 2, 600)
+    assert gate.held() == [A], "600 bytes is not below half of 1,000"
+    gate.query_sent(A, 2.0)
+    gate.answered(A, 1, 400)
+    assert gate.held() == []
+    # Without a byte bound, bytes never hold an agent.
+    counting = InboxGate(limit=10_000)
+    counting.query_sent(A, 0.0)
+    counting.answered(A, 1, 10**9)
+    assert counting.held() == []
+
+
 def test_unknown_answer_keeps_a_hold_and_never_starts_one() -> None:
     gate = InboxGate(limit=10)
     gate.delivered({A: 500}, now=0.0)

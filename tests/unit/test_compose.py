@@ -49,6 +49,7 @@ NOT_FOR_SERVICES = {
     "bridge_batch_size": "tuning knob with a working default",
     "bridge_poll_timeout_s": "tuning knob with a working default",
     "agent_inbox_limit": "tuning knob with a working default (backpressure)",
+    "agent_inbox_max_bytes": "tuning knob with a working default (backpressure)",
     "bridge_inbox_check_interval_s": "tuning knob with a working default (backpressure)",
     "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
     "worker_id": "defaults to the container's hostname, unique per container",
