@@ -68,6 +68,7 @@ from kafkaorg.envelope import Record, derived_id, new_record, utcnow
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.kafka import check_kafka, client_config, create_admin, create_producer
 from kafkaorg.kinds import emissions_for
+from kafkaorg.lag import read_bridge_statuses
 from kafkaorg.names import BRIDGE_GROUP_ID, TASK_QUEUE, kafka_topic, org_workflow_id
 from kafkaorg.spec import AgentSpec, validate_spec
 from kafkaorg.temporal import connect_temporal
@@ -830,12 +831,18 @@ async def wait_for_own_processes(
 ) -> tuple[list[str], int]:
     """Until our worker polls and a bridge is in its group (bounded; dies early if they do)."""
     worker_pid = processes.processes["worker"].pid
+    bridge_pid = processes.processes["bridge"].pid
     deadline = time.monotonic() + timeout
     while True:
         processes.check_alive()
         pollers = await worker_pollers(client, settings)
         members = await asyncio.to_thread(bridge_members, settings)
-        if any(p.startswith(f"{worker_pid}@") for p in pollers) and members > 0:
+        # On a fresh broker no topic matches the bridge's pattern yet, so the group has no
+        # members; the bridge's own status file says it is up all the same.
+        bridge_up = members > 0 or any(
+            s.get("pid") == bridge_pid for s in read_bridge_statuses(settings)
+        )
+        if any(p.startswith(f"{worker_pid}@") for p in pollers) and bridge_up:
             return pollers, members
         if time.monotonic() > deadline:
             raise BenchError(

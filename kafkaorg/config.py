@@ -68,9 +68,11 @@ class Settings(BaseSettings):
     agent_inbox_limit: int = 10_000
     """Above this many records in an agent's inbox the bridge pauses the partitions feeding it,
     until the inbox is below half of it; the records wait in Kafka."""
-    agent_inbox_max_bytes: int = 1_000_000
+    agent_inbox_max_bytes: int = 4_000_000
     """The same bound in bytes (records as the bridge read them): large records fill an
-    inbox long before its count does, and the inbox is carried across continue-as-new."""
+    inbox long before its count does, and every byte is in the workflow's history. Above a
+    burst of 10,000 small records (2.5 MB), so it only binds for records of 400 B or more:
+    at 1 MB a 10,000-record echo burst ran at a quarter of the speed (bench/README.md)."""
     bridge_inbox_check_interval_s: float = 2.0
     """At most one status query per agent this often (only for agents fed recently or held)."""
     bridge_retry_max_s: float = 10.0
