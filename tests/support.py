@@ -9,20 +9,27 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from kafkaorg.cli.org import start_org
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
-from kafkaorg.names import kafka_topic
+from kafkaorg.names import (
+    TASK_QUEUE,
+    agent_search_attributes,
+    agent_workflow_id,
+    kafka_topic,
+)
 from kafkaorg.spec import OrgSpec, validate_spec
 from kafkaorg.temporal import connect_temporal
+from workflows.agent import AgentInput, AgentResult, AgentStatus, AgentWorkflow, StopRequest
 
 
 def unique_org(prefix: str = "t") -> str:
@@ -110,6 +117,36 @@ class Platform:
         org_spec = validate_spec(spec)
         await start_org(org_spec, self.settings)
         return org_spec
+
+    async def restart_agent(
+        self, org: str, agent: str, **hooks: Any
+    ) -> WorkflowHandle[AgentWorkflow, AgentResult]:
+        """Stop an agent's workflow and start it again with test hooks (``AgentInput`` fields)."""
+        wf_id = agent_workflow_id(org, agent)
+        handle = self.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
+        await handle.signal(AgentWorkflow.stop, StopRequest())
+        await handle.result()
+        return await self.client.start_workflow(
+            AgentWorkflow.run,
+            AgentInput(org=org, agent=agent, **hooks),
+            id=wf_id,
+            task_queue=TASK_QUEUE,
+            search_attributes=agent_search_attributes(org, agent),
+        )
+
+    async def agent_status(
+        self, org: str, agent: str, until: Callable[[AgentStatus], bool], timeout: float = 10
+    ) -> AgentStatus:
+        """The latest run's status once ``until`` holds, or the last one seen at ``timeout``."""
+        handle = self.client.get_workflow_handle_for(
+            AgentWorkflow.run, agent_workflow_id(org, agent)
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await handle.query(AgentWorkflow.status)
+            if until(status) or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.2)
 
     async def send(self, org: str, topic: str, records: list[Record]) -> None:
         items = [Outgoing(kafka_topic(org, topic), r) for r in records]

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from activities.conversation import ArchiveInput, ConversationActivities
 from kafkaorg.db.models import ConversationTurn, Org, Tool, ToolVersion
 from kafkaorg.llm.usage import tokens_by_agent
-from kafkaorg.names import TASK_QUEUE, agent_search_attributes, agent_workflow_id
+from kafkaorg.names import agent_workflow_id
 from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
     Platform,
@@ -29,7 +29,7 @@ from tests.support import (
     task,
     unique_org,
 )
-from workflows.agent import AgentInput, AgentWorkflow, StopRequest
+from workflows.agent import AgentWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -299,18 +299,8 @@ async def test_the_conversation_survives_continue_as_new_and_the_history_replays
         thinker, [ScriptedReply(content="noted one"), ScriptedReply(content="noted two")]
     )
     await platform.start_org(_spec(org, thinker))
-    wf_id = agent_workflow_id(org, thinker)
-    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    await handle.signal(AgentWorkflow.stop, StopRequest())
-    await handle.result()
     # Restarted with the test hook: continue-as-new after every record.
-    await platform.client.start_workflow(
-        AgentWorkflow.run,
-        AgentInput(org=org, agent=thinker, continue_as_new_after_steps=1),
-        id=wf_id,
-        task_queue=TASK_QUEUE,
-        search_attributes=agent_search_attributes(org, thinker),
-    )
+    await platform.restart_agent(org, thinker, continue_as_new_after_steps=1)
     first, second = task(org, 1), task(org, 2)
     await platform.send(org, "tasks", [first])
     await _requests(scripted_llm, thinker, 1, timeout=60)
@@ -321,16 +311,11 @@ async def test_the_conversation_survives_continue_as_new_and_the_history_replays
     assert any(first.id in text for text in seen), "the first record is still in the chat"
     assert "noted one" in seen
     assert second.id in seen[-1]
-    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    for _ in range(50):
-        status = await latest.query(AgentWorkflow.status)
-        if status.processed == 2:
-            break
-        await asyncio.sleep(0.2)
+    status = await platform.agent_status(org, thinker, until=lambda s: s.processed == 2)
     assert status.runs >= 3, "continued as new after each record"
     assert status.conversation_messages == 4
 
-    result = run_cli("workflow", "replay", wf_id)
+    result = run_cli("workflow", "replay", agent_workflow_id(org, thinker))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
 
@@ -351,17 +336,10 @@ async def test_turns_the_conversation_outgrows_are_archived_and_recalled(
     )
     await platform.start_org(_spec(org, thinker))
     wf_id = agent_workflow_id(org, thinker)
-    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    await handle.signal(AgentWorkflow.stop, StopRequest())
-    await handle.result()
     # Restarted with test hooks: only the latest turn stays in the workflow's state, and
     # it continues-as-new after every record (the archive must span runs of one chain).
-    started = await platform.client.start_workflow(
-        AgentWorkflow.run,
-        AgentInput(org=org, agent=thinker, continue_as_new_after_steps=1, conversation_max_chars=1),
-        id=wf_id,
-        task_queue=TASK_QUEUE,
-        search_attributes=agent_search_attributes(org, thinker),
+    started = await platform.restart_agent(
+        org, thinker, continue_as_new_after_steps=1, conversation_max_chars=1
     )
     for n, record in enumerate((first, second, third), start=1):
         await platform.send(org, "tasks", [record])
@@ -378,12 +356,7 @@ async def test_turns_the_conversation_outgrows_are_archived_and_recalled(
     assert first.id in recalled["turns"][0]["text"]
     assert "assistant: noted one" in recalled["turns"][0]["text"]
 
-    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    for _ in range(50):
-        status = await latest.query(AgentWorkflow.status)
-        if status.processed == 3:
-            break
-        await asyncio.sleep(0.2)
+    status = await platform.agent_status(org, thinker, until=lambda s: s.processed == 3)
     assert status.processed == 3 and status.runs >= 4
     # Only the third record's turn is in the state; the first two are in PostgreSQL, once,
     # under the chain's first run id.

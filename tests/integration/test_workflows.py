@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from kafkaorg.names import TASK_QUEUE, agent_search_attributes, agent_workflow_id, org_workflow_id
+from kafkaorg.names import agent_workflow_id, org_workflow_id
 from tests.support import Platform, echo_spec, task, unique_org
-from workflows.agent import AgentInput, AgentWorkflow, Delivery, StopRequest
+from workflows.agent import AgentWorkflow, Delivery
 from workflows.org import OrgWorkflow
 
 pytestmark = pytest.mark.integration
@@ -20,19 +18,9 @@ pytestmark = pytest.mark.integration
 async def test_agent_continues_as_new_carrying_inbox_and_dedup_window(platform: Platform) -> None:
     org = unique_org()
     await platform.start_org(echo_spec(org, partitions=1))
-    wf_id = agent_workflow_id(org, "echo")
-    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    await handle.signal(AgentWorkflow.stop, StopRequest())
-    await handle.result()
     # Restart the agent with the test hook: continue-as-new after every step.
     records = [task(org, n) for n in range(30)]
-    new = await platform.client.start_workflow(
-        AgentWorkflow.run,
-        AgentInput(org=org, agent="echo", continue_as_new_after_steps=1),
-        id=wf_id,
-        task_queue=TASK_QUEUE,
-        search_attributes=agent_search_attributes(org, "echo"),
-    )
+    new = await platform.restart_agent(org, "echo", continue_as_new_after_steps=1)
     for i in range(0, 30, 3):
         await new.signal(AgentWorkflow.deliver, Delivery(records=records[i : i + 3]))
     await new.signal(AgentWorkflow.deliver, Delivery(records=records[:5]))  # duplicates
@@ -41,12 +29,7 @@ async def test_agent_continues_as_new_carrying_inbox_and_dedup_window(platform: 
 
     assert len(out) == 30
     assert {c.record.causation_id for c in out} == {r.id for r in records}
-    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    for _ in range(50):
-        status = await latest.query(AgentWorkflow.status)
-        if status.processed == 30:
-            break
-        await asyncio.sleep(0.2)
+    status = await platform.agent_status(org, "echo", until=lambda s: s.processed == 30)
     assert status.runs > 1, "the workflow continued as new"
     assert status.duplicates == 5
 
@@ -74,17 +57,7 @@ async def test_a_large_inbox_is_worked_down_before_continuing_as_new(platform: P
     """Continue-as-new carries the inbox; over 2 MB, Temporal would refuse the new run."""
     org = unique_org()
     await platform.start_org(echo_spec(org, partitions=1))
-    wf_id = agent_workflow_id(org, "echo")
-    handle = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    await handle.signal(AgentWorkflow.stop, StopRequest())
-    await handle.result()
-    new = await platform.client.start_workflow(
-        AgentWorkflow.run,
-        AgentInput(org=org, agent="echo", continue_as_new_after_steps=1),
-        id=wf_id,
-        task_queue=TASK_QUEUE,
-        search_attributes=agent_search_attributes(org, "echo"),
-    )
+    new = await platform.restart_agent(org, "echo", continue_as_new_after_steps=1)
     await new.signal(AgentWorkflow.pause)
     # 36 records of ~100 kB: 3.6 MB of inbox, delivered while paused.
     records = [
@@ -98,12 +71,7 @@ async def test_a_large_inbox_is_worked_down_before_continuing_as_new(platform: P
     out = await platform.collect(org, "outbox", 36, timeout=120, settle=1.0)
 
     assert {c.record.causation_id for c in out} == {r.id for r in records}
-    latest = platform.client.get_workflow_handle_for(AgentWorkflow.run, wf_id)
-    for _ in range(50):
-        status = await latest.query(AgentWorkflow.status)
-        if status.processed == 36:
-            break
-        await asyncio.sleep(0.2)
+    status = await platform.agent_status(org, "echo", until=lambda s: s.processed == 36)
     assert status.processed == 36 and status.inbox == 0
     assert status.runs > 1, "it did continue as new, once the state fit"
     assert status.failed_reason is None
