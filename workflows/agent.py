@@ -163,14 +163,15 @@ def _record_bytes(record: Record) -> int:
     return len(record.model_dump_json())
 
 
-def _next_batch(inbox: list[Record]) -> list[Record]:
-    """The inbox's head, bounded by count and by serialized size (at least one record)."""
-    size = 0
-    for i, record in enumerate(inbox[:MAX_STEP_RECORDS]):
-        size += _record_bytes(record)
-        if size > MAX_STEP_BYTES and i > 0:
-            return inbox[:i]
-    return inbox[:MAX_STEP_RECORDS]
+def _batch_length(sizes: list[int]) -> int:
+    """How many of the inbox's first records one step takes: bounded by count and by
+    serialized size, at least one."""
+    total = 0
+    for i, size in enumerate(sizes[:MAX_STEP_RECORDS]):
+        total += size
+        if total > MAX_STEP_BYTES and i > 0:
+            return i
+    return min(len(sizes), MAX_STEP_RECORDS)
 
 
 @workflow.defn(name=AGENT_WORKFLOW_TYPE)
@@ -182,8 +183,9 @@ class AgentWorkflow:
         self._seen = set(self._state.seen_ids)
         missing = len(self._state.inbox) - len(self._state.inbox_marks)
         self._state.inbox_marks.extend([None] * max(0, missing))
-        # For the bridge's byte bound (status); recomputed per run rather than carried.
-        self._inbox_bytes = sum(_record_bytes(r) for r in self._state.inbox)
+        # Serialized size of each inbox record, measured once on arrival: sizes the steps
+        # and answers the bridge's byte bound. Recomputed per run rather than carried.
+        self._inbox_sizes = [_record_bytes(r) for r in self._state.inbox]
         self._stop: StopRequest | None = None
         self._steps_this_run = 0
 
@@ -239,7 +241,7 @@ class AgentWorkflow:
             await self._llm_step(spec)
             return
         state = self._state
-        batch = _next_batch(state.inbox)
+        batch = state.inbox[: _batch_length(self._inbox_sizes)]
         try:
             result = await workflow.execute_activity_method(
                 AgentStepActivities.run_agent_step,
@@ -266,7 +268,7 @@ class AgentWorkflow:
     def _take_from_inbox(self, count: int) -> None:
         """Drop the inbox's first ``count`` records (processed or dead-lettered)."""
         state = self._state
-        self._inbox_bytes -= sum(_record_bytes(r) for r in state.inbox[:count])
+        del self._inbox_sizes[:count]
         del state.inbox[:count]
         del state.inbox_marks[:count]
 
@@ -362,7 +364,7 @@ class AgentWorkflow:
         record to the DLQ with the sandbox's reason; the agent keeps working.
         """
         state = self._state
-        batch = _next_batch(state.inbox)[:MAX_TOOL_CALLS_PER_STEP]
+        batch = state.inbox[: min(_batch_length(self._inbox_sizes), MAX_TOOL_CALLS_PER_STEP)]
         marks = state.inbox_marks[: len(batch)]
         assert spec.tool is not None
         current = await workflow.execute_activity_method(
@@ -494,7 +496,7 @@ class AgentWorkflow:
             state.seen_ids.append(key)
             state.inbox.append(record)
             state.inbox_marks.append(mark)
-            self._inbox_bytes += _record_bytes(record)
+            self._inbox_sizes.append(_record_bytes(record))
             if record.id in delivery.origins:
                 state.origins[record.id] = delivery.origins[record.id]
         if len(state.seen_ids) > 2 * DEDUP_WINDOW:
@@ -528,7 +530,7 @@ class AgentWorkflow:
             org=self._input.org,
             agent=self._input.agent,
             inbox=len(s.inbox),
-            inbox_bytes=self._inbox_bytes,
+            inbox_bytes=sum(self._inbox_sizes),
             received=s.received,
             duplicates=s.duplicates,
             processed=s.processed,

@@ -158,26 +158,30 @@ def conversation(
     The recent turns are in the agent's workflow state (the Web UI shows them).
     """
     check_org_name(org)
+    of_agent = (
+        select(ConversationTurn).join(Org).where(Org.name == org, ConversationTurn.agent == agent)
+    )
+    # The agent's current conversation: the chain it archived into last.
+    latest_chain = (
+        of_agent.with_only_columns(ConversationTurn.chain_id)
+        .order_by(ConversationTurn.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     rows = _rows(
         org,
-        select(
-            ConversationTurn.chain_id,
-            ConversationTurn.turn,
-            ConversationTurn.created_at,
-            ConversationTurn.messages,
+        of_agent.with_only_columns(
+            ConversationTurn.turn, ConversationTurn.created_at, ConversationTurn.messages
         )
-        .join(Org)
-        .where(Org.name == org, ConversationTurn.agent == agent)
-        .order_by(ConversationTurn.id),
+        .where(ConversationTurn.chain_id == latest_chain)
+        .order_by(ConversationTurn.turn),
     )
-    chain = rows[-1].chain_id if rows else None  # the agent's current conversation
     needle = query.lower()
     items = [
-        {"turn": r.turn, "archived_at": r.created_at.isoformat(), "text": turn_text(r.messages)}
+        {"turn": r.turn, "archived_at": r.created_at.isoformat(), "text": text}
         for r in rows
-        if r.chain_id == chain
+        if needle in (text := turn_text(r.messages)).lower()
     ]
-    items = [i for i in items if needle in str(i["text"]).lower()]
     if json_output:
         print_json(items)
         return
