@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from kafkaorg.envelope import Record
-from kafkaorg.kafka import Outgoing, produce_and_wait
+from kafkaorg.kafka import Outgoing, create_missing_topics, produce_and_wait
 from kafkaorg.names import kafka_topic
 
 
@@ -91,29 +91,18 @@ class KafkaActivities:
     @activity.defn
     def ensure_topics(self, input: EnsureTopicsInput) -> EnsureTopicsResult:
         """Create missing topics with their class's configs; existing ones are left alone."""
-        existing_names = set(self._admin.list_topics(timeout=10).topics)
-        wanted = [t for t in input.topics if t.kafka_topic not in existing_names]
-        created: list[str] = []
-        if wanted:
-            futures = self._admin.create_topics(
-                [
-                    NewTopic(
-                        t.kafka_topic,
-                        num_partitions=t.partitions,
-                        replication_factor=1,
-                        config=t.configs,
-                    )
-                    for t in wanted
-                ],
-                operation_timeout=30,
-            )
-            for name, future in futures.items():
-                try:
-                    future.result()
-                    created.append(name)
-                except KafkaException as exc:
-                    if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a retry after success
-                        raise
+        created = create_missing_topics(
+            self._admin,
+            [
+                NewTopic(
+                    t.kafka_topic,
+                    num_partitions=t.partitions,
+                    replication_factor=1,
+                    config=t.configs,
+                )
+                for t in input.topics
+            ],
+        )
         return EnsureTopicsResult(
             created=sorted(created),
             existing=sorted(t.kafka_topic for t in input.topics if t.kafka_topic not in created),

@@ -10,22 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 
-from kafkaorg.names import org_workflow_id
-from kafkaorg.spec import AgentSpec, ToolSpec
-
-
-class AgentCreation(BaseModel):
-    org: str
-    agent: AgentSpec
-    requested_by: str
-
-
-class ToolCreation(BaseModel):
-    org: str
-    tool: ToolSpec
-    requested_by: str
+from kafkaorg import client as service
+from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest, OrgUpdate
+from kafkaorg.errors import BadInputError
 
 
 class RequestOutcome(BaseModel):
@@ -38,43 +27,26 @@ def _update_id(kind: str) -> str:
     return f"{kind}:{info.workflow_id}:{info.workflow_run_id}:{info.activity_id}"
 
 
-def _refusal(err: WorkflowUpdateFailedError) -> RequestOutcome:
-    cause = err.cause
-    message = getattr(cause, "message", None) or str(cause or err)
-    return RequestOutcome(accepted=False, summary=[message])
-
-
 class OrgRequestActivities:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @activity.defn
-    async def request_create_agent(self, request: AgentCreation) -> RequestOutcome:
-        # Imported here: workflows.org → agent workflow → its tools → this module.
-        from workflows.org import CreateAgentRequest, OrgWorkflow
-
-        handle = self._client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(request.org))
+    async def _ask(
+        self, update: OrgUpdate, request: CreateAgentRequest | CreateToolRequest
+    ) -> RequestOutcome:
+        assert request.org is not None
         try:
-            result = await handle.execute_update(
-                OrgWorkflow.create_agent,
-                CreateAgentRequest(agent=request.agent, requested_by=request.requested_by),
-                id=_update_id("create-agent"),
+            result = await service.send_update(
+                self._client, request.org, update, request, update_id=_update_id(update)
             )
-        except WorkflowUpdateFailedError as err:
-            return _refusal(err)
-        return RequestOutcome(accepted=True, summary=result.summary)
-
-    @activity.defn
-    async def request_create_tool(self, request: ToolCreation) -> RequestOutcome:
-        from workflows.org import CreateToolRequest, OrgWorkflow
-
-        handle = self._client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(request.org))
-        try:
-            result = await handle.execute_update(
-                OrgWorkflow.create_tool,
-                CreateToolRequest(tool=request.tool, requested_by=request.requested_by),
-                id=_update_id("create-tool"),
-            )
-        except WorkflowUpdateFailedError as err:
-            return _refusal(err)
+        except BadInputError as refused:  # a refusal, or the org is not running
+            return RequestOutcome(accepted=False, summary=[str(refused).removeprefix("refused: ")])
         return RequestOutcome(accepted=result.changed, summary=result.summary)
+
+    @activity.defn
+    async def request_create_agent(self, request: CreateAgentRequest) -> RequestOutcome:
+        return await self._ask(OrgUpdate.CREATE_AGENT, request)
+
+    @activity.defn
+    async def request_create_tool(self, request: CreateToolRequest) -> RequestOutcome:
+        return await self._ask(OrgUpdate.CREATE_TOOL, request)

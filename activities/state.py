@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg.contracts import AgentRegistration
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
 from kafkaorg.names import agent_workflow_id, kafka_topic, org_workflow_id
 from kafkaorg.spec import AgentSpec, OrgSpec, TopicSpec
@@ -54,10 +55,7 @@ class AgentStatusChange(BaseModel):
 
 class RegisterAgentInput(BaseModel):
     org: str
-    spec: AgentSpec
-    created_by: str
-    parent_agent: str | None = None
-    spawn_depth: int = 0
+    agent: AgentRegistration
 
 
 class RegisteredAgent(BaseModel):
@@ -212,15 +210,15 @@ class StateActivities:
                 session,
                 input.org,
                 _org_id(session, input.org),
-                input.spec,
-                created_by=input.created_by,
-                parent_agent=input.parent_agent,
-                spawn_depth=input.spawn_depth,
+                input.agent.spec,
+                created_by=input.agent.created_by,
+                parent_agent=input.agent.parent_agent,
+                spawn_depth=input.agent.depth,
             )
         return RegisteredAgent(
-            agent=input.spec.name,
+            agent=input.agent.spec.name,
             version=version,
-            workflow_id=agent_workflow_id(input.org, input.spec.name),
+            workflow_id=agent_workflow_id(input.org, input.agent.spec.name),
         )
 
     @activity.defn

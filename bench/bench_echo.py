@@ -34,8 +34,6 @@ import json
 import math
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,8 +60,9 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from kafkaorg.cli.org import start_org
+from kafkaorg.client import launch_org
 from kafkaorg.config import Settings, get_settings
+from kafkaorg.devstack import KafkaorgProcess
 from kafkaorg.envelope import Record, derived_id, new_record, utcnow
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.kafka import check_kafka, client_config, create_admin, create_producer
@@ -472,7 +471,7 @@ async def run_kafkaorg(
         source="bench",
     )
     err.print(f"kafkaorg: starting org {org!r} …")
-    await asyncio.wait_for(start_org(spec, settings), timeout=90)
+    await asyncio.wait_for(launch_org(settings, spec), timeout=90)
     producer = create_producer(settings)
     try:
         return await measure(
@@ -785,30 +784,25 @@ class PlatformProcesses:
 
     def __init__(self) -> None:
         self.log_dir = Path(tempfile.mkdtemp(prefix="kafkaorg-bench-"))
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self) -> None:
         env = os.environ.copy()
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
-        for command in ("worker", "bridge"):
-            with (self.log_dir / f"{command}.log").open("ab") as log:
-                self.processes[command] = subprocess.Popen(
-                    [sys.executable, "-m", "kafkaorg.cli", command],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=REPO_ROOT,
-                )
+        self.processes = {
+            command: KafkaorgProcess(command, self.log_dir, env=env, cwd=REPO_ROOT)
+            for command in ("worker", "bridge")
+        }
+
+    def start(self) -> None:
+        for process in self.processes.values():
+            process.start()
         err.print(f"started worker and bridge (logs in {self.log_dir})")
 
     def check_alive(self) -> None:
-        for command, process in self.processes.items():
-            if process.poll() is not None:
+        for process in self.processes.values():
+            if process.returncode is not None:
                 raise BenchError(
-                    f"`kafkaorg {command}` exited with {process.returncode}; "
-                    f"see {self.log_dir / (command + '.log')}"
+                    f"`{process.title}` exited with {process.returncode}; see {process.log_path}"
                 )
 
     def pids(self) -> list[int]:
@@ -816,14 +810,7 @@ class PlatformProcesses:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            process.stop(timeout=20)
 
 
 async def wait_for_own_processes(

@@ -48,9 +48,11 @@ class Poison:
     """A record that cannot enter a workflow, and why."""
 
     origin: Origin
-    reason: str  # not-json | bad-envelope | too-large | empty | wrong-org
+    reason: str  # not-json | bad-envelope | too-large | empty | wrong-org | hop-limit
     detail: str
     value: bytes | None
+    chain: tuple[str, ...] = ()
+    """``hop-limit``: the records that led here, oldest first."""
 
 
 REDRIVE_HEADER = "kafkaorg.redrive"
@@ -176,6 +178,7 @@ def dead_letter(poison: Poison, now: datetime) -> tuple[Record, list[tuple[str, 
             "partition": o.partition,
             "offset": o.offset,
             "value_preview": preview,
+            **({"chain": list(poison.chain)} if poison.chain else {}),
         },
     )
     headers = [

@@ -37,6 +37,7 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRej
 from temporalio.service import RPCError
 
 from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
+from bridge.loop_guard import RecentRecords, over_hop_limit
 from bridge.mapping import (
     Accepted,
     Origin,
@@ -48,20 +49,26 @@ from bridge.mapping import (
     route,
 )
 from bridge.subscriptions import SubscriptionCache
+from kafkaorg import client as service
 from kafkaorg.config import Settings
+from kafkaorg.contracts import Delivery
 from kafkaorg.db import create_engine, create_sessionmaker
-from kafkaorg.kafka import Outgoing, check_kafka, client_config, create_producer, produce_and_wait
+from kafkaorg.kafka import (
+    Outgoing,
+    check_kafka,
+    client_config,
+    create_producer,
+    ensure_platform_topics,
+    produce_and_wait,
+)
 from kafkaorg.lag import bridge_status_dir, write_bridge_status
 from kafkaorg.names import (
     BRIDGE_GROUP_ID,
     BRIDGE_TOPIC_PATTERN,
-    TASK_QUEUE,
-    agent_search_attributes,
-    agent_workflow_id,
+    PLATFORM_DLQ_TOPIC,
     dlq_topic,
 )
 from kafkaorg.temporal import connect_temporal
-from workflows.agent import AgentInput, AgentWorkflow, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +139,8 @@ class Bridge:
         self._committed: dict[PartitionKey, int] = {}
         self._markers_checked_at = 0.0
         self._status_written: tuple[float, object] = (float("-inf"), None)
+        self._recent = RecentRecords()
+        """Recently seen records, for the chain a ``hop-limit`` dead letter names."""
 
     async def run(self, stop: asyncio.Event) -> None:
         self._consumer.subscribe([BRIDGE_TOPIC_PATTERN])
@@ -178,11 +187,10 @@ class Bridge:
 
     async def _check_inboxes(self, keys: list[AgentKey]) -> None:
         async def one(key: AgentKey) -> None:
-            handle = self._client.get_workflow_handle_for(
-                AgentWorkflow.run, agent_workflow_id(*key)
-            )
             try:
-                status = await handle.query(AgentWorkflow.status, rpc_timeout=STATUS_QUERY_TIMEOUT)
+                status = await service.agent_report(
+                    self._client, *key, rpc_timeout=STATUS_QUERY_TIMEOUT
+                )
             except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
                 log.debug("inbox of %s/%s unknown: %s", *key, exc)
                 self._gate.answered(key, None)
@@ -286,9 +294,17 @@ class Bridge:
 
     async def handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
         decoded = [d for d in (self._decode(m) for m in messages) if d is not None]
-        accepted = [d for d in decoded if isinstance(d, Accepted)]
-        poison = [d for d in decoded if isinstance(d, Poison)]
         subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
+        accepted: list[Accepted] = []
+        poison = [d for d in decoded if isinstance(d, Poison)]
+        for candidate in (d for d in decoded if isinstance(d, Accepted)):
+            self._recent.remember(candidate.record, candidate.origin.topic)
+            org = candidate.origin.org
+            looped = over_hop_limit(candidate, self._subscriptions.hop_limit(org), self._recent)
+            if looped is None:
+                accepted.append(candidate)
+            else:
+                poison.append(looped)
         deliveries = route(accepted, subscribers)
 
         if poison:
@@ -384,15 +400,7 @@ class Bridge:
             },
             marks={i.record.id: i.mark for i in items if i.mark},
         )
-        await self._client.start_workflow(
-            AgentWorkflow.run,
-            AgentInput(org=org, agent=agent),
-            id=agent_workflow_id(org, agent),
-            task_queue=TASK_QUEUE,
-            start_signal="deliver",
-            start_signal_args=[delivery],
-            search_attributes=agent_search_attributes(org, agent),
-        )
+        await service.deliver(self._client, org, agent, delivery)
         self.stats.signals += 1
 
     async def _dead_letter(self, poison: list[Poison]) -> None:
@@ -400,23 +408,19 @@ class Bridge:
         outgoing = []
         existing = await asyncio.to_thread(self._existing_topics)
         for p in poison:
-            if dlq_topic(p.origin.org) not in existing:
-                log.error(
-                    "no DLQ topic for %s[%d]@%d (%s); skipped: org %r was not started by kafkaorg",
-                    p.origin.kafka_topic,
-                    p.origin.partition,
-                    p.origin.offset,
-                    p.reason,
-                    p.origin.org,
-                )
-                continue
+            target = dlq_topic(p.origin.org)
+            if target not in existing:
+                # Not its org's (no such org, or one not started by kafkaorg): never
+                # committed unrecorded, so the platform's DLQ takes it.
+                target = PLATFORM_DLQ_TOPIC
             record, headers = dead_letter(p, now)
-            outgoing.append(Outgoing(dlq_topic(p.origin.org), record, tuple(headers)))
+            outgoing.append(Outgoing(target, record, tuple(headers)))
             log.info(
-                "dead-lettered %s[%d]@%d: %s",
+                "dead-lettered %s[%d]@%d to %s: %s",
                 p.origin.kafka_topic,
                 p.origin.partition,
                 p.origin.offset,
+                target,
                 p.reason,
             )
         await asyncio.to_thread(produce_and_wait, self._producer, outgoing)
@@ -442,6 +446,7 @@ def _iso(moment: datetime | None) -> str | None:
 async def run_bridge(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; an interrupted batch is simply consumed again next time."""
     check_kafka(settings)
+    ensure_platform_topics(settings)
     client = await connect_temporal(settings)
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=2))
     bridge = Bridge(

@@ -10,8 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
+from kafkaorg.spec import OrgLimits
 
 RECEIVING_STATUSES = ("starting", "running", "paused")
+DEFAULT_MAX_HOPS = OrgLimits().max_hops
 
 
 class SubscriptionCache:
@@ -34,6 +36,16 @@ class SubscriptionCache:
         self._snapshot_wall = float("-inf")
         """Wall-clock time the snapshot's query began: it saw every commit before it."""
         self._subscribers: dict[tuple[str, str], list[str]] = {}
+        self._max_hops: dict[str, int] = {}
+
+    def hop_limit(self, org: str) -> int:
+        """The org's ``limits.max_hops`` as of the last snapshot (the default if unknown)."""
+        return self._max_hops.get(org, DEFAULT_MAX_HOPS)
+
+    def _load_hop_limits(self) -> dict[str, int]:
+        query = select(Org.name, Org.spec["limits"]["max_hops"].as_integer())
+        with self._sessions() as session:
+            return {org: limit for org, limit in session.execute(query) if limit is not None}
 
     def _load(self) -> dict[tuple[str, str], list[str]]:
         query = (
@@ -69,6 +81,7 @@ class SubscriptionCache:
         ):
             started = time.time()
             self._subscribers = await asyncio.to_thread(self._load)
+            self._max_hops = await asyncio.to_thread(self._load_hop_limits)
             self._snapshot_wall = started
             self._loaded_at = time.monotonic()
         return self._subscribers

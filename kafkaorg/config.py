@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,9 +53,11 @@ class Settings(BaseSettings):
     """Write a step's several outputs in one Kafka transaction (all visible or none); off,
     they go through the idempotent producer alone: faster, but a crash mid-step can leave
     part of a step's outputs visible until the retry writes the rest."""
-    worker_id: str = Field(default_factory=socket.gethostname)
-    """Names this worker's transactional producers; unique per worker process (a restart
-    with the same id fences the crashed one's open transactions at once)."""
+    worker_id: str | None = None
+    """Names this worker's transactional producers, so it must be unique per worker process
+    and the same after a restart (the restarted worker fences the crashed one's open
+    transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
+    live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
 
     # Record path limits.
     max_record_bytes: int = 1_048_576

@@ -26,6 +26,7 @@ SOURCE_RE: Final = re.compile(r"^((agent|user|system):[a-z0-9][a-z0-9_.:-]{0,99}
 HEADER_TYPE: Final = "type"
 HEADER_SOURCE: Final = "source"
 HEADER_CORRELATION_ID: Final = "correlation_id"
+HEADER_HOPS: Final = "hops"
 
 
 def _utc(value: datetime) -> datetime:
@@ -44,9 +45,14 @@ def utcnow() -> datetime:
 
 
 class Record(BaseModel):
-    """A kafkaorg record, exactly as it travels as a Kafka value (UTF-8 JSON)."""
+    """A kafkaorg record, exactly as it travels as a Kafka value (UTF-8 JSON).
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown top-level fields (a newer producer's) are ignored, not refused: a record is
+    processed by every version that understands the fields it needs. They are not
+    carried into the agents' outputs, which are new records.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, max_length=100)
     type: str = Field(pattern=TYPE_RE.pattern)
@@ -57,6 +63,9 @@ class Record(BaseModel):
     causation_id: str | None = Field(default=None, max_length=200)
     timestamp: Annotated[datetime, AfterValidator(_utc)]
     payload: dict[str, JsonValue] = Field(default_factory=dict)
+    hops: int = Field(default=0, ge=0)
+    """How many agents the chain of records that led here passed through: 0 from people
+    and external producers, the input's + 1 for an agent's output (the loop guard)."""
 
     def kafka_key(self) -> bytes:
         return self.correlation_id.encode()
@@ -69,12 +78,23 @@ class Record(BaseModel):
             (HEADER_TYPE, self.type.encode()),
             (HEADER_SOURCE, self.source.encode()),
             (HEADER_CORRELATION_ID, self.correlation_id.encode()),
+            (HEADER_HOPS, str(self.hops).encode()),
         ]
 
     @classmethod
     def from_kafka_value(cls, value: bytes) -> Record:
         """Parse a Kafka value; raises ``ValueError`` (or pydantic's subclass of it)."""
         return cls.model_validate_json(value)
+
+
+def caused_by(cause: Record) -> dict[str, object]:
+    """The envelope fields an agent's output takes from the record it answers."""
+    return {
+        "org": cause.org,
+        "correlation_id": cause.correlation_id,
+        "causation_id": cause.id,
+        "hops": cause.hops + 1,
+    }
 
 
 def new_record(

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record
 from kafkaorg.errors import ServiceUnavailableError
+from kafkaorg.names import PLATFORM_DLQ_TOPIC
+from kafkaorg.spec import TOPIC_CLASS_CONFIGS, TopicClass
 
 LIBRDKAFKA_LOG = logging.getLogger("kafkaorg.librdkafka")
 LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
@@ -47,6 +49,39 @@ def create_producer(settings: Settings) -> Producer:
 
 def create_admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))  # type: ignore[arg-type]
+
+
+def create_missing_topics(admin: AdminClient, topics: Sequence[NewTopic]) -> list[str]:
+    """Create those of ``topics`` Kafka lacks; returns the names created. Idempotent: one
+    created meanwhile (a retry after success, another process) counts as existing."""
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [t for t in topics if t.topic not in existing]
+    created: list[str] = []
+    if not wanted:
+        return created
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return created
+
+
+def ensure_platform_topics(settings: Settings) -> None:
+    """The platform-wide DLQ, for dead letters that have no org DLQ to go to."""
+    create_missing_topics(
+        create_admin(settings),
+        [
+            NewTopic(
+                PLATFORM_DLQ_TOPIC,
+                num_partitions=1,
+                replication_factor=1,
+                config=dict(TOPIC_CLASS_CONFIGS[TopicClass.DLQ]),
+            )
+        ],
+    )
 
 
 def check_kafka(settings: Settings, timeout: float = 5.0) -> None:

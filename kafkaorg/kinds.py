@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, JsonValue
 
-from kafkaorg.envelope import Record, derived_id
+from kafkaorg.envelope import Record, caused_by, derived_id
 from kafkaorg.spec import AgentSpec, RuleSpec
 
 
@@ -58,15 +58,15 @@ def _output(
     payload: dict[str, JsonValue],
     now: datetime,
 ) -> Record:
-    return Record(
-        id=derived_id(workflow_id, record.id, index),
-        type=type_,
-        org=record.org,
-        source=f"agent:{agent.name}",
-        correlation_id=record.correlation_id,
-        causation_id=record.id,
-        timestamp=now,
-        payload=payload,
+    return Record.model_validate(
+        {
+            "id": derived_id(workflow_id, record.id, index),
+            "type": type_,
+            "source": f"agent:{agent.name}",
+            "timestamp": now,
+            "payload": payload,
+            **caused_by(record),
+        }
     )
 
 

@@ -27,6 +27,10 @@ RESERVED_TOPIC_NAMES: Final = frozenset({"sys"})
 
 AUDIT_TOPIC: Final = "sys.audit"
 DLQ_TOPIC: Final = "sys.dlq"
+PLATFORM_ORG: Final = "kafkaorg"
+"""Reserved: no org may take this name, its ``sys.dlq`` is the platform's."""
+PLATFORM_DLQ_TOPIC: Final = f"{PLATFORM_ORG}.{DLQ_TOPIC}"
+"""Dead letters that cannot go to their own org's DLQ (no such topic, unknown org)."""
 
 # Topics the bridge consumes: exactly one dot, so `<org>.sys.*` never matches.
 BRIDGE_TOPIC_PATTERN: Final = r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$"

@@ -17,7 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kafkaorg.names import AGENT_NAME_RE, ORG_NAME_RE, RESERVED_TOPIC_NAMES, TOPIC_NAME_RE
+from kafkaorg.names import (
+    AGENT_NAME_RE,
+    ORG_NAME_RE,
+    PLATFORM_ORG,
+    RESERVED_TOPIC_NAMES,
+    TOPIC_NAME_RE,
+)
 
 AgentKind = Literal["echo", "rule", "llm", "tool"]
 SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule", "tool", "llm"})
@@ -154,6 +160,9 @@ class OrgLimits(_Strict):
     max_spawn_depth: int = Field(default=3, ge=0, le=20)
     """How many generations of agents created by agents (an agent in the spec is depth 0)."""
     max_spawns_per_minute: int = Field(default=10, ge=0, le=1000)
+    max_hops: int = Field(default=16, ge=1, le=1000)
+    """How many agents a chain of records may pass through (each output is its input's
+    hops + 1); a record past it goes to the DLQ (``hop-limit``): agent loops end."""
     llm_token_budget: int | None = Field(default=None, ge=1)
     """Tokens all ``llm`` agents of the org may use in total; then their model calls stop."""
 
@@ -173,6 +182,8 @@ class OrgSpec(_Strict):
     def _check_org(cls, value: str) -> str:
         if not ORG_NAME_RE.match(value):
             raise ValueError(f"org name {value!r} must match {ORG_NAME_RE.pattern}")
+        if value == PLATFORM_ORG:
+            raise ValueError(f"org name {value!r} is reserved for the platform")
         return value
 
     def topic(self, name: str) -> TopicSpec | None:
@@ -342,26 +353,46 @@ def validate_spec(data: object, source: str = "spec", base: Traversable | None =
     return spec
 
 
-def parse_spec_text(text: str, source: str = "spec", base: Traversable | None = None) -> OrgSpec:
-    """Parse YAML or JSON (JSON is YAML) and validate it."""
+def parse_document(text: str, source: str = "spec") -> Any:
+    """YAML 1.2 (or JSON, which is YAML): the one parser for every file a user gives us."""
     try:
-        data = yaml.load(text, Loader=_SpecLoader)
+        return yaml.load(text, Loader=_SpecLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(source, [f"{where}: not valid YAML/JSON ({problem})"]) from None
-    return validate_spec(data, source, base)
 
 
-def load_spec(path: Path) -> OrgSpec:
+def read_document(path: Path) -> Any:
+    """Read and parse a YAML/JSON file; every problem is a ``SpecError`` naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read file ({exc.strerror})"]) from None
     except UnicodeDecodeError:
         raise SpecError(str(path), ["file is not UTF-8 text"]) from None
-    return parse_spec_text(text, str(path), path.parent)
+    return parse_document(text, str(path))
+
+
+def parse_spec_text(text: str, source: str = "spec", base: Traversable | None = None) -> OrgSpec:
+    """Parse YAML or JSON (JSON is YAML) and validate it."""
+    return validate_spec(parse_document(text, source), source, base)
+
+
+def load_spec(path: Path) -> OrgSpec:
+    return validate_spec(read_document(path), str(path), path.parent)
+
+
+def load_agent_spec(path: Path) -> AgentSpec:
+    """One agent's spec (``kafkaorg agent create``), read like an org spec."""
+    data = read_document(path)
+    try:
+        return AgentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(
+            str(path), [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        ) from None
 
 
 def spec_to_json(spec: OrgSpec) -> str:

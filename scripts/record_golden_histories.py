@@ -38,8 +38,9 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError
 
-from kafkaorg.cli.org import start_org
+from kafkaorg.client import launch_org
 from kafkaorg.config import Settings, get_settings
+from kafkaorg.contracts import AgentInput, AgentReport, Delivery, StopRequest
 from kafkaorg.db.migrate import upgrade_to_head
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import KafkaorgError
@@ -53,7 +54,7 @@ from kafkaorg.replay import fetch_workflow_histories, replay_histories
 from kafkaorg.spec import validate_spec
 from kafkaorg.temporal import connect_temporal
 from workers.worker import build_worker
-from workflows.agent import AgentInput, AgentStatus, AgentWorkflow, Delivery, StopRequest
+from workflows.agent import AgentWorkflow
 from workflows.org import OrgStopRequest, OrgWorkflow
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
@@ -91,7 +92,7 @@ async def _until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _agent_status(client: Client, wf_id: str) -> AgentStatus | None:
+async def _agent_status(client: Client, wf_id: str) -> AgentReport | None:
     try:
         return await client.get_workflow_handle_for(AgentWorkflow.run, wf_id).query(
             AgentWorkflow.status
@@ -123,7 +124,7 @@ async def _other_pollers(client: Client) -> list[str]:
 
 async def _drive(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
     agent_id = agent_workflow_id(org, AGENT)
-    await start_org(validate_spec(_spec(org)), settings)
+    await launch_org(settings, validate_spec(_spec(org)))
 
     # 1. An agent that processes records (delivered exactly as the bridge delivers them).
     agent = client.get_workflow_handle_for(AgentWorkflow.run, agent_id)

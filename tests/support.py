@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from temporalio.client import Client, WorkflowHandle
 
-from kafkaorg.cli.org import start_org
+from kafkaorg.client import launch_org
 from kafkaorg.config import Settings
+from kafkaorg.contracts import AgentInput, AgentReport, AgentResult, StopRequest
+from kafkaorg.devstack import KafkaorgProcess
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
 from kafkaorg.names import (
@@ -29,61 +29,21 @@ from kafkaorg.names import (
 )
 from kafkaorg.spec import OrgSpec, validate_spec
 from kafkaorg.temporal import connect_temporal
-from workflows.agent import AgentInput, AgentResult, AgentStatus, AgentWorkflow, StopRequest
+from workflows.agent import AgentWorkflow
 
 
 def unique_org(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class ProcessHandle:
-    """A real ``kafkaorg worker|bridge|sandbox worker`` process a test may kill and restart."""
+class ProcessHandle(KafkaorgProcess):
+    """A real ``kafkaorg worker|bridge|sandbox worker`` process a test may kill and restart.
 
-    def __init__(self, command: str, log_dir: Path) -> None:
-        self.command = command
-        self.args = command.split()
-        self.log_path = log_dir / f"{'-'.join(self.args)}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
+    It inherits the test process's environment at each start, so a test sets variables
+    before ``start()``; ``ensure_alive()`` fails the test with the log's tail if it died.
+    """
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kafkaorg.cli", *self.args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
-        )
-        time.sleep(0.5)
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.command} exited at start; see {self.log_path}")
-
-    def ensure_alive(self) -> None:
-        """Fail the test at once, with the log's tail, if the process died."""
-        if self.process is None or self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-15:]
-            raise RuntimeError(f"{self.command} is not running; log tail:\n" + "\n".join(tail))
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to finish, flush or commit anything."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def restart_after_kill(self) -> None:
-        self.kill()
-        self.restarts += 1
-        self.start()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    start_check_s = 0.5
 
 
 @dataclass
@@ -115,7 +75,7 @@ class Platform:
 
     async def start_org(self, spec: dict[str, Any]) -> OrgSpec:
         org_spec = validate_spec(spec)
-        await start_org(org_spec, self.settings)
+        await launch_org(self.settings, org_spec)
         return org_spec
 
     async def restart_agent(
@@ -135,8 +95,8 @@ class Platform:
         )
 
     async def agent_status(
-        self, org: str, agent: str, until: Callable[[AgentStatus], bool], timeout: float = 10
-    ) -> AgentStatus:
+        self, org: str, agent: str, until: Callable[[AgentReport], bool], timeout: float = 10
+    ) -> AgentReport:
         """The latest run's status once ``until`` holds, or the last one seen at ``timeout``."""
         handle = self.client.get_workflow_handle_for(
             AgentWorkflow.run, agent_workflow_id(org, agent)

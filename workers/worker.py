@@ -32,6 +32,7 @@ from kafkaorg.kafka import (
 )
 from kafkaorg.names import TASK_QUEUE
 from kafkaorg.temporal import connect_temporal
+from kafkaorg.worker_slots import process_worker_id
 from workflows.agent import AgentWorkflow
 from workflows.llm_graph import langgraph_plugin
 from workflows.org import OrgWorkflow
@@ -49,7 +50,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     state = StateActivities(sessions)
     transactions: TransactionalProducers | None = None
     if settings.step_transactions:
-        transactions = TransactionalProducers(settings, prefix=f"kafkaorg-{settings.worker_id}")
+        prefix = f"kafkaorg-{process_worker_id(settings)}"
+        transactions = TransactionalProducers(settings, prefix=prefix)
         # Before polling: a transaction a killed predecessor left open is aborted now.
         transactions.fence_all()
     steps = AgentStepActivities(producer, settings.max_record_bytes, transactions)
@@ -100,6 +102,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
 
 async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then finish in-flight tasks and exit."""
+    log.info("worker id %s", process_worker_id(settings))
     check_kafka(settings)
     client = await connect_temporal(settings)
     stop = asyncio.Event()

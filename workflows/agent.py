@@ -13,7 +13,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState
@@ -30,6 +29,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.state import AgentRef, AgentStatusChange, StateActivities
     from activities.tools import ToolActivities, ToolRef
+    from kafkaorg.contracts import (
+        AgentInput,
+        AgentQuery,
+        AgentReport,
+        AgentResult,
+        AgentSignal,
+        AgentState,
+        AgentStatus,
+        Delivery,
+        OrgSignal,
+        SpecUpdate,
+        StopRequest,
+    )
     from kafkaorg.envelope import Record
     from kafkaorg.kinds import Emission, tool_emissions
     from kafkaorg.llm.conversation import MAX_CONVERSATION_CHARS, trim_conversation, with_note
@@ -55,92 +67,6 @@ ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
 """Histories from before turns were archived (they were dropped) replay without the activity."""
 MAX_TOOL_CALLS_PER_STEP = 16
 """A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
-
-
-class Delivery(BaseModel):
-    """A batch of records for this agent from one bridge poll."""
-
-    records: list[Record]
-    origins: dict[str, str] = Field(default_factory=dict)
-    """Record id → ``topic:partition:offset`` the bridge read it at (for DLQ headers)."""
-    marks: dict[str, str] = Field(default_factory=dict)
-    """Record id → ``replay:<run>`` or ``redrive:<dlq id>``: a deliberate second delivery.
-
-    A marked record is deduplicated on ``id#mark``, so it gets past the dedup window
-    once per replay run or DLQ entry, and never twice for the same one.
-    """
-
-
-class StopRequest(BaseModel):
-    reason: str = "stopped"
-
-
-class SpecUpdate(BaseModel):
-    """A new version of this agent's spec; the inbox is kept and processed with it."""
-
-    spec: AgentSpec
-    version: int
-
-
-class AgentState(BaseModel):
-    """Everything that survives continue-as-new."""
-
-    spec: AgentSpec | None = None
-    version: int = 1
-    paused: bool = False
-    failed_reason: str | None = None
-    inbox: list[Record] = Field(default_factory=list)
-    inbox_marks: list[str | None] = Field(default_factory=list)
-    """Parallel to ``inbox``: the replay/redrive mark of each record, if any."""
-    origins: dict[str, str] = Field(default_factory=dict)
-    """Inbox record id → where the bridge read it (``topic:partition:offset``)."""
-    seen_ids: list[str] = Field(default_factory=list)
-    received: int = 0
-    duplicates: int = 0
-    processed: int = 0
-    published: int = 0
-    dead_lettered: int = 0
-    runs: int = 1
-    conversation: list[dict[str, Any]] = Field(default_factory=list)
-    """``llm`` agents: the recent chat (OpenAI message format); older turns are archived."""
-    conversation_dropped: int = 0
-    """Earlier turns moved out to PostgreSQL (the model is told how many, and can recall them)."""
-    tokens: int = 0
-
-
-class AgentInput(BaseModel):
-    org: str
-    agent: str
-    state: AgentState | None = None
-    continue_as_new_after_steps: int | None = None
-    """Test hook: continue-as-new after this many steps so the path is exercised."""
-    conversation_max_chars: int | None = None
-    """Test hook: archive conversation turns past this size (default ``MAX_CONVERSATION_CHARS``)."""
-
-
-class AgentStatus(BaseModel):
-    org: str
-    agent: str
-    inbox: int
-    received: int
-    duplicates: int
-    processed: int
-    published: int
-    dead_lettered: int
-    runs: int
-    stopping: bool
-    paused: bool
-    version: int
-    failed_reason: str | None
-    tokens: int = 0
-    conversation_messages: int = 0
-    inbox_bytes: int = 0
-    """Serialized size of the inbox (the bridge's byte bound compares against it)."""
-
-
-class AgentResult(BaseModel):
-    processed: int
-    published: int
 
 
 _STEP_RETRY = RetryPolicy(
@@ -200,8 +126,9 @@ class AgentWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
             state.spec, state.version = loaded.spec, loaded.version
-            state.paused = state.paused or loaded.status == "paused"  # a pause may come first
-            if loaded.status in ("retired", "failed"):
+            # A pause may come before the agent first runs.
+            state.paused = state.paused or loaded.status == AgentStatus.PAUSED
+            if loaded.status in (AgentStatus.RETIRED, AgentStatus.FAILED):
                 # Started by a late delivery: this agent no longer works, its records go to the DLQ.
                 self._stop = StopRequest(reason=f"agent is {loaded.status}")
         while state.failed_reason is None:
@@ -287,7 +214,7 @@ class AgentWorkflow:
             AgentStatusChange(
                 org=self._input.org,
                 agent=self._input.agent,
-                status="failed",
+                status=AgentStatus.FAILED,
                 reason=state.failed_reason,
             ),
             start_to_close_timeout=timedelta(seconds=30),
@@ -295,11 +222,11 @@ class AgentWorkflow:
         )
         # The org's meta-agent learns it too; the rest of the org keeps working.
         await workflow.get_external_workflow_handle(org_workflow_id(self._input.org)).signal(
-            "agent_failed",
+            OrgSignal.AGENT_FAILED,
             AgentStatusChange(
                 org=self._input.org,
                 agent=self._input.agent,
-                status="failed",
+                status=AgentStatus.FAILED,
                 reason=state.failed_reason,
             ),
         )
@@ -482,7 +409,7 @@ class AgentWorkflow:
         # step takes up to 1 MB of it; the bridge stops delivering at the inbox bound).
         return due and len(self._state.model_dump_json()) <= MAX_CARRIED_STATE_BYTES
 
-    @workflow.signal
+    @workflow.signal(name=AgentSignal.DELIVER)
     def deliver(self, delivery: Delivery) -> None:
         state = self._state
         for record in delivery.records:
@@ -504,29 +431,29 @@ class AgentWorkflow:
             del state.seen_ids[:-DEDUP_WINDOW]
             self._seen.difference_update(forget)
 
-    @workflow.signal
+    @workflow.signal(name=AgentSignal.STOP)
     def stop(self, request: StopRequest) -> None:
         self._stop = request
 
-    @workflow.signal
+    @workflow.signal(name=AgentSignal.PAUSE)
     def pause(self) -> None:
         """Records keep arriving and wait in the inbox until ``resume``."""
         self._state.paused = True
 
-    @workflow.signal
+    @workflow.signal(name=AgentSignal.RESUME)
     def resume(self) -> None:
         self._state.paused = False
 
-    @workflow.signal
+    @workflow.signal(name=AgentSignal.UPDATE_SPEC)
     def update_spec(self, update: SpecUpdate) -> None:
         if update.version >= self._state.version:
             self._state.spec = update.spec
             self._state.version = update.version
 
-    @workflow.query
-    def status(self) -> AgentStatus:
+    @workflow.query(name=AgentQuery.STATUS)
+    def status(self) -> AgentReport:
         s = self._state
-        return AgentStatus(
+        return AgentReport(
             org=self._input.org,
             agent=self._input.agent,
             inbox=len(s.inbox),

@@ -21,12 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, EmissionsInput
     from activities.conversation import ConversationActivities, RecallQuery
     from activities.directory import DirectoryActivities, DirectoryQuery
-    from activities.org_requests import (
-        AgentCreation,
-        OrgRequestActivities,
-        RequestOutcome,
-        ToolCreation,
-    )
+    from activities.org_requests import OrgRequestActivities, RequestOutcome
     from activities.sandbox import (
         RUN_CODE_HEARTBEAT_TIMEOUT,
         RUN_CODE_RETRY,
@@ -34,7 +29,8 @@ with workflow.unsafe.imports_passed_through():
         run_code_timeout,
     )
     from activities.tools import ToolActivities, ToolRef
-    from kafkaorg.envelope import Record, derived_id
+    from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest
+    from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission
     from kafkaorg.llm.prompts import allowed_tools
     from kafkaorg.llm.state import LlmGraphState
@@ -97,15 +93,15 @@ class BuiltinTools:
                 f"agent {self._agent.name} may not publish to {topic!r} (only: {allowed})"
             )
         index = self._published_before + self.published
-        record = Record(
-            id=derived_id(self._scope, self._record.id, "llm", index),
-            type=args.get("type", ""),
-            org=self._org,
-            source=f"agent:{self._agent.name}",
-            correlation_id=self._record.correlation_id,
-            causation_id=self._record.id,
-            timestamp=workflow.now(),
-            payload=args.get("payload") if isinstance(args.get("payload"), dict) else {},
+        record = Record.model_validate(
+            {
+                "id": derived_id(self._scope, self._record.id, "llm", index),
+                "type": args.get("type", ""),
+                "source": f"agent:{self._agent.name}",
+                "timestamp": workflow.now(),
+                "payload": args.get("payload") if isinstance(args.get("payload"), dict) else {},
+                **caused_by(self._record),
+            }
         )
         await workflow.execute_activity_method(
             AgentStepActivities.publish_emissions,
@@ -204,7 +200,7 @@ class BuiltinTools:
         )
         outcome = await self._org_request(
             OrgRequestActivities.request_create_tool,
-            ToolCreation(org=self._org, tool=tool, requested_by=self.requester),
+            CreateToolRequest(org=self._org, tool=tool, requested_by=self.requester),
             limit=timedelta(minutes=2),
         )
         if not outcome.accepted:
@@ -215,7 +211,7 @@ class BuiltinTools:
         spec = AgentSpec.model_validate(args)
         outcome = await self._org_request(
             OrgRequestActivities.request_create_agent,
-            AgentCreation(org=self._org, agent=spec, requested_by=self.requester),
+            CreateAgentRequest(org=self._org, agent=spec, requested_by=self.requester),
             limit=timedelta(minutes=1),
         )
         if not outcome.accepted:

@@ -6,31 +6,32 @@ OrgWorkflow, which checks permissions and quotas and announces them on the audit
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.table import Table
 from sqlalchemy import select
+from temporalio.client import Client
 
+from kafkaorg import client as service
 from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
-from kafkaorg.cli.org import org_handle, run_update
+from kafkaorg.contracts import (
+    AgentAction,
+    AgentCommand,
+    ChangeResult,
+    CreateAgentRequest,
+    CreateTopicRequest,
+)
 from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.db.models import ConversationTurn
 from kafkaorg.errors import BadInputError
 from kafkaorg.llm import require_llm_for
 from kafkaorg.llm.conversation import turn_text
-from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec
+from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec, load_agent_spec
 from kafkaorg.temporal import connect_temporal
-from workflows.org import (
-    AgentLifecycleRequest,
-    ChangeResult,
-    CreateAgentRequest,
-    CreateTopicRequest,
-    OrgWorkflow,
-)
 
 agent_app = typer.Typer(
     help="List, create, pause, resume and stop agents; read an llm agent's archived turns.",
@@ -112,28 +113,9 @@ def list_agents(
     console.print(table)
 
 
-def _load_agent_spec(file: Path) -> AgentSpec:
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BadInputError(f"{file}: cannot read file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{file}: not valid YAML/JSON ({exc})") from None
-    try:
-        return AgentSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise BadInputError(f"{file}: {problems}") from None
-
-
-def _change(org: str, make: Any) -> ChangeResult:
+def _change(make: Callable[[Client], Awaitable[ChangeResult]]) -> ChangeResult:
     async def _go() -> ChangeResult:
-        client = await connect_temporal(settings())
-        handle = await org_handle(client, org)
-        return await run_update(make(handle))
+        return await make(await connect_temporal(settings()))
 
     return run(_go())
 
@@ -203,18 +185,16 @@ def create_agent(
 ) -> None:
     """Create an agent in a running org (permissions and quotas apply)."""
     check_org_name(org)
-    spec = _load_agent_spec(file)
+    spec = load_agent_spec(file)
     require_llm_for([spec], settings())
     request = CreateAgentRequest(agent=spec, requested_by=requested_by)
-    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.create_agent, request)), json_output)
+    _print(_change(lambda c: service.create_agent(c, org, request)), json_output)
 
 
-def _lifecycle(org: str, agent: str, action: str, reason: str, json_output: bool) -> None:
+def _lifecycle(org: str, agent: str, action: AgentAction, reason: str, json_output: bool) -> None:
     check_org_name(org)
-    request = AgentLifecycleRequest.model_validate(
-        {"agent": agent, "action": action, "reason": reason}
-    )
-    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.change_agent, request)), json_output)
+    request = AgentCommand(agent=agent, action=action, reason=reason)
+    _print(_change(lambda c: service.change_agent(c, org, request)), json_output)
 
 
 @agent_app.command("pause")
@@ -225,7 +205,7 @@ def pause(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Pause an agent: its records wait in its inbox until resume."""
-    _lifecycle(org, agent, "pause", reason, json_output)
+    _lifecycle(org, agent, AgentAction.PAUSE, reason, json_output)
 
 
 @agent_app.command("resume")
@@ -236,7 +216,7 @@ def resume(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Resume a paused agent; it processes what accumulated."""
-    _lifecycle(org, agent, "resume", reason, json_output)
+    _lifecycle(org, agent, AgentAction.RESUME, reason, json_output)
 
 
 @agent_app.command("stop")
@@ -247,7 +227,7 @@ def stop(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Retire an agent for good (its records stay in Kafka)."""
-    _lifecycle(org, agent, "retire", reason, json_output)
+    _lifecycle(org, agent, AgentAction.RETIRE, reason, json_output)
 
 
 @topic_app.command("list")
@@ -300,4 +280,4 @@ def create_topic(
     except ValidationError as exc:
         raise BadInputError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     request = CreateTopicRequest(topic=topic)
-    _print(_change(org, lambda h: h.execute_update(OrgWorkflow.create_topic, request)), json_output)
+    _print(_change(lambda c: service.create_topic(c, org, request)), json_output)

@@ -2,93 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Coroutine
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from sqlalchemy import func, select
 from temporalio.client import (
-    Client,
     WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from kafkaorg import client as service
 from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
 from kafkaorg.config import Settings
+from kafkaorg.contracts import ChangeResult, OrgStatus, OrgStopRequest
 from kafkaorg.db import Agent, Org, Topic
-from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
-from kafkaorg.kafka import check_kafka
+from kafkaorg.errors import BadInputError, ServiceUnavailableError
 from kafkaorg.lag import bridge_lag, lag_by_topic
 from kafkaorg.llm import require_llm_for
 from kafkaorg.llm.usage import org_token_budget, tokens_by_agent
-from kafkaorg.names import TASK_QUEUE, org_search_attributes, org_workflow_id, split_kafka_topic
+from kafkaorg.names import org_workflow_id, split_kafka_topic
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
 from kafkaorg.temporal import connect_temporal
-from workflows.org import ChangeResult, OrgInput, OrgStatus, OrgStopRequest, OrgWorkflow
 
 org_app = typer.Typer(help="Start, inspect and stop orgs.", no_args_is_help=True)
 
-READY_TIMEOUT_S = 60.0
 
-
-async def _wait_running(handle: WorkflowHandle[OrgWorkflow, OrgStatus], wait_s: float) -> OrgStatus:
-    """Poll the OrgWorkflow until it has applied its spec (or failed)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        description = await handle.describe()
-        if description.status not in (None, WorkflowExecutionStatus.RUNNING):
-            raise KafkaorgError(
-                f"org workflow {handle.id} ended with status {description.status.name}; "
-                f"see it in the Temporal Web UI"
-            )
-        try:
-            status = await handle.query(OrgWorkflow.status, rpc_timeout=_rpc_timeout(deadline))
-            if status.phase == "running":
-                return status
-        except RPCError:
-            pass  # no worker has picked up the workflow yet
-        if time.monotonic() > deadline:
-            raise KafkaorgError(
-                f"org workflow {handle.id} is not running after {wait_s:.0f}s: is a worker "
-                "running? (`kafkaorg worker`, or `kafkaorg dev up --workers`)"
-            )
-        await asyncio.sleep(0.3)
-
-
-def _rpc_timeout(deadline: float) -> timedelta:
-    return timedelta(seconds=max(1.0, min(5.0, deadline - time.monotonic())))
-
-
-async def start_org(spec: OrgSpec, cfg: Settings, *, wait: bool = True) -> OrgStatus | None:
-    """Start the org's workflow (the same call ``temporal workflow start`` makes)."""
-    await asyncio.to_thread(check_kafka, cfg)
-    client = await connect_temporal(cfg)
-    try:
-        handle = await client.start_workflow(
-            OrgWorkflow.run,
-            OrgInput.model_validate(spec.model_dump(by_alias=True)),
-            id=org_workflow_id(spec.org),
-            task_queue=TASK_QUEUE,
-            search_attributes=org_search_attributes(spec.org),
-        )
-    except WorkflowAlreadyStartedError:
-        raise BadInputError(
-            f"org {spec.org!r} is already running (workflow {org_workflow_id(spec.org)}); "
-            f"stop it first with `kafkaorg org stop {spec.org}`"
-        ) from None
-    if not wait:
-        return None
+async def start_org(spec: OrgSpec, cfg: Settings) -> OrgStatus:
     with console.status(f"Applying org {spec.org!r} (topics, state, agents) …"):
-        return await _wait_running(handle, READY_TIMEOUT_S)
+        status = await service.launch_org(cfg, spec)
+    assert status is not None
+    return status
 
 
 @org_app.command("start")
@@ -101,7 +47,6 @@ def start(
     cfg = settings()
     require_llm_for(spec.agents, cfg)
     status = run(start_org(spec, cfg))
-    assert status is not None
     if json_output:
         print_json(status.model_dump())
         return
@@ -110,40 +55,6 @@ def start(
         f"{len(status.agents)} agent(s)"
     )
     console.print(f"Temporal Web UI: {cfg.temporal_ui_org_url(spec.org)}", soft_wrap=True)
-
-
-async def _handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgStatus]:
-    handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
-    try:
-        await handle.describe()
-    except RPCError:
-        raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
-    return handle
-
-
-async def org_handle(client: Client, org: str) -> WorkflowHandle[OrgWorkflow, OrgStatus]:
-    """The running OrgWorkflow of ``org``; an org that is not running is bad input."""
-    handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
-    try:
-        description = await handle.describe()
-    except RPCError:
-        raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        state = description.status.name if description.status else "UNKNOWN"
-        raise BadInputError(f"org {org!r} is not running (its workflow is {state})")
-    return handle
-
-
-async def run_update(
-    coro: Coroutine[Any, Any, ChangeResult],
-) -> ChangeResult:
-    """Await an OrgWorkflow update; its refusal (validator or business rule) is bad input."""
-    try:
-        return await coro
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        message = getattr(cause, "message", None) or str(cause or exc)
-        raise BadInputError(f"refused: {message}") from None
 
 
 def current_spec(cfg: Settings, org: str) -> OrgSpec | None:
@@ -185,18 +96,12 @@ def apply(
 
     async def _apply() -> ChangeResult:
         client = await connect_temporal(cfg)
-        handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(spec.org))
-        try:
-            description = await handle.describe()
-            running = description.status == WorkflowExecutionStatus.RUNNING
-        except RPCError:
-            running = False
-        if not running:
+        if not await service.is_running(client, spec.org):
             await start_org(spec, cfg)
             return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
         with console.status(f"Applying changes to org {spec.org!r} …"):
-            result = await run_update(handle.execute_update(OrgWorkflow.apply_spec, spec))
-            repaired = await run_update(handle.execute_update(OrgWorkflow.repair_drift))
+            result = await service.apply_spec(client, spec)
+            repaired = await service.repair_drift(client, spec.org)
         return ChangeResult(
             changed=result.changed or repaired.changed, summary=result.summary + repaired.summary
         )
@@ -220,13 +125,17 @@ def status(
     check_org_name(org)
 
     async def _status() -> tuple[str, OrgStatus | None]:
-        client = await connect_temporal(settings())
-        handle = await _handle(client, org)
-        description = await handle.describe()
+        handle = service.org_handle(await connect_temporal(settings()), org)
+        try:
+            description = await handle.describe()
+        except RPCError:
+            raise BadInputError(
+                f"unknown org {org!r}: no workflow {org_workflow_id(org)}"
+            ) from None
         state = description.status.name if description.status else "UNKNOWN"
         if description.status != WorkflowExecutionStatus.RUNNING:
             return state, None
-        return state, await handle.query(OrgWorkflow.status)
+        return state, await service.org_status(handle)
 
     workflow_status, org_status = run(_status())
     lag = _org_lag(org)
@@ -270,10 +179,10 @@ def stop(
     check_org_name(org)
 
     async def _stop() -> None:
-        client = await connect_temporal(settings())
-        handle = await _handle(client, org)
-        await handle.signal(
-            OrgWorkflow.stop, OrgStopRequest(reason=reason, delete_work_topics=delete_topics)
+        handle = await service.stop_org(
+            await connect_temporal(settings()),
+            org,
+            OrgStopRequest(reason=reason, delete_work_topics=delete_topics),
         )
         with console.status(f"Stopping org {org!r} …"):
             await handle.result()

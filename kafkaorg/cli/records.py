@@ -89,7 +89,8 @@ def _format(value: bytes | None, partition: int, offset: int) -> str:
         return f"[{partition}@{offset}] (raw) {text[:500]}"
     return (
         f"[{partition}@{offset}] {record.type} from {record.source} id={record.id} "
-        f"caused-by={record.causation_id or '-'} {json.dumps(record.payload)[:500]}"
+        f"caused-by={record.causation_id or '-'} hops={record.hops} "
+        f"{json.dumps(record.payload)[:500]}"
     )
 
 

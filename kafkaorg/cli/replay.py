@@ -32,10 +32,10 @@ import typer
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
-from temporalio.client import Client
 
 from bridge.mapping import Accepted, Origin, Poison, chunk_by_size, decode
 from bridge.service import SIGNAL_LIMIT_BYTES
+from kafkaorg import client as service
 from kafkaorg.cli._common import (
     check_org_name,
     console,
@@ -46,21 +46,18 @@ from kafkaorg.cli._common import (
     settings,
 )
 from kafkaorg.config import Settings
+from kafkaorg.contracts import Delivery
 from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.db.models import Subscription
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
 from kafkaorg.kafka import check_kafka, client_config, create_admin
 from kafkaorg.names import (
     AGENT_NAME_RE,
-    TASK_QUEUE,
     TOPIC_NAME_RE,
-    agent_search_attributes,
-    agent_workflow_id,
     kafka_topic,
 )
 from kafkaorg.replaying import PartitionRange, parse_time, parse_until, plan_range, replay_mark
 from kafkaorg.temporal import connect_temporal
-from workflows.agent import AgentInput, AgentWorkflow, Delivery
 
 _READ_TIMEOUT_S = 120.0
 """No progress for this long while records remain: the broker is gone."""
@@ -248,19 +245,6 @@ class _Reader:
                 self._ends.pop(tp.partition, None)
 
 
-async def _signal(client: Client, org: str, agent: str, delivery: Delivery) -> None:
-    """Signal-with-start, exactly as the bridge does: a stopped agent is started."""
-    await client.start_workflow(
-        AgentWorkflow.run,
-        AgentInput(org=org, agent=agent),
-        id=agent_workflow_id(org, agent),
-        task_queue=TASK_QUEUE,
-        start_signal="deliver",
-        start_signal_args=[delivery],
-        search_attributes=agent_search_attributes(org, agent),
-    )
-
-
 async def replay_records(
     cfg: Settings,
     outcome: ReplayOutcome,
@@ -305,7 +289,7 @@ async def replay_records(
                 delivery = Delivery(
                     records=[a.record for a in chunk], marks={a.record.id: mark for a in chunk}
                 )
-                await _signal(client, outcome.org, outcome.agent, delivery)
+                await service.deliver(client, outcome.org, outcome.agent, delivery)
                 outcome.signals += 1
                 outcome.records += len(chunk)
             progress.advance(bar, len(messages))

@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from kafkaorg import client as service
 from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
-from kafkaorg.cli.org import org_handle, run_update
+from kafkaorg.contracts import ApproveToolRequest, ChangeResult, RollbackToolRequest
 from kafkaorg.db import Org
 from kafkaorg.db.models import Tool, ToolVersion
 from kafkaorg.errors import BadInputError
 from kafkaorg.temporal import connect_temporal
-from workflows.org import ApproveToolRequest, ChangeResult, OrgWorkflow, RollbackToolRequest
 
 tool_app = typer.Typer(
     help="List, inspect, approve and roll back an org's tools.", no_args_is_help=True
@@ -142,9 +142,7 @@ def approve(
     request = ApproveToolRequest(tool=tool, version=version, approved_by=approved_by)
 
     async def _go() -> ChangeResult:
-        client = await connect_temporal(settings())
-        handle = await org_handle(client, org)
-        return await run_update(handle.execute_update(OrgWorkflow.approve_tool, request))
+        return await service.approve_tool(await connect_temporal(settings()), org, request)
 
     result = run(_go())
     if json_output:
@@ -167,9 +165,7 @@ def rollback(
     request = RollbackToolRequest(tool=tool, version=version, requested_by=requested_by)
 
     async def _go() -> ChangeResult:
-        client = await connect_temporal(settings())
-        handle = await org_handle(client, org)
-        return await run_update(handle.execute_update(OrgWorkflow.rollback_tool, request))
+        return await service.rollback_tool(await connect_temporal(settings()), org, request)
 
     result = run(_go())
     if json_output:

@@ -5,7 +5,15 @@ later ``kafkaorg dev down`` (or a test session) can stop what an earlier ``up`` 
 """
 
 from ._kafka import KAFKA_VERSION
-from ._models import ServiceStatus, StackError
+from ._models import ProcessExitedError, ServiceStatus, StackError
 from ._stack import DevStack
+from ._workers import KafkaorgProcess
 
-__all__ = ["KAFKA_VERSION", "DevStack", "ServiceStatus", "StackError"]
+__all__ = [
+    "KAFKA_VERSION",
+    "DevStack",
+    "KafkaorgProcess",
+    "ProcessExitedError",
+    "ServiceStatus",
+    "StackError",
+]

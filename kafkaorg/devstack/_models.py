@@ -14,6 +14,10 @@ class StackError(KafkaorgError):
     """
 
 
+class ProcessExitedError(KafkaorgError):
+    """A ``kafkaorg`` child process is not running when it should be; quotes its log's end."""
+
+
 class ServiceStatus(BaseModel):
     """The state of one service of the local stack, as ``kafkaorg dev status`` shows it."""
 

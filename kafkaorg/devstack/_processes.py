@@ -148,8 +148,13 @@ def spawn(
     pid_file: PidFile | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-) -> int:
-    """Start ``argv`` detached (own session, stdin closed), appending its output to ``log_file``."""
+    detach: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with stdin closed, appending its output to ``log_file``.
+
+    Detached, it runs in a session of its own, so it outlives the process that started it
+    and the terminal's Ctrl-C does not reach it. ``env`` None: this process's environment.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
@@ -159,7 +164,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=detach,
             close_fds=True,
             env=dict(env) if env is not None else None,
             cwd=cwd,
@@ -167,7 +172,7 @@ def spawn(
     _children[proc.pid] = proc
     if pid_file is not None:
         pid_file.write(proc.pid)
-    return proc.pid
+    return proc
 
 
 def wait_exit(pid: int, timeout: float) -> bool:

@@ -1,14 +1,20 @@
-"""The platform's own processes (``kafkaorg worker``, ``kafkaorg bridge``) under the stack."""
+"""The platform's own processes (``kafkaorg worker``, ``kafkaorg bridge``, ``kafkaorg sandbox
+worker``): how they are started, by the stack, the tests and the benchmarks alike."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from kafkaorg.config import Settings
 
 from ._base import Port, Service
-from ._processes import port_open, spawn, split_host_port
+from ._models import ProcessExitedError
+from ._processes import PidFile, port_open, spawn, split_host_port
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -27,8 +33,108 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class KafkaorgProcess:
+    """One ``python -m kafkaorg.cli <command>`` child, its output appended to a log file.
+
+    The one way the platform's processes are started: by ``kafkaorg dev up --workers``
+    (detached and tracked by a pid file, so a later ``kafkaorg dev down`` stops them), by
+    the tests (which SIGKILL and restart them, and read their logs) and by the benchmarks.
+    The log is ``<log_dir>/<command, spaces as dashes>.log``, kept across restarts.
+    """
+
+    start_check_s: float = 0.0
+    """How long ``start`` watches for an exit at once (an import error, a bad setting)."""
+
+    def __init__(
+        self,
+        command: str,
+        log_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        detach: bool = False,
+        pid_file: PidFile | None = None,
+    ) -> None:
+        self.command = command
+        self.title = f"kafkaorg {command}"
+        self.log_path = log_dir / f"{command.replace(' ', '-')}.log"
+        self.env = env  # None: this process's environment as it is at each start
+        self.cwd = cwd
+        self.detach = detach
+        self.pid_file = pid_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start it; raise ProcessExitedError if it exits within ``start_check_s``."""
+        self.process = spawn(
+            [sys.executable, "-m", "kafkaorg.cli", *self.command.split()],
+            log_file=self.log_path,
+            pid_file=self.pid_file,
+            env=self.env,
+            cwd=self.cwd,
+            detach=self.detach,
+        )
+        if self.start_check_s:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=self.start_check_s)
+            self.ensure_alive()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.title} was never started"
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited, else None."""
+        return None if self.process is None else self.process.poll()
+
+    def ensure_alive(self) -> None:
+        """Raise ProcessExitedError, quoting the end of its log, unless it runs."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        state = "never started" if self.process is None else f"exited ({self.process.returncode})"
+        raise ProcessExitedError(
+            f"{self.title} {state}; end of {self.log_path}:\n{log_tail(self.log_path)}"
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish, flush or commit anything."""
+        assert self.process is not None, f"{self.title} was never started"
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart_after_kill(self) -> None:
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (it finishes what it is doing), SIGKILL if still running after ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def log_tail(log_file: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log (read from its last 64 KiB)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            text = f.read().decode(errors="replace")
+    except OSError as exc:
+        return f"(log unreadable: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 class PlatformProcess(Service):
-    """A ``python -m kafkaorg.cli <command>`` process; healthy while it runs."""
+    """A KafkaorgProcess under the stack, found again by its pid file; healthy while it runs."""
 
     timeout_s = 3.0
     """How long it must survive after start to count as started (catches import errors)."""
@@ -55,13 +161,14 @@ class PlatformProcess(Service):
         return []
 
     def launch(self) -> None:
-        spawn(
-            [sys.executable, "-m", "kafkaorg.cli", *self.command.split()],
-            log_file=self.log_file,
-            pid_file=self.pid_file,
+        KafkaorgProcess(
+            self.command,
+            self.logs_dir,
             env=settings_env(self.settings),
             cwd=self.settings.state_dir,
-        )
+            detach=True,
+            pid_file=self.pid_file,
+        ).start()
 
     def detail(self, healthy: bool, pid: int | None) -> str:
         base = "running" if healthy else "not running (start with: kafkaorg dev up --workers)"

@@ -17,13 +17,14 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import WorkflowUpdateFailedError
 
+from kafkaorg.contracts import AgentCommand, CreateAgentRequest
 from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.envelope import Record
 from kafkaorg.names import agent_workflow_id, dlq_topic, kafka_topic, org_workflow_id
 from kafkaorg.spec import AgentSpec, SpecError, validate_spec
 from tests.support import Platform, db_sessions, raw_messages, run_cli, task, unique_org
 from workflows.agent import AgentWorkflow
-from workflows.org import AgentLifecycleRequest, CreateAgentRequest, OrgWorkflow
+from workflows.org import OrgWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ async def test_agents_of_one_org_cannot_change_another(
             reason = await _refused(
                 org_b.execute_update(
                     OrgWorkflow.change_agent,
-                    AgentLifecycleRequest(agent=target, action=action, requested_by="agent:a-only"),
+                    AgentCommand(agent=target, action=action, requested_by="agent:a-only"),
                 )
             )
             assert "requester 'agent:a-only' is not a live agent of this org" in reason, reason

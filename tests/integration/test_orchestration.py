@@ -12,6 +12,7 @@ import yaml
 from sqlalchemy import func, select
 from temporalio.client import WorkflowUpdateFailedError
 
+from kafkaorg.contracts import AgentCommand, CreateAgentRequest
 from kafkaorg.db import Agent, Org, Subscription, Topic
 from kafkaorg.names import agent_workflow_id, org_workflow_id
 from kafkaorg.spec import validate_spec
@@ -26,7 +27,7 @@ from tests.support import (
     unique_org,
 )
 from workflows.agent import AgentWorkflow
-from workflows.org import AgentLifecycleRequest, CreateAgentRequest, OrgWorkflow
+from workflows.org import OrgWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -230,9 +231,9 @@ async def test_worker_killed_while_applying_20_agents(platform: Platform) -> Non
             for i in range(20)
         ],
     }
-    from kafkaorg.cli.org import start_org
+    from kafkaorg.client import launch_org
 
-    await start_org(validate_spec(spec), platform.settings, wait=False)
+    await launch_org(platform.settings, validate_spec(spec), wait=False)
     await asyncio.sleep(0.8)
     platform.worker.restart_after_kill()
     handle = platform.client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
@@ -281,7 +282,7 @@ async def test_every_change_is_in_postgres_and_in_order_on_the_audit_topic(
     for action in ("pause", "resume", "retire"):
         await handle.execute_update(
             OrgWorkflow.change_agent,
-            AgentLifecycleRequest.model_validate({"agent": "kid", "action": action}),
+            AgentCommand.model_validate({"agent": "kid", "action": action}),
         )
     assert run_cli("topic", "create", org, "later", "--class", "audit").returncode == 0
 

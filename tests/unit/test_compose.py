@@ -52,7 +52,7 @@ NOT_FOR_SERVICES = {
     "agent_inbox_max_bytes": "tuning knob with a working default (backpressure)",
     "bridge_inbox_check_interval_s": "tuning knob with a working default (backpressure)",
     "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
-    "worker_id": "defaults to the container's hostname, unique per container",
+    "worker_id": "defaults to <hostname>-<slot>, unique per worker process (worker_slots.py)",
     "step_transactions": "on by default; off only to trade atomic steps for throughput",
 }
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from kafkaorg.envelope import Record, derived_id, new_record, parse_payload_json
+from kafkaorg.envelope import Record, caused_by, derived_id, new_record, parse_payload_json
 
 
 def test_record_round_trips_through_kafka_bytes_and_headers() -> None:
@@ -16,6 +16,7 @@ def test_record_round_trips_through_kafka_bytes_and_headers() -> None:
         "type": b"task.request",
         "source": b"user:ann",
         "correlation_id": record.correlation_id.encode(),
+        "hops": b"0",
     }
     assert record.correlation_id == record.id  # a new conversation starts with its first record
 
@@ -28,6 +29,7 @@ def test_record_round_trips_through_kafka_bytes_and_headers() -> None:
         ("org", "Acme"),
         ("timestamp", "2026-11-24T10:00:00"),  # no timezone
         ("schema_version", 0),
+        ("hops", -1),
     ],
 )
 def test_envelope_rejects_bad_fields(field: str, value: object) -> None:
@@ -38,11 +40,26 @@ def test_envelope_rejects_bad_fields(field: str, value: object) -> None:
     assert info.value.errors()[0]["loc"][0] == field
 
 
-def test_unknown_envelope_fields_are_refused() -> None:
-    data = json.loads(new_record(org="acme", type="t", source="user:a", payload={}).kafka_value())
-    data["extra"] = 1
-    with pytest.raises(ValidationError):
-        Record.model_validate(data)
+def test_a_newer_producers_extra_envelope_fields_are_ignored() -> None:
+    record = new_record(org="acme", type="t", source="user:a", payload={"x": 1})
+    data = json.loads(record.kafka_value())
+    data["priority_class"] = "gold"  # a field a later version of the envelope adds
+    parsed = Record.from_kafka_value(json.dumps(data).encode())
+    assert parsed == record
+    assert "priority_class" not in parsed.model_dump()
+
+
+def test_an_agents_output_is_one_hop_further_than_its_cause() -> None:
+    cause = new_record(org="acme", type="t", source="user:a", payload={}).model_copy(
+        update={"hops": 3}
+    )
+    fields = caused_by(cause)
+    assert fields == {
+        "org": "acme",
+        "correlation_id": cause.correlation_id,
+        "causation_id": cause.id,
+        "hops": 4,
+    }
 
 
 def test_derived_ids_are_stable_and_distinct() -> None:

@@ -1,0 +1,338 @@
+"""The service layer: every way to change or read a running org goes through here.
+
+The CLI, the demo, bench, scripts, tests and the console call these functions;
+activities and the bridge use the same ones to start and signal workflows. Workflows
+are addressed by type and handler *name* (``kafkaorg.contracts``), never by importing
+``workflows/``, so this module and its callers stay free of workflow code.
+
+A refusal by the org (a rule said no, in a validator or under the lock) comes back as
+``RequestRefused``: bad input with the refusal's type, one line for people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from kafkaorg.config import Settings
+from kafkaorg.contracts import (
+    AgentCommand,
+    AgentInput,
+    AgentQuery,
+    AgentReport,
+    AgentSignal,
+    ApproveToolRequest,
+    ChangeResult,
+    CreateAgentRequest,
+    CreateToolRequest,
+    CreateTopicRequest,
+    Delivery,
+    OrgInput,
+    OrgPhase,
+    OrgQuery,
+    OrgSignal,
+    OrgStatus,
+    OrgStopRequest,
+    OrgUpdate,
+    RefusalType,
+    RollbackToolRequest,
+    SpecUpdate,
+    StopRequest,
+)
+from kafkaorg.errors import BadInputError, KafkaorgError
+from kafkaorg.kafka import check_kafka
+from kafkaorg.names import (
+    AGENT_WORKFLOW_TYPE,
+    ORG_WORKFLOW_TYPE,
+    TASK_QUEUE,
+    agent_search_attributes,
+    agent_workflow_id,
+    org_search_attributes,
+    org_workflow_id,
+)
+from kafkaorg.spec import OrgSpec
+from kafkaorg.temporal import connect_temporal
+
+R = TypeVar("R", bound=BaseModel)
+
+ORG_READY_TIMEOUT_S = 60.0
+
+
+class RequestRefused(BadInputError):
+    """The org refused a request; ``type`` is its ``RefusalType`` (or the error's type)."""
+
+    def __init__(self, message: str, type: str | None) -> None:
+        super().__init__(f"refused: {message}")
+        self.reason = message
+        self.type = type
+
+
+def refusal_of(err: WorkflowUpdateFailedError) -> RequestRefused:
+    """What a failed update says, as one line (its ``ApplicationError``'s message)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return RequestRefused(cause.message, cause.type)
+    message = getattr(cause, "message", None) or str(cause or err)
+    return RequestRefused(message, None)
+
+
+# ---- orgs -------------------------------------------------------------------------------
+
+
+def org_handle(client: Client, org: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(org_workflow_id(org), result_type=OrgStatus)
+
+
+async def running_org(client: Client, org: str) -> WorkflowHandle[Any, Any]:
+    """The running OrgWorkflow of ``org``; an org that is not running is bad input."""
+    handle = org_handle(client, org)
+    try:
+        description = await handle.describe()
+    except RPCError:
+        raise BadInputError(f"unknown org {org!r}: no workflow {org_workflow_id(org)}") from None
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        state = description.status.name if description.status else "UNKNOWN"
+        raise BadInputError(f"org {org!r} is not running (its workflow is {state})")
+    return handle
+
+
+async def is_running(client: Client, org: str) -> bool:
+    try:
+        description = await org_handle(client, org).describe()
+    except RPCError:
+        return False
+    return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def start_org(client: Client, spec: OrgSpec) -> WorkflowHandle[Any, Any]:
+    """Start the org's workflow: the very call ``temporal workflow start`` makes."""
+    try:
+        return await client.start_workflow(
+            ORG_WORKFLOW_TYPE,
+            OrgInput.model_validate(spec.model_dump(by_alias=True)),
+            id=org_workflow_id(spec.org),
+            task_queue=TASK_QUEUE,
+            search_attributes=org_search_attributes(spec.org),
+            result_type=OrgStatus,
+        )
+    except WorkflowAlreadyStartedError:
+        raise BadInputError(
+            f"org {spec.org!r} is already running (workflow {org_workflow_id(spec.org)}); "
+            f"stop it first with `kafkaorg org stop {spec.org}`"
+        ) from None
+
+
+async def launch_org(cfg: Settings, spec: OrgSpec, *, wait: bool = True) -> OrgStatus | None:
+    """Start an org (Kafka checked first, so a dead broker is one clear line) and, with
+    ``wait``, return once its topics, state and agents are in place."""
+    await asyncio.to_thread(check_kafka, cfg)
+    handle = await start_org(await connect_temporal(cfg), spec)
+    return await wait_until_applied(handle) if wait else None
+
+
+async def wait_until_applied(
+    handle: WorkflowHandle[Any, Any], wait_s: float = ORG_READY_TIMEOUT_S
+) -> OrgStatus:
+    """Poll the OrgWorkflow until it has applied its spec (or ended)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        description = await handle.describe()
+        if description.status not in (None, WorkflowExecutionStatus.RUNNING):
+            raise KafkaorgError(
+                f"org workflow {handle.id} ended with status {description.status.name}; "
+                f"see it in the Temporal Web UI"
+            )
+        try:
+            status = await org_status(handle, rpc_timeout_s=max(1.0, deadline - time.monotonic()))
+            if status.phase == OrgPhase.RUNNING:
+                return status
+        except RPCError:
+            pass  # no worker has picked up the workflow yet
+        if time.monotonic() > deadline:
+            raise KafkaorgError(
+                f"org workflow {handle.id} is not running after {wait_s:.0f}s: is a worker "
+                "running? (`kafkaorg worker`, or `kafkaorg dev up --workers`)"
+            )
+        await asyncio.sleep(0.3)
+
+
+async def org_status(handle: WorkflowHandle[Any, Any], rpc_timeout_s: float = 5.0) -> OrgStatus:
+    return await handle.query(
+        OrgQuery.STATUS,
+        result_type=OrgStatus,
+        rpc_timeout=timedelta(seconds=min(5.0, rpc_timeout_s)),
+    )
+
+
+async def org_spec(client: Client, org: str) -> OrgSpec:
+    return await (await running_org(client, org)).query(OrgQuery.SPEC, result_type=OrgSpec)
+
+
+async def stop_org(client: Client, org: str, request: OrgStopRequest) -> WorkflowHandle[Any, Any]:
+    handle = await running_org(client, org)
+    await handle.signal(OrgSignal.STOP, request)
+    return handle
+
+
+async def send_update(
+    client: Client,
+    org: str,
+    update: OrgUpdate,
+    request: BaseModel | None = None,
+    *,
+    update_id: str | None = None,
+) -> ChangeResult:
+    """The one path for a change to an org: the update, its refusal mapped to bad input."""
+    handle = await running_org(client, org)
+    args = [] if request is None else [request]
+    try:
+        return await handle.execute_update(
+            update, args=args, id=update_id, result_type=ChangeResult
+        )
+    except WorkflowUpdateFailedError as err:
+        raise refusal_of(err) from None
+
+
+async def apply_spec(client: Client, spec: OrgSpec) -> ChangeResult:
+    return await send_update(client, spec.org, OrgUpdate.APPLY_SPEC, spec)
+
+
+async def repair_drift(client: Client, org: str) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.REPAIR_DRIFT)
+
+
+async def create_agent(client: Client, org: str, request: CreateAgentRequest) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.CREATE_AGENT, request)
+
+
+async def change_agent(client: Client, org: str, request: AgentCommand) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.CHANGE_AGENT, request)
+
+
+async def create_topic(client: Client, org: str, request: CreateTopicRequest) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.CREATE_TOPIC, request)
+
+
+async def create_tool(client: Client, org: str, request: CreateToolRequest) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.CREATE_TOOL, request)
+
+
+async def approve_tool(client: Client, org: str, request: ApproveToolRequest) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.APPROVE_TOOL, request)
+
+
+async def rollback_tool(client: Client, org: str, request: RollbackToolRequest) -> ChangeResult:
+    return await send_update(client, org, OrgUpdate.ROLLBACK_TOOL, request)
+
+
+# ---- agents -----------------------------------------------------------------------------
+
+
+def agent_handle(client: Client, org: str, agent: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(agent_workflow_id(org, agent))
+
+
+async def deliver(client: Client, org: str, agent: str, delivery: Delivery) -> None:
+    """Signal-with-start: records reach an agent whether or not its workflow runs yet."""
+    await client.start_workflow(
+        AGENT_WORKFLOW_TYPE,
+        AgentInput(org=org, agent=agent),
+        id=agent_workflow_id(org, agent),
+        task_queue=TASK_QUEUE,
+        start_signal=AgentSignal.DELIVER,
+        start_signal_args=[delivery],
+        search_attributes=agent_search_attributes(org, agent),
+    )
+
+
+async def start_agent(client: Client, org: str, agent: str) -> str:
+    """Start an agent's workflow; one already running is left as it is."""
+    handle = await client.start_workflow(
+        AGENT_WORKFLOW_TYPE,
+        AgentInput(org=org, agent=agent),
+        id=agent_workflow_id(org, agent),
+        task_queue=TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=agent_search_attributes(org, agent),
+    )
+    return handle.id
+
+
+async def command_agent(client: Client, command: AgentCommand) -> bool:
+    """Tell a running AgentWorkflow to pause, resume, retire or take a new spec; False
+    when its workflow does not run (there is nothing to tell)."""
+    assert command.org is not None
+    handle = agent_handle(client, command.org, command.agent)
+    signal: AgentSignal
+    arg: BaseModel | None = None
+    if command.action == "pause":
+        signal = AgentSignal.PAUSE
+    elif command.action == "resume":
+        signal = AgentSignal.RESUME
+    elif command.action == "retire":
+        signal, arg = AgentSignal.STOP, StopRequest(reason=command.reason)
+    else:
+        assert command.spec is not None and command.version is not None
+        signal, arg = (
+            AgentSignal.UPDATE_SPEC,
+            SpecUpdate(spec=command.spec, version=command.version),
+        )
+    try:
+        await handle.signal(signal, *([] if arg is None else [arg]))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def agent_report(
+    client: Client, org: str, agent: str, rpc_timeout: timedelta | None = None
+) -> AgentReport:
+    """The agent's ``status`` query (inbox, counters, failure)."""
+    return await agent_handle(client, org, agent).query(
+        AgentQuery.STATUS, result_type=AgentReport, rpc_timeout=rpc_timeout
+    )
+
+
+__all__ = [
+    "RefusalType",
+    "RequestRefused",
+    "agent_handle",
+    "agent_report",
+    "apply_spec",
+    "approve_tool",
+    "change_agent",
+    "command_agent",
+    "create_agent",
+    "create_tool",
+    "create_topic",
+    "deliver",
+    "is_running",
+    "launch_org",
+    "org_handle",
+    "org_spec",
+    "org_status",
+    "refusal_of",
+    "repair_drift",
+    "rollback_tool",
+    "running_org",
+    "send_update",
+    "start_agent",
+    "start_org",
+    "stop_org",
+    "wait_until_applied",
+]
