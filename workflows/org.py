@@ -140,7 +140,8 @@ def _refusals_only() -> Iterator[None]:
     except (FailureError, TemporalError):
         raise  # an ActivityError, or an ApplicationError already typed; non-determinism
     except Exception as exc:
-        workflow.logger.exception("org handler failed; the request is refused")
+        if workflow.in_workflow():
+            workflow.logger.exception("org handler failed; the request is refused")
         raise ApplicationError(
             f"internal error ({type(exc).__name__}: {exc})",
             type=RefusalType.INTERNAL.value,

@@ -38,9 +38,7 @@ def test_echo_and_rule_outputs_count_one_hop_more() -> None:
     assert [e.record.hops for e in emissions_for(echo, "wf", cause, NOW)] == [6, 6]
 
 
-def test_a_record_within_the_limit_passes_and_one_past_it_is_dead_lettered_with_its_chain() -> (
-    None
-):
+def test_a_record_within_the_limit_passes_and_one_past_it_is_dead_lettered_with_its_chain() -> None:
     recent = RecentRecords()
     record = new_record(org="acme", type="t", source="user:ann", payload={})
     topics = ["tasks", "results"]
