@@ -33,8 +33,11 @@ def _sources(*folders: str) -> list[Path]:
 
 @pytest.mark.parametrize(
     "path",
-    _sources("activities", "bridge", "kafkaorg/contracts", "kafkaorg/cli")
-    + [ROOT / "kafkaorg/client.py", ROOT / "kafkaorg/org_rules.py"],
+    [
+        *_sources("activities", "bridge", "kafkaorg/contracts", "kafkaorg/cli"),
+        ROOT / "kafkaorg/client.py",
+        ROOT / "kafkaorg/org_rules.py",
+    ],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_no_workflow_code_is_imported_outside_workflows(path: Path) -> None:

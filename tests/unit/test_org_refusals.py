@@ -18,7 +18,7 @@ def test_a_refusal_becomes_a_typed_non_retryable_application_error() -> None:
 
 def test_a_bug_becomes_an_internal_error_instead_of_failing_the_workflow_task() -> None:
     with pytest.raises(ApplicationError) as info, _refusals_only():
-        {}["missing"]
+        raise KeyError("missing")  # any exception a handler did not mean to raise
     assert info.value.type == RefusalType.INTERNAL.value and info.value.non_retryable
     assert "KeyError" in info.value.message
 
