@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from kafkaorg.envelope import Record, utcnow
+from kafkaorg.faults import FaultPoint, fail
 from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
 from kafkaorg.kinds import AgentStepError, Emission, emissions_for
 from kafkaorg.names import kafka_topic
@@ -82,6 +83,7 @@ class AgentStepActivities:
     @activity.defn
     def run_agent_step(self, input: StepInput) -> StepResult:
         """Idempotent: outputs carry ids derived from (workflow id, input id, index)."""
+        fail(FaultPoint.AGENT_STEP_RAISE)
         now = utcnow()
         outgoing: list[Outgoing] = []
         for i, record in enumerate(input.records):

@@ -53,6 +53,7 @@ from kafkaorg import client as service
 from kafkaorg.config import Settings
 from kafkaorg.contracts import Delivery
 from kafkaorg.db import create_engine, create_sessionmaker
+from kafkaorg.faults import FaultPoint, inject
 from kafkaorg.kafka import (
     Outgoing,
     check_kafka,
@@ -351,6 +352,7 @@ class Bridge:
             log.warning("Temporal accepted the batch after %.1f s; resuming partitions", down_s)
             self._temporal_down_since = None
             await self._apply_pauses()
+        inject(FaultPoint.BRIDGE_AFTER_SIGNAL)
         positions = commit_positions(d.origin for d in decoded)
         offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items()]
         await asyncio.to_thread(self._commit, offsets)
@@ -454,7 +456,7 @@ async def run_bridge(settings: Settings) -> None:
         client,
         Consumer(consumer_config(settings)),
         create_producer(settings),
-        SubscriptionCache(sessions),
+        SubscriptionCache(sessions, ttl_s=settings.bridge_subscription_ttl_s),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     """Records larger than this go to the DLQ instead of into a workflow."""
     bridge_batch_size: int = 500
     bridge_poll_timeout_s: float = 0.2
+    bridge_subscription_ttl_s: float = 1.0
+    """How old the bridge's snapshot of who subscribes to what may get; a record newer
+    than the snapshot refreshes it anyway (bridge/subscriptions.py)."""
 
     # Backpressure (bridge/backpressure.py).
     agent_inbox_limit: int = 10_000

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,22 @@ class Platform:
             if until(status) or time.monotonic() > deadline:
                 return status
             await asyncio.sleep(0.2)
+
+    @contextlib.contextmanager
+    def replaced(self, session_process: ProcessHandle, **env: str) -> Iterator[ProcessHandle]:
+        """The session's worker or bridge replaced, for one test, by one started with
+        these ``KAFKAORG_*`` variables (a bridge joins the same group and takes over every
+        partition; a worker polls the same task queues)."""
+        session_process.stop()
+        special = ProcessHandle(
+            session_process.command, session_process.log_path.parent, env={**os.environ, **env}
+        )
+        special.start()
+        try:
+            yield special
+        finally:
+            special.stop()
+            session_process.start()
 
     async def send(self, org: str, topic: str, records: list[Record]) -> None:
         items = [Outgoing(kafka_topic(org, topic), r) for r in records]

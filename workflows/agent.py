@@ -9,6 +9,7 @@ its history grows large, carrying inbox, dedup window and counters across.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -78,10 +79,10 @@ _STEP_RETRY = RetryPolicy(
 )
 
 
-def _attempts(err: ActivityError) -> int:
+def _attempts(err: ActivityError, policy: RetryPolicy) -> int:
     """How often the failed step ran: all its attempts, or once for a for-good failure."""
-    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and _STEP_RETRY.maximum_attempts:
-        return _STEP_RETRY.maximum_attempts
+    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and policy.maximum_attempts:
+        return policy.maximum_attempts
     return 1
 
 
@@ -114,6 +115,13 @@ class AgentWorkflow:
         self._inbox_sizes = [_record_bytes(r) for r in self._state.inbox]
         self._stop: StopRequest | None = None
         self._steps_this_run = 0
+        self._step_retry = _STEP_RETRY
+        if input.step_max_attempts is not None:
+            self._step_retry = dataclasses.replace(
+                _STEP_RETRY,
+                initial_interval=timedelta(milliseconds=200),
+                maximum_attempts=input.step_max_attempts,
+            )
 
     @workflow.run
     async def run(self, input: AgentInput) -> AgentResult:
@@ -150,6 +158,7 @@ class AgentWorkflow:
                         state=state,
                         continue_as_new_after_steps=input.continue_as_new_after_steps,
                         conversation_max_chars=input.conversation_max_chars,
+                        step_max_attempts=input.step_max_attempts,
                     )
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -182,7 +191,7 @@ class AgentWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 # A worker that dies mid-step is noticed in seconds, not after the full timeout.
                 heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=_STEP_RETRY,
+                retry_policy=self._step_retry,
             )
             state.published += result.published
         except ActivityError as err:
@@ -207,7 +216,9 @@ class AgentWorkflow:
         """Failed work is never dropped silently: to the DLQ, the agent stops, the org knows."""
         state = self._state
         reason = str(err.cause) if err.cause else str(err)
-        await self._dead_letter(batch, "agent-step-failed", reason, attempts=_attempts(err))
+        await self._dead_letter(
+            batch, "agent-step-failed", reason, attempts=_attempts(err, self._step_retry)
+        )
         state.failed_reason = reason[:500]
         await workflow.execute_activity_method(
             StateActivities.set_agent_status,
@@ -326,7 +337,7 @@ class AgentWorkflow:
                     EmissionsInput(org=self._input.org, emissions=emissions, marks=emission_marks),
                     start_to_close_timeout=timedelta(seconds=60),
                     heartbeat_timeout=timedelta(seconds=10),
-                    retry_policy=_STEP_RETRY,
+                    retry_policy=self._step_retry,
                 )
                 state.published += result.published
             except ActivityError as err:

@@ -69,6 +69,8 @@ class AgentInput(BaseModel):
     """Test hook: continue-as-new after this many steps so the path is exercised."""
     conversation_max_chars: int | None = None
     """Test hook: archive conversation turns past this size (default ``MAX_CONVERSATION_CHARS``)."""
+    step_max_attempts: int | None = None
+    """Test hook: give up on a failing step after this many attempts (default 8)."""
 
 
 class AgentReport(BaseModel):
