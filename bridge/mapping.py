@@ -18,6 +18,9 @@ from kafkaorg.names import split_kafka_topic
 
 Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
 
+SIGNAL_LIMIT_BYTES = 1_500_000
+"""One signal's records stay under Temporal's 2 MB payload limit, with room to spare."""
+
 EXTERNAL_SOURCE = "external"
 EXTERNAL_TYPE = "external"
 DEAD_LETTER_TYPE = "kafkaorg.dead-letter"

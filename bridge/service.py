@@ -39,6 +39,7 @@ from temporalio.service import RPCError
 from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
 from bridge.loop_guard import RecentRecords, over_hop_limit
 from bridge.mapping import (
+    SIGNAL_LIMIT_BYTES,
     Accepted,
     Origin,
     Poison,
@@ -50,6 +51,7 @@ from bridge.mapping import (
 )
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg import client as service
+from kafkaorg.bridge_status import bridge_status_dir, write_bridge_status
 from kafkaorg.config import Settings
 from kafkaorg.contracts import Delivery
 from kafkaorg.db import create_engine, create_sessionmaker
@@ -62,7 +64,6 @@ from kafkaorg.kafka import (
     ensure_platform_topics,
     produce_and_wait,
 )
-from kafkaorg.lag import bridge_status_dir, write_bridge_status
 from kafkaorg.names import (
     BRIDGE_GROUP_ID,
     BRIDGE_TOPIC_PATTERN,
@@ -73,8 +74,6 @@ from kafkaorg.temporal import connect_temporal
 
 log = logging.getLogger(__name__)
 
-SIGNAL_LIMIT_BYTES = 1_500_000
-"""Stay under Temporal's 2 MB payload limit with room for the envelope overhead."""
 STATUS_QUERY_TIMEOUT = timedelta(seconds=2)
 """A status query that takes longer (no worker) counts as unknown, never as a full inbox."""
 STATUS_WRITE_INTERVAL_S = 2.0

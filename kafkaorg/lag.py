@@ -1,18 +1,14 @@
 """How far the bridge is behind: per partition, high watermark minus its committed offset.
 
 Read from Kafka (list offsets and the group's committed offsets, two admin calls for
-any number of partitions), so it is right whether or not a bridge runs. Also here: the
-small status file a running bridge writes (paused partitions and why), which
-``kafkaorg dev status`` shows next to the lag.
+any number of partitions), so it is right whether or not a bridge runs. What a running
+bridge says of itself (paused partitions and why) is in ``kafkaorg/bridge_status.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -81,42 +77,4 @@ def lag_by_topic(lags: list[PartitionLag]) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in lags:
         out[item.topic] = out.get(item.topic, 0) + item.lag
-    return out
-
-
-# -- the bridge's status file ---------------------------------------------------------------
-
-
-def bridge_status_dir(settings: Settings) -> Path:
-    return settings.state_dir / "run" / "bridge-status"
-
-
-def write_bridge_status(settings: Settings, status: dict[str, Any]) -> Path:
-    """Atomically replace this process's status file (one per bridge pid)."""
-    folder = bridge_status_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{os.getpid()}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, sort_keys=True))
-    tmp.replace(path)
-    return path
-
-
-def read_bridge_statuses(settings: Settings) -> list[dict[str, Any]]:
-    """Status of every bridge still alive; files of dead bridges are removed."""
-    folder = bridge_status_dir(settings)
-    out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            pid = int(path.stem)
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError):
-            path.unlink(missing_ok=True)
-            continue
-        except PermissionError:
-            pass
-        try:
-            out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
     return out

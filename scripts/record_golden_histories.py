@@ -44,13 +44,13 @@ from kafkaorg.contracts import AgentInput, AgentReport, Delivery, StopRequest
 from kafkaorg.db.migrate import upgrade_to_head
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import KafkaorgError
+from kafkaorg.history_replay import fetch_workflow_histories, replay_histories
 from kafkaorg.names import (
     TASK_QUEUE,
     agent_search_attributes,
     agent_workflow_id,
     org_workflow_id,
 )
-from kafkaorg.replay import fetch_workflow_histories, replay_histories
 from kafkaorg.spec import validate_spec
 from kafkaorg.temporal import connect_temporal
 from workers.worker import build_worker

@@ -21,7 +21,7 @@ from activities.kafka import KafkaActivities
 from activities.lifecycle import LifecycleActivities
 from activities.org_requests import OrgRequestActivities
 from activities.state import StateActivities
-from activities.tools import ToolActivities
+from activities.tool_registry import ToolActivities
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.kafka import (

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         run_code_timeout,
     )
     from activities.state import AgentRef, AgentStatusChange, StateActivities
-    from activities.tools import ToolActivities, ToolRef
+    from activities.tool_registry import ToolActivities, ToolRef
     from kafkaorg.contracts import (
         AgentInput,
         AgentQuery,
@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
-    from kafkaorg.tools import call_program, call_result
+    from kafkaorg.tool_programs import call_program, call_result
     from workflows.llm_graph import GRAPH_NAME, MAX_MODEL_CALLS_PER_RECORD
 
 DEDUP_WINDOW = 5000

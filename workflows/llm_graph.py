@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from kafkaorg.llm.state import LlmGraphState
-    from workflows.llm_tools import run_tools
+    from workflows.llm_builtins import run_tools
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from kafkaorg.config import Settings, get_settings
-from kafkaorg.db import create_engine, create_sessionmaker
-from kafkaorg.errors import BadInputError, ServiceUnavailableError
+from kafkaorg.db.session import PG_UNREACHABLE as PG_UNREACHABLE
+from kafkaorg.db.session import db_session as db_session
+from kafkaorg.errors import BadInputError
 from kafkaorg.names import ORG_NAME_RE, TOPIC_NAME_RE
 
 T = TypeVar("T")
@@ -26,24 +24,6 @@ err_console = Console(stderr=True)
 
 def settings() -> Settings:
     return get_settings()
-
-
-PG_UNREACHABLE = (
-    "PostgreSQL is not reachable at KAFKAORG_DATABASE_URL (start it with `kafkaorg dev up`)"
-)
-
-
-@contextmanager
-def db_session(cfg: Settings) -> Iterator[Session]:
-    """One short-lived session for a command; an unreachable database is one clear line."""
-    engine = create_engine(cfg.database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            yield session
-    except OperationalError:
-        raise ServiceUnavailableError(PG_UNREACHABLE) from None
-    finally:
-        engine.dispose()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

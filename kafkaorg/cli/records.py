@@ -1,15 +1,15 @@
-"""``kafkaorg send`` and ``kafkaorg tail``: put records on an org's topic and read them back."""
+"""``kafkaorg send`` and ``kafkaorg tail``: put records on an org's topic and read them back.
+
+Producing and reading are in ``kafkaorg/records.py``; this module parses the
+arguments and prints each record as a line (or as JSON).
+"""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from typing import Annotated
 
 import typer
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
-from pydantic import ValidationError
 
 from kafkaorg.cli._common import (
     check_org_name,
@@ -17,30 +17,10 @@ from kafkaorg.cli._common import (
     console,
     settings,
 )
-from kafkaorg.config import Settings
-from kafkaorg.envelope import TYPE_RE, Record, new_record, parse_payload_json
+from kafkaorg.envelope import TYPE_RE, parse_payload_json
 from kafkaorg.errors import BadInputError
-from kafkaorg.kafka import (
-    Outgoing,
-    check_kafka,
-    client_config,
-    create_admin,
-    create_producer,
-    produce_and_wait,
-)
 from kafkaorg.names import kafka_topic
-
-
-def _require_topic(cfg: Settings, name: str) -> int:
-    """Partitions of an existing topic; a missing one is bad input, not a hang."""
-    check_kafka(cfg)
-    metadata = create_admin(cfg).list_topics(timeout=10)
-    topic = metadata.topics.get(name)
-    if topic is None or topic.error is not None:
-        raise BadInputError(
-            f"topic {name!r} does not exist (is the org started? `kafkaorg org start`)"
-        )
-    return len(topic.partitions)
+from kafkaorg.records import TailedRecord, send_records, tail_records
 
 
 def send(
@@ -61,37 +41,41 @@ def send(
         body = parse_payload_json(payload)
     except json.JSONDecodeError as exc:
         raise BadInputError(f"--payload is not JSON: {exc.msg} at column {exc.colno}") from None
-    cfg = settings()
+    records = send_records(
+        settings(),
+        org,
+        topic,
+        type=type_,
+        payload=body,
+        correlation_id=correlation_id,
+        source=source,
+        count=count,
+    )
     name = kafka_topic(org, topic)
-    _require_topic(cfg, name)
-    try:
-        records = [
-            new_record(
-                org=org, type=type_, source=source, payload=body, correlation_id=correlation_id
-            )
-            for _ in range(count)
-        ]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadInputError(f"--{first['loc'][0]}: {first['msg']}") from None
-    produce_and_wait(create_producer(cfg), (Outgoing(name, r) for r in records))
     for record in records[:10]:
         console.print(f"sent {record.id} to {name}")
     if count > 10:
         console.print(f"… and {count - 10} more")
 
 
-def _format(value: bytes | None, partition: int, offset: int) -> str:
-    try:
-        record = Record.from_kafka_value(value or b"")
-    except ValueError:
-        text = (value or b"").decode("utf-8", errors="replace")
-        return f"[{partition}@{offset}] (raw) {text[:500]}"
+def _format(item: TailedRecord) -> str:
+    record, where = item.record, f"[{item.partition}@{item.offset}]"
+    if record is None:
+        text = (item.value or b"").decode("utf-8", errors="replace")
+        return f"{where} (raw) {text[:500]}"
     return (
-        f"[{partition}@{offset}] {record.type} from {record.source} id={record.id} "
+        f"{where} {record.type} from {record.source} id={record.id} "
         f"caused-by={record.causation_id or '-'} hops={record.hops} "
         f"{json.dumps(record.payload)[:500]}"
     )
+
+
+def _as_json(value: bytes | None) -> str:
+    """The value as one line of JSON; a value that is no JSON as ``{"raw": text}``."""
+    try:
+        return json.dumps(json.loads(value or b"null"))
+    except ValueError:
+        return json.dumps({"raw": (value or b"").decode("utf-8", "replace")})
 
 
 def tail(
@@ -112,56 +96,22 @@ def tail(
     """Print records of an org's topic; without --follow, stop at the end of the topic."""
     check_org_name(org)
     check_topic_name(topic)
-    cfg = settings()
-    name = kafka_topic(org, topic)
-    partitions = _require_topic(cfg, name)
-    consumer = Consumer(
-        {
-            **client_config(cfg),
-            "group.id": f"kafkaorg-tail-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
+    records = tail_records(
+        settings(),
+        org,
+        topic,
+        from_beginning=from_beginning,
+        follow=follow,
+        idle_timeout=timeout,
+        max_records=max_records,
     )
-    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    consumer.assign([TopicPartition(name, p, start) for p in range(partitions)])
-    at_end: set[int] = set()
-    seen = 0
-    idle_since = time.monotonic()
     try:
-        while True:
-            message = consumer.poll(0.5)
-            if message is None:
-                if follow and timeout and time.monotonic() - idle_since > timeout:
-                    break
-                continue
-            err = message.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition() or 0)
-                    if not follow and len(at_end) >= partitions:
-                        break
-                    continue
-                raise BadInputError(f"cannot read {name}: {err.str()}")
-            idle_since = time.monotonic()
-            at_end.discard(message.partition() or 0)
-            value = message.value()
+        for item in records:
             if json_output:
-                try:
-                    typer.echo(json.dumps(json.loads(value or b"null")))
-                except ValueError:
-                    typer.echo(json.dumps({"raw": (value or b"").decode("utf-8", "replace")}))
+                typer.echo(_as_json(item.value))
             else:
-                console.print(
-                    _format(value, message.partition() or 0, message.offset() or 0),
-                    markup=False,
-                    highlight=False,
-                )
-            seen += 1
-            if max_records is not None and seen >= max_records:
-                break
+                console.print(_format(item), markup=False, highlight=False)
     except KeyboardInterrupt:
         pass
     finally:
-        consumer.close()
+        records.close()

@@ -14,7 +14,7 @@ import typer
 
 from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
 from kafkaorg.errors import BadInputError
-from kafkaorg.replay import (
+from kafkaorg.history_replay import (
     ReplayReport,
     fetch_org_histories,
     fetch_workflow_histories,

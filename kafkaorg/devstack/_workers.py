@@ -179,8 +179,9 @@ class PlatformProcess(Service):
 
 def bridge_backpressure(settings: Settings) -> list[str]:
     """The bridge group's total lag (from Kafka) and what running bridges have paused."""
+    from kafkaorg.bridge_status import read_bridge_statuses
     from kafkaorg.errors import KafkaorgError
-    from kafkaorg.lag import bridge_lag, read_bridge_statuses
+    from kafkaorg.lag import bridge_lag
 
     parts = []
     host, port = split_host_port(settings.kafka_bootstrap.split(",")[0])

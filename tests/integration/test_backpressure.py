@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from kafkaorg.bridge_status import read_bridge_statuses
 from kafkaorg.config import Settings
 from kafkaorg.devstack import DevStack
 from kafkaorg.envelope import Record
-from kafkaorg.lag import bridge_lag, read_bridge_statuses
+from kafkaorg.lag import bridge_lag
 from kafkaorg.names import agent_workflow_id
 from tests.support import Collected, Platform, ProcessHandle, echo_spec, run_cli, task, unique_org
 from workflows.agent import AgentWorkflow

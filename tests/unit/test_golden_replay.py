@@ -14,8 +14,7 @@ import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
-from kafkaorg.names import AGENT_WORKFLOW_TYPE, ORG_WORKFLOW_TYPE
-from kafkaorg.replay import (
+from kafkaorg.history_replay import (
     divergence_event_id,
     load_history_file,
     previous_run_id,
@@ -23,6 +22,7 @@ from kafkaorg.replay import (
     replay_history,
     workflow_type_of,
 )
+from kafkaorg.names import AGENT_WORKFLOW_TYPE, ORG_WORKFLOW_TYPE
 from workers.worker import WORKFLOWS
 from workflows.agent import AgentInput, AgentResult, AgentWorkflow
 

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SandboxRequest,
         run_code_timeout,
     )
-    from activities.tools import ToolActivities, ToolRef
+    from activities.tool_registry import ToolActivities, ToolRef
     from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest
     from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.names import SANDBOX_TASK_QUEUE
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec, ToolSpec
-    from kafkaorg.tools import call_program, call_result
+    from kafkaorg.tool_programs import call_program, call_result
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 MAX_OUTPUT_CHARS = 4000

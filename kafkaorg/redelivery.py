@@ -1,6 +1,6 @@
 """Pure helpers for ``kafkaorg replay``: parse times, plan offset ranges, mark records.
 
-Not to be confused with ``kafkaorg/replay.py``, which replays *workflow
+Not to be confused with ``kafkaorg/history_replay.py``, which replays *workflow
 histories* (a determinism check). Here records of a topic are re-delivered to
 one agent on purpose; nothing in this module touches a broker or Temporal.
 """

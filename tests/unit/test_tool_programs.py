@@ -11,7 +11,7 @@ import pytest
 
 from kafkaorg.sandbox import LimitHit, SandboxResult, ToolOutputError
 from kafkaorg.spec import SpecError, load_spec, parse_spec_text, spec_to_json, validate_spec
-from kafkaorg.tools import call_program, call_result, outcome_of_tests, program_for_tests
+from kafkaorg.tool_programs import call_program, call_result, outcome_of_tests, program_for_tests
 
 TOOL = (
     "def run(args):\n"
