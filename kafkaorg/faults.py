@@ -23,6 +23,8 @@ FAULT_EXIT_CODE = 86
 class FaultPoint(StrEnum):
     BRIDGE_AFTER_SIGNAL = "bridge.after-signal"
     """Temporal accepted every signal of a batch; its offsets are not committed yet."""
+    TRANSACTION_BEFORE_COMMIT = "transaction.before-commit"
+    """A step's outputs are on the broker in an open transaction, not committed yet."""
     AGENT_STEP_RAISE = "agent-step.raise"
     """An echo/rule step fails (retryably) before it produces anything."""
 
@@ -34,6 +36,10 @@ class InjectedFault(RuntimeError):
 @cache
 def _armed() -> frozenset[str]:
     return frozenset(p.strip() for p in os.environ.get(FAULTS_ENV, "").split(",") if p.strip())
+
+
+def armed(point: FaultPoint) -> bool:
+    return point.value in _armed()
 
 
 def fail(point: FaultPoint) -> None:

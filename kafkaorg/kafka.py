@@ -12,9 +12,11 @@ from functools import cached_property
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafkaorg import faults
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record
 from kafkaorg.errors import ServiceUnavailableError
+from kafkaorg.faults import FaultPoint
 from kafkaorg.names import PLATFORM_DLQ_TOPIC
 from kafkaorg.spec import TOPIC_CLASS_CONFIGS, TopicClass
 
@@ -211,6 +213,9 @@ class TransactionalProducers:
             deliveries = _Deliveries()
             for item in items:
                 _produce_one(producer, item, deliveries)
+            if faults.armed(FaultPoint.TRANSACTION_BEFORE_COMMIT):
+                producer.flush(timeout)  # on the broker, so the open transaction is real
+                faults.inject(FaultPoint.TRANSACTION_BEFORE_COMMIT)
             self._commit(producer, timeout)
             if deliveries.errors:  # commit succeeds only if every record did; belt and braces
                 raise KafkaException(f"{len(deliveries.errors)} record(s) failed")

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from kafkaorg import client as service
+from kafkaorg.config import Settings
 from kafkaorg.contracts import AgentSignal, Delivery
 from kafkaorg.envelope import Record
 from kafkaorg.faults import FAULT_EXIT_CODE, FAULTS_ENV, FaultPoint
-from kafkaorg.names import dlq_topic
+from kafkaorg.kafka import client_config
+from kafkaorg.names import dlq_topic, kafka_topic
 from tests.support import Platform, echo_spec, raw_messages, run_cli_async, task, unique_org
 
 pytestmark = pytest.mark.integration
@@ -91,3 +96,58 @@ async def test_a_step_that_fails_every_retry_dead_letters_its_whole_batch_with_a
         assert b"agent-step.raise" in headers["dlq.error"]
     report = await service.agent_report(platform.client, org, "echo")
     assert report.dead_lettered == 5 and report.failed_reason
+
+
+def _read_uncommitted(settings: Settings, topic: str, timeout: float = 5.0) -> list[str]:
+    """Every record id on the topic, aborted transactions' included."""
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    ids: list[str] = []
+    try:
+        for _ in range(int(timeout / 0.2)):
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                ids.append(Record.from_kafka_value(message.value() or b"").id)
+    finally:
+        consumer.close()
+    return ids
+
+
+def _worker_ids(log: Path) -> list[str]:
+    return re.findall(r"worker id (\S+)", log.read_text(encoding="utf-8", errors="replace"))
+
+
+async def test_a_worker_killed_mid_transaction_is_fenced_by_its_restarted_successor(
+    platform: Platform,
+) -> None:
+    """The restarted process takes the same worker slot, so the same transactional ids:
+    its start fences the dead one's open transaction, and the step's retry commits the
+    outputs once. Read-committed consumers never see the aborted copies."""
+    org = unique_org()
+    spec = echo_spec(org, partitions=1)
+    spec["topics"].append({"name": "copy", "partitions": 1})
+    spec["agents"][0]["publishes"] = ["outbox", "copy"]  # two outputs: one transaction
+    await platform.start_org(spec)
+    record = task(org, 1)
+    fault = {FAULTS_ENV: FaultPoint.TRANSACTION_BEFORE_COMMIT.value}
+    with platform.replaced(platform.worker, **fault) as faulty:
+        await platform.send(org, "inbox", [record])
+        assert faulty.process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(faulty.process.wait, 60)
+        assert faulty.returncode == FAULT_EXIT_CODE, "the worker never reached the fault point"
+        dead_id = _worker_ids(faulty.log_path)[-1]
+    # The session's worker is back; the step is retried once its heartbeat times out.
+    outbox = await platform.collect(org, "outbox", 2, timeout=90, settle=2.0)
+    copy = await platform.collect(org, "copy", 2, timeout=30, settle=1.0)
+    assert len(outbox) == len(copy) == 1
+    assert _worker_ids(platform.worker.log_path)[-1] == dead_id, "the same slot, so fenced"
+    raw = await asyncio.to_thread(_read_uncommitted, platform.settings, kafka_topic(org, "outbox"))
+    assert raw == [outbox[0].record.id] * 2, "the aborted copy and the committed one"
