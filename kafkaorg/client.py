@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from kafkaorg.config import Settings
 from kafkaorg.contracts import (
+    AgentAction,
     AgentCommand,
     AgentInput,
     AgentQuery,
@@ -278,11 +279,11 @@ async def command_agent(client: Client, command: AgentCommand) -> bool:
     handle = agent_handle(client, command.org, command.agent)
     signal: AgentSignal
     arg: BaseModel | None = None
-    if command.action == "pause":
+    if command.action == AgentAction.PAUSE:
         signal = AgentSignal.PAUSE
-    elif command.action == "resume":
+    elif command.action == AgentAction.RESUME:
         signal = AgentSignal.RESUME
-    elif command.action == "retire":
+    elif command.action == AgentAction.RETIRE:
         signal, arg = AgentSignal.STOP, StopRequest(reason=command.reason)
     else:
         assert command.spec is not None and command.version is not None

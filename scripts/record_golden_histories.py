@@ -10,56 +10,119 @@ be: the change would break workflows that are running right now, so fix the
 change (``workflow.patched()``, a new signal instead of a changed one, ...), do
 not re-record.
 
-What it records, with one org of its own (``golden-<hex>``, left stopped):
+What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u``,
+``golden-<hex>-d``; all left stopped, their topics kept):
 
 - ``org_workflow.json``: an OrgWorkflow that applied its spec and was stopped;
 - ``agent_workflow.json``: an AgentWorkflow that processed records and was stopped;
 - ``agent_workflow_can.runN.json``: an AgentWorkflow chain that continued-as-new
-  after every step (``AgentInput(continue_as_new_after_steps=1)``), one file per run.
+  after every step (``AgentInput(continue_as_new_after_steps=1)``), one file per run;
+- ``org_updates.json``: an OrgWorkflow (``policy.tool_approval: human``) through every
+  update: ``create_tool`` twice (tests pass in the sandbox, each version pending),
+  ``approve_tool`` both, ``rollback_tool`` to v1, ``create_agent`` by a user (a tool
+  agent) and by an agent that may spawn, ``create_topic``, a refusal in a validator
+  (leaves no trace) and one under the lock (two requests for one topic at once: the
+  second fails after it was accepted), ``change_agent`` pause/resume/retire, the
+  ``agent_failed`` signal from an agent whose step failed for good, ``apply_spec`` with
+  a changed spec (a topic and an agent added, an agent changed, an agent and a work
+  topic removed), ``repair_drift`` after a topic was deleted behind its back, ``stop``;
+- ``org_drift_timer.json``: an OrgWorkflow with ``reconcile_interval_s: 1`` whose timer
+  fires with nothing to do, then repairs a topic deleted and an agent workflow
+  terminated behind its back, then is stopped;
+- ``agent_lifecycle.json``: an AgentWorkflow paused (a record waits in its inbox),
+  resumed, given a new spec (``update_spec``, from ``apply_spec``) and retired;
+- ``agent_dlq.json``: an AgentWorkflow whose step fails for good (its output is over
+  the record size limit: ``AgentStepError``), so the batch goes to ``sys.dlq``, the
+  agent is marked failed and tells its org; the script's worker runs with a small
+  ``max_record_bytes`` so the file stays small (same path as a 1 MB record);
+- ``agent_tool.json``: a ``tool`` agent running a registered tool in the sandbox on
+  each record (``load_current``, ``run_code``, ``publish_emissions``; one input the
+  tool fails on goes to the DLQ);
+- ``agent_llm.json``: an ``llm`` agent's LangGraph step against the scripted
+  OpenAI-compatible server of ``tests/llm_server.py`` (a model call, a ``call_tool``
+  run in the sandbox, a ``publish``, a final answer).
 
-Needs Kafka, Temporal and PostgreSQL (``kafkaorg dev up``). The script runs a
-worker of its own in this process, so today's code handles the workflows; other
-workers polling the same task queue (``kafkaorg dev up --workers``) may take
-tasks too, and if they run older code the recording can come out stale. So
-before anything is written every history is replayed against today's code, and
-the script refuses (exit 1) if one diverges: restart those workers and re-run.
+Needs Kafka, Temporal and PostgreSQL (``kafkaorg dev up``) and a host that can run
+nsjail. The script runs a worker and a sandbox worker of its own in this process, so
+today's code handles the workflows; other workers polling the same task queues
+(``kafkaorg dev up --workers``) may take tasks too, and if they run older code the
+recording can come out stale. So before anything is written every history is
+replayed against today's code, and the script refuses (exit 1) if one diverges:
+restart those workers and re-run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.service import RPCError
 
+from kafkaorg import client as service
 from kafkaorg.client import launch_org
 from kafkaorg.config import Settings, get_settings
-from kafkaorg.contracts import AgentInput, AgentReport, Delivery, StopRequest
+from kafkaorg.contracts import (
+    AgentAction,
+    AgentCommand,
+    AgentInput,
+    AgentReport,
+    ApproveToolRequest,
+    CreateAgentRequest,
+    CreateToolRequest,
+    CreateTopicRequest,
+    Delivery,
+    RollbackToolRequest,
+    StopRequest,
+)
 from kafkaorg.db.migrate import upgrade_to_head
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.history_replay import fetch_workflow_histories, replay_histories
+from kafkaorg.kafka import create_admin
 from kafkaorg.names import (
     TASK_QUEUE,
     agent_search_attributes,
     agent_workflow_id,
+    kafka_topic,
     org_workflow_id,
 )
-from kafkaorg.spec import validate_spec
+from kafkaorg.sandbox import host_capabilities
+from kafkaorg.spec import AgentSpec, OrgSpec, ToolSpec, TopicSpec, validate_spec
 from kafkaorg.temporal import connect_temporal
+from workers.sandbox_worker import build_sandbox_worker
 from workers.worker import build_worker
 from workflows.agent import AgentWorkflow
 from workflows.org import OrgStopRequest, OrgWorkflow
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "golden"
+if TYPE_CHECKING:
+    from tests.llm_server import ScriptedLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN_DIR = ROOT / "tests" / "golden"
 AGENT = "echo"
 WAIT_S = 90.0
+MAX_RECORD_BYTES = 2048
+"""The script's worker refuses outputs over this, so the DLQ path needs a 3 KB record,
+not a 1 MB one (whose copies would make a file of megabytes)."""
+USER = "user:golden"
+
+DOUBLE_V1 = 'def run(args):\n    return {"double": args["n"] * 2}\n'
+DOUBLE_V2 = 'def run(args):\n    return {"double": args["n"] * 2, "v": 2}\n'
+DOUBLE_TESTS = """\
+assert run({"n": 2})["double"] == 4
+
+def test_zero():
+    assert run({"n": 0})["double"] == 0
+"""
 
 
 def _spec(org: str) -> dict[str, object]:
@@ -75,10 +138,66 @@ def _spec(org: str) -> dict[str, object]:
     }
 
 
-def _records(org: str, count: int) -> list[Record]:
+def _updates_spec(org: str, *, changed: bool = False) -> OrgSpec:
+    """The org driven through every update; ``changed``: the spec ``apply_spec`` carries."""
+    io = {"subscribes": ["inbox"], "publishes": ["outbox"]}
+    topics: list[dict[str, Any]] = [
+        {"name": "inbox", "partitions": 1},
+        {"name": "outbox", "partitions": 1},
+    ]
+    agents: list[dict[str, Any]] = [
+        {"name": "clerk", "kind": "echo", **io},
+        {"name": "boss", "kind": "echo", "can_create_agents": True, **io},
+        {"name": "fragile", "kind": "echo", **io},
+        {
+            "name": "thinker",
+            "kind": "llm",
+            "instructions": "Double each task's n with the double tool; publish the result.",
+            **io,
+        },
+    ]
+    if changed:
+        topics.append({"name": "extra", "partitions": 1})
+        agents[0] = {"name": "clerk", "kind": "echo", "subscribes": ["inbox"]}
+        agents[0]["publishes"] = ["outbox", "extra"]
+        agents.append(
+            {"name": "newbie", "kind": "echo", "subscribes": ["extra"], "publishes": ["outbox"]}
+        )
+    else:
+        topics.append({"name": "old", "partitions": 1})
+        agents.append(
+            {
+                "name": "gone",
+                "kind": "rule",
+                "subscribes": ["inbox"],
+                "publishes": ["outbox"],
+                "rules": [{"on": "*", "emit": "task.seen", "to": "outbox"}],
+            }
+        )
+    return validate_spec(
+        {
+            "org": org,
+            "topics": topics,
+            "agents": agents,
+            "policy": {"tool_approval": "human"},
+            "reconcile_interval_s": 3600,  # no drift timer here: that is org_drift_timer's
+        }
+    )
+
+
+def _drift_spec(org: str) -> OrgSpec:
+    spec = _spec(org)
+    spec["reconcile_interval_s"] = 1
+    return validate_spec(spec)
+
+
+def _records(org: str, count: int, **payload: Any) -> list[Record]:
     return [
         new_record(
-            org=org, type="task.request", source="user:golden", payload={"n": n, "title": f"t{n}"}
+            org=org,
+            type="task.request",
+            source=USER,
+            payload={"n": n, "title": f"t{n}", **payload},
         )
         for n in range(count)
     ]
@@ -169,11 +288,225 @@ async def _drive(client: Client, settings: Settings, org: str) -> dict[str, Work
     return out
 
 
-async def record(settings: Settings) -> dict[str, WorkflowHistory] | None:
+# ---- every update ---------------------------------------------------------------------
+
+
+async def _refused(what: str, call: Awaitable[object]) -> service.RequestRefused:
+    try:
+        await call
+    except service.RequestRefused as refusal:
+        return refusal
+    raise KafkaorgError(f"expected the org to refuse {what}")
+
+
+def _topic_exists(settings: Settings, topic: str) -> bool:
+    return topic in create_admin(settings).list_topics(timeout=10).topics
+
+
+async def _delete_topic_behind_its_back(settings: Settings, topic: str) -> None:
+    admin = create_admin(settings)
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        await asyncio.to_thread(future.result)
+
+    async def gone() -> bool:
+        return not await asyncio.to_thread(_topic_exists, settings, topic)
+
+    await _until(f"Kafka to delete {topic}", gone)
+
+
+async def _closed(client: Client, wf_id: str) -> bool:
+    description = await client.get_workflow_handle(wf_id).describe()
+    return description.status != WorkflowExecutionStatus.RUNNING
+
+
+async def _org_updates(
+    client: Client, settings: Settings, org: str, llm: ScriptedLLM
+) -> dict[str, WorkflowHistory]:
+    llm.script("thinker", _llm_script())
+    await launch_org(settings, _updates_spec(org))
+
+    # Tools: two versions, each tested in the sandbox and waiting for a person; v1 again.
+    for code in (DOUBLE_V1, DOUBLE_V2):
+        tool = ToolSpec(name="double", description="doubles n", code=code, tests=DOUBLE_TESTS)
+        created = await service.create_tool(
+            client, org, CreateToolRequest(tool=tool, requested_by=USER)
+        )
+        if not created.changed or "pending_approval" not in created.summary[0]:
+            raise KafkaorgError(f"tool not registered for approval: {created.summary}")
+        version = int(created.summary[0].split(" v", 1)[1].split(" ", 1)[0])
+        await service.approve_tool(
+            client, org, ApproveToolRequest(tool="double", version=version, approved_by=USER)
+        )
+    await service.rollback_tool(
+        client, org, RollbackToolRequest(tool="double", version=1, requested_by=USER)
+    )
+
+    # Agents created at run time: a tool agent by a person, an echo agent by an agent.
+    io = {"subscribes": ["inbox"], "publishes": ["outbox"]}
+    doubler = AgentSpec.model_validate({"name": "doubler", "kind": "tool", "tool": "double", **io})
+    await service.create_agent(client, org, CreateAgentRequest(agent=doubler, requested_by=USER))
+    minion = AgentSpec.model_validate({"name": "minion", "kind": "echo", **io})
+    await service.create_agent(
+        client, org, CreateAgentRequest(agent=minion, requested_by=f"agent:{org}:boss")
+    )
+    await service.create_topic(
+        client, org, CreateTopicRequest(topic=TopicSpec(name="scratch"), requested_by=USER)
+    )
+
+    # Refusals: one by a validator (no trace in history), one under the lock (accepted,
+    # then failed): two requests for the same new topic at once both pass their
+    # validators; the second finds the topic there once it holds the lock.
+    await _refused(
+        "a change to an unknown agent",
+        service.change_agent(
+            client,
+            org,
+            AgentCommand(agent="nobody", action=AgentAction.PAUSE, requested_by=USER),
+        ),
+    )
+    twin = CreateTopicRequest(topic=TopicSpec(name="twin"), requested_by=USER)
+    outcomes = await asyncio.gather(
+        service.create_topic(client, org, twin),
+        service.create_topic(client, org, twin),
+        return_exceptions=True,
+    )
+    if not any(isinstance(o, service.RequestRefused) for o in outcomes):
+        raise KafkaorgError(f"expected one of two twin topic requests refused: {outcomes}")
+
+    # clerk: a record, paused (the next one waits), resumed.
+    clerk_id = agent_workflow_id(org, "clerk")
+    clerk = client.get_workflow_handle_for(AgentWorkflow.run, clerk_id)
+    batch = _records(org, 3)
+    await clerk.signal(AgentWorkflow.deliver, Delivery(records=batch[:1]))
+    await _until("clerk to process a record", lambda: _processed(client, clerk_id, 1))
+    for action in (AgentAction.PAUSE, AgentAction.RESUME):
+        if action == AgentAction.RESUME:
+            await clerk.signal(AgentWorkflow.deliver, Delivery(records=batch[1:2]))
+            await asyncio.sleep(1.0)
+            status = await _agent_status(client, clerk_id)
+            if status is None or status.processed != 1 or status.inbox != 1:
+                raise KafkaorgError(f"a paused clerk should keep its record waiting: {status}")
+        await service.change_agent(
+            client, org, AgentCommand(agent="clerk", action=action, requested_by=USER)
+        )
+    await _until("clerk to process after resume", lambda: _processed(client, clerk_id, 2))
+
+    # fragile: its output is over the record size limit, a for-good failure (DLQ).
+    fragile_id = agent_workflow_id(org, "fragile")
+    big = _records(org, 1, blob="x" * (MAX_RECORD_BYTES + 1000))
+    await client.get_workflow_handle_for(AgentWorkflow.run, fragile_id).signal(
+        AgentWorkflow.deliver, Delivery(records=big)
+    )
+    await _until("fragile to fail", lambda: _closed(client, fragile_id))
+
+    # doubler: the tool on each record; the tool fails on one ({"m": ...} has no "n").
+    doubler_id = agent_workflow_id(org, "doubler")
+    inputs = _records(org, 2)
+    inputs.append(new_record(org=org, type="task.request", source=USER, payload={"m": 1}))
+    await service.deliver(client, org, "doubler", Delivery(records=inputs))
+    await _until("doubler to process 3 records", lambda: _processed(client, doubler_id, 3))
+
+    # thinker: one record through the LangGraph graph and the scripted model.
+    thinker_id = agent_workflow_id(org, "thinker")
+    await service.deliver(client, org, "thinker", Delivery(records=_records(org, 1)))
+    await _until("thinker to process a record", lambda: _processed(client, thinker_id, 1))
+
+    # A changed spec: extra and newbie added, clerk changed, gone and old removed.
+    applied = await service.apply_spec(client, _updates_spec(org, changed=True))
+    if not applied.changed:
+        raise KafkaorgError("the changed spec changed nothing")
+
+    async def clerk_updated() -> bool:
+        status = await _agent_status(client, clerk_id)
+        return status is not None and status.version >= 2
+
+    await _until("clerk to take its new spec", clerk_updated)
+    await clerk.signal(AgentWorkflow.deliver, Delivery(records=batch[2:]))
+    await _until("clerk to process with its new spec", lambda: _processed(client, clerk_id, 3))
+
+    # Drift, repaired on request.
+    await _delete_topic_behind_its_back(settings, kafka_topic(org, "extra"))
+    repaired = await service.repair_drift(client, org)
+    if not repaired.changed:
+        raise KafkaorgError(f"repair_drift found nothing to repair: {repaired.summary}")
+
+    await service.change_agent(
+        client, org, AgentCommand(agent="clerk", action=AgentAction.RETIRE, requested_by=USER)
+    )
+    await asyncio.wait_for(clerk.result(), WAIT_S)
+
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await asyncio.wait_for(org_handle.result(), WAIT_S)
+    for wf_id in (doubler_id, thinker_id):
+        await asyncio.wait_for(client.get_workflow_handle(wf_id).result(), WAIT_S)
+    return {
+        "org_updates": await org_handle.fetch_history(),
+        "agent_lifecycle": await clerk.fetch_history(),
+        "agent_dlq": await client.get_workflow_handle(fragile_id).fetch_history(),
+        "agent_tool": await client.get_workflow_handle(doubler_id).fetch_history(),
+        "agent_llm": await client.get_workflow_handle(thinker_id).fetch_history(),
+    }
+
+
+def _llm_script() -> list[Any]:
+    from tests.llm_server import ScriptedReply, ScriptedToolCall
+
+    def call(tool: str, **arguments: Any) -> ScriptedReply:
+        return ScriptedReply(tool_calls=[ScriptedToolCall(name=tool, arguments=arguments)])
+
+    return [
+        call("call_tool", name="double", args={"n": 5}),
+        call("publish", topic="outbox", type="task.done", payload={"double": 10}),
+        ScriptedReply(content="Doubled 5 and published it."),
+    ]
+
+
+# ---- the drift timer ------------------------------------------------------------------
+
+
+async def _drift_timer(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
+    await launch_org(settings, _drift_spec(org))
+    await asyncio.sleep(1.5)  # the timer fires with nothing to repair
+    agent = client.get_workflow_handle(agent_workflow_id(org, AGENT))
+    first_run = (await agent.describe()).run_id
+    await agent.terminate(reason="golden: drift")
+    topic = kafka_topic(org, "outbox")
+    await _delete_topic_behind_its_back(settings, topic)
+
+    async def repaired() -> bool:
+        described = await agent.describe()
+        restarted = (
+            described.run_id != first_run and described.status == WorkflowExecutionStatus.RUNNING
+        )
+        return restarted and await asyncio.to_thread(_topic_exists, settings, topic)
+
+    await _until("the drift timer to repair the org", repaired)
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await asyncio.wait_for(org_handle.result(), WAIT_S)
+    return {"org_drift_timer": await org_handle.fetch_history()}
+
+
+# ---- recording ------------------------------------------------------------------------
+
+
+def _scripted_llm() -> ScriptedLLM:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # tests/ is not an installed package
+    from tests.llm_server import ScriptedLLM
+
+    return ScriptedLLM()
+
+
+async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHistory] | None:
     """The histories, named by their files, or None when one does not replay (already said)."""
+    caps = host_capabilities()
+    if not caps.can_run:
+        raise KafkaorgError("sandbox unavailable: " + "; ".join(caps.problems()))
     await asyncio.to_thread(upgrade_to_head, settings.database_url)  # as the worker expects
     client = await connect_temporal(settings)
-    org = f"golden-{uuid.uuid4().hex[:8]}"
+    base = f"golden-{uuid.uuid4().hex[:8]}"
     others = await _other_pollers(client)
     if others:
         print(
@@ -181,10 +514,19 @@ async def record(settings: Settings) -> dict[str, WorkflowHistory] | None:
             "code the recording will fail its replay check below",
             file=sys.stderr,
         )
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
-        async with build_worker(client, settings, executor):
-            histories = await _drive(client, settings, org)
-    print(f"recorded from org {org!r} (stopped; its topics are kept)")
+    worker_settings = settings.model_copy(update={"max_record_bytes": MAX_RECORD_BYTES})
+    with (
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor,
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox") as jails,
+    ):
+        async with (
+            build_worker(client, worker_settings, executor),
+            build_sandbox_worker(client, settings, jails, max_concurrent=4),
+        ):
+            histories = await _drive(client, settings, base)
+            histories |= await _org_updates(client, settings, f"{base}-u", llm)
+            histories |= await _drift_timer(client, settings, f"{base}-d")
+    print(f"recorded from orgs {base!r}, {base + '-u'!r}, {base + '-d'!r} (stopped)")
 
     # Stable ids in the files' names; the replayer needs only some id per history.
     named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
@@ -198,6 +540,14 @@ async def record(settings: Settings) -> dict[str, WorkflowHistory] | None:
     return named
 
 
+def _one_event_a_line(history: WorkflowHistory) -> str:
+    """The history's JSON with one compact event per line: a third of the indented size,
+    and a diff still shows which events changed."""
+    events = json.loads(history.to_json())["events"]
+    lines = ",\n".join(json.dumps(e, separators=(",", ":")) for e in events)
+    return '{"events": [\n' + lines + "\n]}\n"
+
+
 def write(out_dir: Path, histories: dict[str, WorkflowHistory]) -> None:
     """Replace every golden file, so a renamed or dropped history leaves nothing stale."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,16 +555,20 @@ def write(out_dir: Path, histories: dict[str, WorkflowHistory]) -> None:
         old.unlink()
     for name, history in histories.items():
         path = out_dir / f"{name}.json"
-        path.write_text(history.to_json() + "\n")
-        print(f"wrote {path}")
+        path.write_text(_one_event_a_line(history))
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
 
 def main() -> None:
-    try:
-        histories = asyncio.run(record(get_settings()))
-    except KafkaorgError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    with _scripted_llm() as llm:
+        # Before the settings are first read: the worker's model calls go to the script.
+        os.environ["KAFKAORG_LLM_BASE_URL"] = llm.base_url
+        get_settings.cache_clear()
+        try:
+            histories = asyncio.run(record(get_settings(), llm))
+        except KafkaorgError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
     if histories is None:
         sys.exit(1)
     write(GOLDEN_DIR, histories)
