@@ -44,7 +44,7 @@ async def test_a_bridge_dying_between_signal_and_commit_redelivers_and_dedup_abs
         first = await service.agent_report(platform.client, org, "echo")
         assert first.received == 20, "Temporal had the signal before the bridge died"
     # The session's bridge is back: the uncommitted batch comes again, and only again.
-    out = await platform.collect(org, "outbox", 21, timeout=60, settle=2.0)
+    out = await platform.collect(org, "outbox", 20, timeout=60, settle=3.0)
     assert sorted(c.record.causation_id or "" for c in out) == sorted(r.id for r in sent)
     report = await platform.agent_status(org, "echo", until=lambda s: s.duplicates >= 20)
     assert (report.received, report.duplicates, report.processed) == (40, 20, 20)
@@ -145,8 +145,8 @@ async def test_a_worker_killed_mid_transaction_is_fenced_by_its_restarted_succes
         assert faulty.returncode == FAULT_EXIT_CODE, "the worker never reached the fault point"
         dead_id = _worker_ids(faulty.log_path)[-1]
     # The session's worker is back; the step is retried once its heartbeat times out.
-    outbox = await platform.collect(org, "outbox", 2, timeout=90, settle=2.0)
-    copy = await platform.collect(org, "copy", 2, timeout=30, settle=1.0)
+    outbox = await platform.collect(org, "outbox", 1, timeout=90, settle=3.0)
+    copy = await platform.collect(org, "copy", 1, timeout=30, settle=1.0)
     assert len(outbox) == len(copy) == 1
     assert _worker_ids(platform.worker.log_path)[-1] == dead_id, "the same slot, so fenced"
     raw = await asyncio.to_thread(_read_uncommitted, platform.settings, kafka_topic(org, "outbox"))
