@@ -128,3 +128,60 @@ async def test_redrive_needs_ids_or_all_and_known_ids(platform: Platform) -> Non
     assert_one_clear_line(
         await kafkaorg("dlq", "redrive", org, "--id", "nope"), 2, "no record with id 'nope'"
     )
+
+
+CALC = "def run(args):\n    return {'double': args['n'] * 2}\n"
+CALC_FIXED = "def run(args):\n    return {'double': args.get('n', 0) * 2}\n"
+
+
+def _calc_spec(org: str, code: str) -> dict[str, object]:
+    return {
+        "org": org,
+        "topics": [{"name": "in", "partitions": 1}, {"name": "out", "partitions": 1}],
+        "tools": [{"name": "calc", "code": code, "tests": "assert run({'n': 2}) == {'double': 4}"}],
+        "agents": [
+            {
+                "name": "runner",
+                "kind": "tool",
+                "tool": "calc",
+                "subscribes": ["in"],
+                "publishes": ["out"],
+            }
+        ],
+    }
+
+
+async def test_work_a_really_failing_agent_dead_lettered_is_redriven_after_the_fix(
+    platform: Platform,
+) -> None:
+    """Not hand-written DLQ entries: the tool agent's own failures, redriven once fixed."""
+    from kafkaorg import client as service
+    from kafkaorg.envelope import new_record
+    from kafkaorg.spec import validate_spec
+
+    org = unique_org()
+    await platform.start_org(_calc_spec(org, CALC))
+    good = [task(org, n) for n in (1, 2)]
+    bad = [new_record(org=org, type="calc", source="user:test", payload={"x": i}) for i in (1, 2)]
+    await platform.send(org, "in", [good[0], bad[0], good[1], bad[1]])
+    first = await platform.collect(org, "out", 2, timeout=60)
+    assert sorted(c.record.causation_id or "" for c in first) == sorted(r.id for r in good)
+    dead = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 2, 60)
+    assert {dict(m.headers())["dlq.reason"] for m in dead} == {b"tool-call-failed"}
+    assert all(b"tool calc v1" in dict(m.headers())["dlq.error"] for m in dead)
+    report = await service.agent_report(platform.client, org, "runner")
+    assert report.failed_reason is None, "one bad input does not fail the agent"
+
+    fixed = await service.apply_spec(platform.client, validate_spec(_calc_spec(org, CALC_FIXED)))
+    assert any("+ tool calc v2" in line for line in fixed.summary), fixed.summary
+    redriven = await kafkaorg("dlq", "redrive", org, "--all", "--json")
+    assert redriven.returncode == 0, redriven.stderr
+    assert sorted(o["id"] for o in json.loads(redriven.stdout) if o["redriven"]) == sorted(
+        r.id for r in bad
+    )
+    again = await kafkaorg("dlq", "redrive", org, "--all")  # the same entries: no new effect
+    assert again.returncode == 0, again.stderr
+    out = await platform.collect(org, "out", 4, timeout=60, settle=3.0)
+    by_cause = {c.record.causation_id: c.record.payload for c in out}
+    assert len(out) == 4, "each DLQ entry has one effect, however often it is redriven"
+    assert {by_cause[r.id]["double"] for r in bad} == {0}
