@@ -4,6 +4,12 @@ The only stand-in the test suite allows: these machines reach no model
 provider. It is a real HTTP server, so the worker's real LangChain client, its
 timeouts and its retries are exercised. Replies are scripted per agent, told
 apart by the first line of the system prompt (``You are agent <name> of org <org>.``).
+
+A scripted reply can also be what goes wrong with real providers: an error status
+with an OpenAI-style error body (429, 500, 503), a delay before answering (for the
+client's timeout), malformed tool calls (arguments that are not JSON, a tool that
+does not exist, arguments that fail validation) and a reply with neither content
+nor tool calls.
 """
 
 from __future__ import annotations
@@ -25,20 +31,42 @@ AGENT_LINE = re.compile(r"^You are agent (\S+) of org (\S+)\.", re.MULTILINE)
 Messages = list[dict[str, Any]]
 
 
+ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 404: "not_found"}
+"""OpenAI's ``error.type`` per status; any other status is a ``server_error``."""
+
+
 class ScriptedToolCall(BaseModel):
+    """One tool call; ``name`` need not be a tool the agent has (an unknown tool)."""
+
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    raw_arguments: str | None = None
+    """Sent verbatim instead of ``arguments`` (e.g. text that is not JSON)."""
     id: str | None = None
     """Generated (``call_<n>``) when not given."""
 
 
 class ScriptedReply(BaseModel):
-    """What the "model" answers to one request."""
+    """What the "model" answers to one request.
+
+    Without content and tool calls it is the empty reply a weak model sometimes gives.
+    """
 
     content: str | None = None
     tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    status: int = 200
+    """Anything but 200 answers with an OpenAI-style error body instead of a completion."""
+    error: str | None = None
+    """The error body's message (a default names the status)."""
+    delay_s: float = 0.0
+    """Seconds to wait before answering (past the client's timeout, the client gives up)."""
+
+    @classmethod
+    def failure(cls, status: int, message: str | None = None, **fields: Any) -> ScriptedReply:
+        """An error status (429, 500, 503, ...) with an OpenAI-style error body."""
+        return cls(status=status, error=message, **fields)
 
 
 ReplyFactory = Callable[[Messages], ScriptedReply]
@@ -47,11 +75,26 @@ ReplyFactory = Callable[[Messages], ScriptedReply]
 class _Rule(BaseModel):
     when: Callable[[Messages], bool]
     reply: ScriptedReply | ReplyFactory
-    used: bool = False
+    times: int | None = 1
+    """How often it may still fire; ``None``: every time ``when`` holds."""
+
+    def fires(self, messages: Messages) -> bool:
+        if self.times == 0 or not self.when(messages):
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
+
+
+class _Answer(BaseModel):
+    status: int
+    body: dict[str, Any]
+    delay_s: float = 0.0
 
 
 class ScriptedLLM:
-    """Replies per agent, in order; conditional rules are checked first and fire once."""
+    """Replies per agent, in order; conditional rules are checked first (once each, or as
+    often as told)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,10 +117,12 @@ class ScriptedLLM:
         agent: str,
         when: Callable[[Messages], bool],
         reply: ScriptedReply | ReplyFactory,
+        times: int | None = 1,
     ) -> None:
-        """Answer the first request of ``agent`` whose messages satisfy ``when`` with ``reply``."""
+        """Answer the first ``times`` requests of ``agent`` whose messages satisfy ``when``
+        with ``reply`` (``times=None``: all of them, e.g. a provider that stays down)."""
         with self._lock:
-            self._rules.setdefault(agent, []).append(_Rule(when=when, reply=reply))
+            self._rules.setdefault(agent, []).append(_Rule(when=when, reply=reply, times=times))
 
     def requests_for(self, agent: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -118,27 +163,38 @@ class ScriptedLLM:
         self.stop()
 
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """The status and JSON body for one chat-completions request."""
+        """The status and JSON body for one chat-completions request (without its delay)."""
+        answer = self._answer(body)
+        return answer.status, answer.body
+
+    def _answer(self, body: dict[str, Any]) -> _Answer:
         if body.get("stream"):
-            return 400, _error("streaming is not scripted", "invalid_request_error")
+            return _Answer(status=400, body=_error("streaming is not scripted", 400))
         messages: Messages = list(body.get("messages") or [])
         with self._lock:
             self.requests.append(body)
             agent = _agent_of(body)
             if agent is None:
-                return 500, _error("no 'You are agent <name> of org <org>.' line", "server_error")
+                return _Answer(
+                    status=500, body=_error("no 'You are agent <name> of org <org>.' line", 500)
+                )
             chosen: ScriptedReply | ReplyFactory | None = None
             for rule in self._rules.get(agent, []):
-                if not rule.used and rule.when(messages):
-                    rule.used, chosen = True, rule.reply
+                if rule.fires(messages):
+                    chosen = rule.reply
                     break
             if chosen is None:
                 queue = self._queues.get(agent) or []
                 if not queue:
-                    return 500, _error(f"script exhausted for agent {agent}", "server_error")
+                    return _Answer(status=500, body=_error(f"script exhausted for agent {agent}"))
                 chosen = queue.pop(0)
         reply = chosen if isinstance(chosen, ScriptedReply) else chosen(messages)
-        return 200, self._completion(body, reply)
+        if reply.status != 200:
+            message = reply.error or f"scripted error status {reply.status}"
+            return _Answer(
+                status=reply.status, body=_error(message, reply.status), delay_s=reply.delay_s
+            )
+        return _Answer(status=200, body=self._completion(body, reply), delay_s=reply.delay_s)
 
     def _completion(self, body: dict[str, Any], reply: ScriptedReply) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -147,7 +203,12 @@ class ScriptedLLM:
                 {
                     "id": call.id or f"call_{next(self._ids)}",
                     "type": "function",
-                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.raw_arguments
+                        if call.raw_arguments is not None
+                        else json.dumps(call.arguments),
+                    },
                 }
                 for call in reply.tool_calls
             ]
@@ -179,7 +240,8 @@ def _agent_of(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _error(message: str, kind: str) -> dict[str, Any]:
+def _error(message: str, status: int = 500) -> dict[str, Any]:
+    kind = ERROR_TYPES.get(status, "server_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
@@ -192,31 +254,36 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
                 models = {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
                 self._send(200, models)
             else:
-                self._send(404, _error(f"no route {self.path}", "not_found"))
+                self._send(404, _error(f"no route {self.path}", 404))
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")
             except json.JSONDecodeError:
-                self._send(400, _error("body is not JSON", "invalid_request_error"))
+                self._send(400, _error("body is not JSON", 400))
                 return
             if not self.path.rstrip("/").endswith("/chat/completions"):
-                self._send(404, _error(f"no route {self.path}", "not_found"))
+                self._send(404, _error(f"no route {self.path}", 404))
                 return
             try:
-                status, payload = llm.answer(body)
+                answer = llm._answer(body)
             except Exception as exc:  # a broken script: fail the test loudly, not the socket
-                status, payload = 500, _error(f"script raised {exc!r}", "server_error")
-            self._send(status, payload)
+                answer = _Answer(status=500, body=_error(f"script raised {exc!r}"))
+            if answer.delay_s:
+                time.sleep(answer.delay_s)
+            self._send(answer.status, answer.body)
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client timed out before a delayed answer: that was the point
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: pytest shows failures, not every request."""
