@@ -3,24 +3,34 @@
 The only place an agent's reasoning touches the network. It checks the org's
 token budget before calling, and records the call's token use in PostgreSQL
 keyed by the activity (run id + activity id), so a retried call is not counted twice.
+A tool call whose arguments are not JSON stays in the turn (LangChain would set it
+aside), so the workflow can tell the model what was wrong with it.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
 import openai
-from langchain_core.messages import convert_to_messages, convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    InvalidToolCall,
+    convert_to_messages,
+    convert_to_openai_messages,
+)
+from langchain_core.messages.tool import invalid_tool_call
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from kafkaorg.config import get_settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model
+from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType
 from kafkaorg.llm.prompts import system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
@@ -28,12 +38,7 @@ from kafkaorg.spec import AgentSpec
 
 MODEL_CALL_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=3),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=2),
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=5,
-        non_retryable_error_types=["LLMNotConfigured", "BudgetExceeded", "LLMRequestRejected"],
-    ),
+    "retry_policy": MODEL_CALL_RETRY,
     "summary": "model call",
 }
 """Activity options of the ``model`` node (the endpoint's own retries come first)."""
@@ -54,6 +59,69 @@ def _usage(reply: Any) -> TokenUsage:
     )
 
 
+def keep_invalid_tool_calls(reply: Any, turn: dict[str, Any]) -> None:
+    """Put the calls LangChain could not parse back into the turn, arguments verbatim.
+
+    Dropped, a reply whose only call had bad JSON would look like a final answer and the
+    record would end without a word to the model.
+    """
+    invalid = getattr(reply, "invalid_tool_calls", None) or []
+    if not invalid:
+        return
+    calls = list(turn.get("tool_calls") or [])
+    for n, call in enumerate(invalid):
+        calls.append(
+            {
+                "type": "function",
+                "id": call.get("id") or f"invalid_{n}",
+                "function": {"name": call.get("name") or "", "arguments": call.get("args") or ""},
+            }
+        )
+    turn["tool_calls"] = calls
+
+
+def to_langchain(messages: list[dict[str, Any]]) -> list[BaseMessage]:
+    """The conversation as LangChain messages; calls whose arguments are no JSON object
+    go in as invalid tool calls (LangChain's own conversion would raise on them), and the
+    client sends them back to the endpoint verbatim."""
+    out: list[BaseMessage] = []
+    for message in messages:
+        invalid: list[InvalidToolCall] = []
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            good = []
+            for call in message["tool_calls"]:
+                function = call.get("function") or {}
+                raw = function.get("arguments")
+                if _is_json_object(raw):
+                    good.append(call)
+                else:
+                    invalid.append(
+                        invalid_tool_call(
+                            name=function.get("name"),
+                            args=raw if isinstance(raw, str) else str(raw),
+                            id=call.get("id"),
+                            error=None,
+                        )
+                    )
+            message = {k: v for k, v in message.items() if k != "tool_calls"}
+            if good:
+                message["tool_calls"] = good
+        (converted,) = convert_to_messages([message])
+        if invalid and isinstance(converted, AIMessage):
+            converted.invalid_tool_calls = [*converted.invalid_tool_calls, *invalid]
+        out.append(converted)
+    return out
+
+
+def _is_json_object(raw: Any) -> bool:
+    if isinstance(raw, dict) or raw is None or raw == "":
+        return True
+    try:
+        return isinstance(json.loads(raw), dict)
+    except (TypeError, json.JSONDecodeError):
+        return False
+
+
 def call_model(state: LlmGraphState) -> dict[str, Any]:
     """One chat completion over the agent's conversation; returns the assistant turn."""
     info = activity.info()
@@ -65,10 +133,14 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
             check_budget(session, org)
         model = create_chat_model(settings).bind_tools(tool_schemas(agent))
     except LLMNotConfiguredError as exc:
-        raise ApplicationError(str(exc), type="LLMNotConfigured", non_retryable=True) from None
+        raise ApplicationError(
+            str(exc), type=ModelErrorType.NOT_CONFIGURED, non_retryable=True
+        ) from None
     except BudgetExceededError as exc:
-        raise ApplicationError(str(exc), type="BudgetExceeded", non_retryable=True) from None
-    messages = convert_to_messages(
+        raise ApplicationError(
+            str(exc), type=ModelErrorType.BUDGET_EXCEEDED, non_retryable=True
+        ) from None
+    messages = to_langchain(
         [{"role": "system", "content": system_prompt(org, agent)}, *state["messages"]]
     )
     try:
@@ -77,7 +149,7 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
         # The endpoint refused this conversation; asking again cannot help.
         raise ApplicationError(
             f"model endpoint rejected the request: {exc.message}",
-            type="LLMRequestRejected",
+            type=ModelErrorType.REQUEST_REJECTED,
             non_retryable=True,
         ) from None
     usage = _usage(reply)
@@ -93,4 +165,5 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
         )
     turn = convert_to_openai_messages(reply)
     assert isinstance(turn, dict)
+    keep_invalid_tool_calls(reply, turn)
     return {"messages": [turn], "model_calls": 1, "tokens": usage.total_tokens}

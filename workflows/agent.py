@@ -243,8 +243,18 @@ class AgentWorkflow:
         )
 
     async def _llm_step(self, spec: AgentSpec) -> None:
-        """One record through the agent's LangGraph graph, the conversation carried along."""
+        """One record through the agent's LangGraph graph, the conversation carried along.
+
+        A record the model cannot finish goes to the DLQ with the reason and the agent
+        goes on (``kafkaorg.llm.failures``); only a model call no retry can mend for any
+        record (no endpoint, the org's budget spent) fails the agent.
+        """
+        from temporalio.exceptions import ApplicationError
         from temporalio.langgraph import graph
+
+        with workflow.unsafe.imports_passed_through():
+            from kafkaorg.llm.failures import AGENT_FAILURES, MODEL_CALL_RETRY, LlmFailure
+            from workflows.llm_graph import CALL_FAILURE_PATCH
 
         state = self._state
         record, mark = state.inbox[0], state.inbox_marks[0]
@@ -268,8 +278,28 @@ class AgentWorkflow:
                 )
             )
         except ActivityError as err:
-            await self._fail([record], err)
+            cause = err.cause
+            kind = (
+                cause.type
+                if isinstance(cause, ApplicationError) and cause.type
+                else type(cause or err).__name__
+            )
+            # A provider outage (429, 5xx, timeouts, after every retry) costs this record,
+            # not the agent; histories from before failed the agent for it.
+            if kind not in AGENT_FAILURES and workflow.patched(CALL_FAILURE_PATCH):
+                await self._dead_letter(
+                    [record],
+                    LlmFailure.CALL_FAILED.value,
+                    f"{kind}: {cause or err}",
+                    attempts=_attempts(err, MODEL_CALL_RETRY),
+                )
+            else:
+                await self._fail([record], err)
         else:
+            if result.get("failure"):
+                await self._dead_letter(
+                    [record], result["failure"], result.get("failure_detail") or ""
+                )
             kept, moved = trim_conversation(result["messages"], max_chars)
             if moved and workflow.patched(ARCHIVE_CONVERSATION_PATCH):
                 # Stored before it leaves the state: a crash here retries, never loses a turn.

@@ -3,7 +3,9 @@
 Each tool call becomes the activity that does its side effect: a publish, a
 sandbox run on the ``kafkaorg-sandbox`` queue, a registry read, or an update of
 the OrgWorkflow (which checks rights and quotas). Whatever goes wrong with one
-call, bad arguments included, is answered to the model as an error it can act on.
+call, bad arguments included, is answered to the model as an error it can act on:
+arguments that are not a JSON object, a tool the agent does not have, arguments that
+do not fit the tool's schema (``kafkaorg.llm.failures`` lists every outcome).
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest
     from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission
-    from kafkaorg.llm.prompts import allowed_tools
+    from kafkaorg.llm.prompts import allowed_tools, argument_problems
     from kafkaorg.llm.state import LlmGraphState
     from kafkaorg.names import SANDBOX_TASK_QUEUE
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec, ToolSpec
     from kafkaorg.tool_programs import call_program, call_result
+
+TOOL_ARGS_PATCH = "llm-tool-arguments-checked"
+"""Calls checked against the tool's schema (and non-object JSON refused) before they run;
+histories from before ran such calls with what they could make of the arguments."""
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 MAX_OUTPUT_CHARS = 4000
@@ -70,17 +76,29 @@ class BuiltinTools:
 
     async def call(self, name: str, args: dict[str, Any]) -> str:
         """The tool message content for one call: JSON with ``ok`` and a result or an error."""
-        if name not in allowed_tools(self._agent):
-            return _json({"ok": False, "error": f"no tool {name!r} for agent {self._agent.name}"})
+        names = allowed_tools(self._agent)
+        if name not in names:
+            return _json(
+                {
+                    "ok": False,
+                    "error": f"no tool {name!r} for agent {self._agent.name}; "
+                    f"your tools: {', '.join(names)}",
+                }
+            )
+        problems = argument_problems(name, args)
+        if problems and workflow.patched(TOOL_ARGS_PATCH):
+            return _json(
+                {"ok": False, "error": f"invalid arguments for {name}: {'; '.join(problems)}"}
+            )
         try:
             result = await getattr(self, f"_{name}")(args)
         except ToolCallError as exc:
             return _json({"ok": False, "error": str(exc)})
         except ValidationError as exc:
-            problems = "; ".join(
+            found = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
             )
-            return _json({"ok": False, "error": f"invalid arguments for {name}: {problems}"})
+            return _json({"ok": False, "error": f"invalid arguments for {name}: {found}"})
         except ActivityError as err:
             return _json({"ok": False, "error": f"{name} failed: {err.cause or err}"})
         return _json({"ok": True, **result})
@@ -225,14 +243,19 @@ class BuiltinTools:
         return outcome
 
 
-def _arguments(call: dict[str, Any]) -> dict[str, Any]:
-    """A tool call's arguments as a dict (OpenAI sends a JSON string); bad JSON gives {}."""
+def _arguments(call: dict[str, Any]) -> dict[str, Any] | str:
+    """A tool call's arguments as a dict (OpenAI sends a JSON string), or what is wrong."""
+    name = call.get("function", {}).get("name", "")
     raw = call.get("function", {}).get("arguments") or "{}"
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        return {"__invalid_json__": raw}
-    return value if isinstance(value, dict) else {}
+    except json.JSONDecodeError as exc:
+        return f"arguments of {name} are not valid JSON ({exc}): {str(raw)[:200]}"
+    if isinstance(value, dict):
+        return value
+    if workflow.patched(TOOL_ARGS_PATCH):
+        return f"arguments of {name} must be a JSON object, got: {str(raw)[:200]}"
+    return {}
 
 
 async def run_tools(state: LlmGraphState) -> dict[str, Any]:
@@ -243,9 +266,20 @@ async def run_tools(state: LlmGraphState) -> dict[str, Any]:
     for call in last.get("tool_calls") or []:
         name = call.get("function", {}).get("name", "")
         args = _arguments(call)
-        if "__invalid_json__" in args:
-            content = _json({"ok": False, "error": f"arguments of {name} are not valid JSON"})
+        if isinstance(args, str):
+            content = _json({"ok": False, "error": args})
         else:
             content = await tools.call(name, args)
         replies.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": content})
     return {"messages": replies, "published": tools.published}
+
+
+def unanswered_calls(state: LlmGraphState, why: str) -> list[dict[str, Any]]:
+    """Tool messages for the last turn's calls that will not run, so the conversation
+    the agent carries on stays well-formed (every call answered)."""
+    last = state["messages"][-1]
+    error = _json({"ok": False, "error": why})
+    return [
+        {"role": "tool", "tool_call_id": call.get("id", ""), "content": error}
+        for call in last.get("tool_calls") or []
+    ]

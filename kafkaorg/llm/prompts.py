@@ -126,6 +126,45 @@ def allowed_tools(agent: AgentSpec) -> list[str]:
     return names
 
 
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "object": (dict,),
+    "array": (list,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def argument_problems(tool: str, args: dict[str, Any]) -> list[str]:
+    """What is wrong with a call's arguments against the tool's declared schema (none: []).
+
+    The schema the model was shown is the one it is held to: required fields, the JSON
+    type of each declared field and its ``enum``. Deeper checks stay with each tool.
+    """
+    schema = BUILTIN_TOOLS[tool]["parameters"]
+    properties: dict[str, dict[str, Any]] = schema.get("properties", {})
+    problems = [f"{name}: required" for name in schema.get("required", []) if name not in args]
+    for name, value in args.items():
+        declared = properties.get(name)
+        if declared is None:
+            continue  # extra fields are ignored, as the tools ignore them
+        kind = declared.get("type")
+        allowed = _JSON_TYPES.get(kind or "", (object,))
+        if (isinstance(value, bool) and kind != "boolean") or not isinstance(value, allowed):
+            problems.append(f"{name}: expected {kind}, got {_json_type(value)}")
+        elif "enum" in declared and value not in declared["enum"]:
+            problems.append(f"{name}: must be one of {', '.join(map(str, declared['enum']))}")
+    return problems
+
+
+def _json_type(value: Any) -> str:
+    for name, types in _JSON_TYPES.items():
+        if isinstance(value, types) and not (isinstance(value, bool) and name != "boolean"):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
 def tool_schemas(agent: AgentSpec) -> list[dict[str, Any]]:
     """OpenAI function-tool definitions for ``allowed_tools(agent)``."""
     return [

@@ -20,3 +20,8 @@ class LlmGraphState(TypedDict, total=False):
     model_calls: Annotated[int, operator.add]
     published: Annotated[int, operator.add]
     tokens: Annotated[int, operator.add]
+    nudges: Annotated[int, operator.add]
+    """How often the model was told its reply was empty (once per record at most)."""
+    failure: str | None
+    """Why the record ends unfinished (an ``LlmFailure``); unset when the model answered."""
+    failure_detail: str | None

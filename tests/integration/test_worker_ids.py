@@ -7,6 +7,7 @@ consumers back until they time out (kafkaorg/worker_slots.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kafkaorg.config import Settings
-from tests.support import ProcessHandle
+from tests.support import Platform, ProcessHandle, echo_spec, task, unique_org
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,14 @@ def logged_ids(worker: ProcessHandle, count: int, timeout: float = 60) -> list[s
         if len(ids) >= count:
             return ids
         assert time.monotonic() < deadline, f"no 'worker id' line #{count} in {worker.log_path}"
+        time.sleep(0.2)
+
+
+def _wait_for_line(worker: ProcessHandle, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in worker.log_path.read_text(errors="replace"):
+        worker.ensure_alive()
+        assert time.monotonic() < deadline, f"no {text!r} in {worker.log_path}"
         time.sleep(0.2)
 
 
@@ -56,3 +65,59 @@ def test_two_workers_on_one_host_get_different_ids_and_keep_them_across_a_kill(
     finally:
         first.stop()
         second.stop()
+
+
+async def test_two_workers_on_one_host_both_process_steps_and_neither_is_fenced(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """With shared ids the second worker's start would fence the first one's producers
+    (its next transaction fails: "was fenced" in its log). Each step here has two outputs,
+    so every step is a transaction."""
+    from temporalio.api.enums.v1 import EventType
+
+    from kafkaorg import client as service
+
+    org = unique_org()
+    spec = echo_spec(org, partitions=3)
+    spec["topics"].append({"name": "copy", "partitions": 3})
+    spec["agents"] = [
+        {
+            "name": f"echo-{i}",
+            "kind": "echo",
+            "subscribes": ["inbox"],
+            "publishes": ["outbox", "copy"],
+        }
+        for i in range(4)
+    ]
+    await platform.start_org(spec)
+    platform.worker.stop()
+    workers = [ProcessHandle("worker", tmp_path / name) for name in ("one", "two")]
+    try:
+        for worker in workers:
+            worker.start()
+        ids = [logged_ids(w, 1)[0] for w in workers]
+        assert ids[0] != ids[1]
+        for worker in workers:  # both poll before the first record is sent
+            _wait_for_line(worker, "worker polling task queue")
+        sent = [task(org, n, correlation_id=f"c{n}") for n in range(40)]
+        for i in range(0, 40, 4):  # several batches, so steps land on both workers
+            await platform.send(org, "inbox", sent[i : i + 4])
+            await asyncio.sleep(0.3)
+        out = await platform.collect(org, "outbox", 160, timeout=120, settle=2.0)
+        assert len({c.record.id for c in out}) == 160, "every agent answered every record"
+        identities: set[str] = set()
+        for i in range(4):
+            history = await service.agent_handle(platform.client, org, f"echo-{i}").fetch_history()
+            identities |= {
+                e.activity_task_started_event_attributes.identity
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            }
+        pids = {str(w.pid) for w in workers}
+        assert {i.split("@")[0] for i in identities} >= pids, ("both workers ran steps", identities)
+        for worker in workers:
+            assert "was fenced" not in worker.log_path.read_text(errors="replace")
+    finally:
+        for worker in workers:
+            worker.stop()
+        platform.worker.start()
