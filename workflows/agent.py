@@ -286,11 +286,12 @@ class AgentWorkflow:
             )
             # A provider outage (429, 5xx, timeouts, after every retry) costs this record,
             # not the agent; histories from before failed the agent for it.
+            why = str(cause or err)
             if kind not in AGENT_FAILURES and workflow.patched(CALL_FAILURE_PATCH):
                 await self._dead_letter(
                     [record],
                     LlmFailure.CALL_FAILED.value,
-                    f"{kind}: {cause or err}",
+                    why if why.startswith(kind) else f"{kind}: {why}",
                     attempts=_attempts(err, MODEL_CALL_RETRY),
                 )
             else:
