@@ -1,23 +1,24 @@
 """``kafkaorg agent`` and ``kafkaorg topic``: inspect and change a running org's parts.
 
-Listings read PostgreSQL (what exists right now); changes go through the org's
-OrgWorkflow, which checks permissions and quotas and announces them on the audit topic.
+Listings read PostgreSQL (what exists right now, via ``kafkaorg.org_queries``); changes
+go through the org's OrgWorkflow, which checks permissions and quotas and announces them
+on the audit topic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
-from sqlalchemy import select
 from temporalio.client import Client
 
 from kafkaorg import client as service
-from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
+from kafkaorg import org_queries as queries
+from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
 from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
@@ -25,12 +26,9 @@ from kafkaorg.contracts import (
     CreateAgentRequest,
     CreateTopicRequest,
 )
-from kafkaorg.db import Agent, Org, Topic
-from kafkaorg.db.models import ConversationTurn
 from kafkaorg.errors import BadInputError
 from kafkaorg.llm import require_llm_for
-from kafkaorg.llm.conversation import turn_text
-from kafkaorg.spec import AgentSpec, TopicClass, TopicSpec, load_agent_spec
+from kafkaorg.spec import TopicClass, TopicSpec, load_agent_spec
 from kafkaorg.temporal import connect_temporal
 
 agent_app = typer.Typer(
@@ -38,13 +36,6 @@ agent_app = typer.Typer(
     no_args_is_help=True,
 )
 topic_app = typer.Typer(help="List and create an org's topics.", no_args_is_help=True)
-
-
-def _rows(org: str, query: Any) -> list[Any]:
-    with db_session(settings()) as session:
-        if session.scalar(select(Org.id).where(Org.name == org)) is None:
-            raise BadInputError(f"unknown org {org!r}")
-        return list(session.execute(query).all())
 
 
 @agent_app.command("list")
@@ -57,58 +48,20 @@ def list_agents(
 ) -> None:
     """Find agents by name, kind or the topics they serve."""
     check_org_name(org)
-    rows = _rows(
-        org,
-        select(
-            Agent.name,
-            Agent.kind,
-            Agent.status,
-            Agent.version,
-            Agent.created_by,
-            Agent.parent_agent,
-            Agent.spec,
-            Agent.status_reason,
-        )
-        .join(Org)
-        .where(Org.name == org)
-        .order_by(Agent.name),
-    )
-    items = []
-    for r in rows:
-        spec = AgentSpec.model_validate(r.spec)
-        if kind and r.kind != kind:
-            continue
-        if topic and topic not in spec.subscribes + spec.publishes:
-            continue
-        if name and name not in r.name:
-            continue
-        items.append(
-            {
-                "name": r.name,
-                "kind": r.kind,
-                "status": r.status,
-                "version": r.version,
-                "created_by": r.created_by,
-                "parent_agent": r.parent_agent,
-                "subscribes": spec.subscribes,
-                "publishes": spec.publishes,
-                "can_create_agents": spec.can_create_agents,
-                "status_reason": r.status_reason,
-            }
-        )
+    rows = queries.list_agents(settings(), org, kind=kind, topic=topic, name=name)
     if json_output:
-        print_json(items)
+        print_json([r.model_dump() for r in rows])
         return
     table = Table("agent", "kind", "status", "version", "subscribes", "publishes", "created by")
-    for i in items:
+    for r in rows:
         table.add_row(
-            i["name"],
-            i["kind"],
-            i["status"],
-            str(i["version"]),
-            ", ".join(i["subscribes"]),
-            ", ".join(i["publishes"]),
-            i["created_by"],
+            r.name,
+            r.kind,
+            r.status,
+            str(r.version),
+            ", ".join(r.subscribes),
+            ", ".join(r.publishes),
+            r.created_by,
         )
     console.print(table)
 
@@ -140,29 +93,9 @@ def conversation(
     The recent turns are in the agent's workflow state (the Web UI shows them).
     """
     check_org_name(org)
-    of_agent = (
-        select(ConversationTurn).join(Org).where(Org.name == org, ConversationTurn.agent == agent)
-    )
-    # The agent's current conversation: the chain it archived into last.
-    latest_chain = (
-        of_agent.with_only_columns(ConversationTurn.chain_id)
-        .order_by(ConversationTurn.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    rows = _rows(
-        org,
-        of_agent.with_only_columns(
-            ConversationTurn.turn, ConversationTurn.created_at, ConversationTurn.messages
-        )
-        .where(ConversationTurn.chain_id == latest_chain)
-        .order_by(ConversationTurn.turn),
-    )
-    needle = query.lower()
+    turns = queries.conversation_turns(settings(), org, agent, query)
     items = [
-        {"turn": r.turn, "archived_at": r.created_at.isoformat(), "text": text}
-        for r in rows
-        if needle in (text := turn_text(r.messages)).lower()
+        {"turn": t.turn, "archived_at": t.archived_at.isoformat(), "text": t.text} for t in turns
     ]
     if json_output:
         print_json(items)
@@ -237,29 +170,13 @@ def list_topics(
 ) -> None:
     """The org's topics with their class, partitions and Kafka configs."""
     check_org_name(org)
-    rows = _rows(
-        org,
-        select(Topic.name, Topic.kafka_topic, Topic.topic_class, Topic.partitions, Topic.configs)
-        .join(Org)
-        .where(Org.name == org)
-        .order_by(Topic.name),
-    )
-    items = [
-        {
-            "name": r.name,
-            "kafka_topic": r.kafka_topic,
-            "class": r.topic_class,
-            "partitions": r.partitions,
-            "configs": r.configs,
-        }
-        for r in rows
-    ]
+    rows = queries.list_topics(settings(), org)
     if json_output:
-        print_json(items)
+        print_json([r.model_dump(by_alias=True) for r in rows])
         return
     table = Table("topic", "kafka topic", "class", "partitions")
-    for i in items:
-        table.add_row(i["name"], i["kafka_topic"], i["class"], str(i["partitions"]))
+    for r in rows:
+        table.add_row(r.name, r.kafka_topic, r.topic_class, str(r.partitions))
     console.print(table)
 
 

@@ -9,6 +9,7 @@ from importlib import resources
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.table import Table
 
+from kafkaorg import org_queries as queries
 from kafkaorg.cli._common import console, run, settings
 from kafkaorg.cli.org import start_org
 from kafkaorg.config import Settings
@@ -66,33 +67,11 @@ def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dic
 
 def _show_tools(cfg: Settings, spec: OrgSpec) -> None:
     """The registry's word on each of the spec's tools: version, status, tests run."""
-    from sqlalchemy import select
-
-    from kafkaorg.db import create_engine, create_sessionmaker
-    from kafkaorg.db.models import Org, Tool, ToolVersion
-
-    engine = create_engine(cfg.database_url, pool_size=1)
-    try:
-        with create_sessionmaker(engine)() as session:
-            rows = session.execute(
-                select(Tool.name, Tool.current_version, ToolVersion.version, ToolVersion.status)
-                .add_columns(ToolVersion.test_result)
-                .join(Org, Org.id == Tool.org_id)
-                .join(ToolVersion, ToolVersion.tool_id == Tool.id)
-                .where(Org.name == spec.org, Tool.name.in_([t.name for t in spec.tools]))
-                .order_by(Tool.name, ToolVersion.version.desc())
-            ).all()
-    finally:
-        engine.dispose()
-    shown: set[str] = set()
-    for name, current, version, status, result in rows:
-        if name in shown:
-            continue
-        shown.add(name)
-        tests = (result or {}).get("tests", 0)
+    for row in queries.tool_statuses(cfg, spec.org, [t.name for t in spec.tools]):
         console.print(
-            f"tool {name!r}: version {version} {status} after {tests} test(s) in the sandbox"
-            f" (current version: {current or 'none'})",
+            f"tool {row.tool!r}: version {row.latest_version} {row.latest_status} after "
+            f"{row.tests} test(s) in the sandbox"
+            f" (current version: {row.current_version or 'none'})",
             highlight=False,
         )
 

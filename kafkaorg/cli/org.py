@@ -7,21 +7,19 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
 from temporalio.client import (
     WorkflowExecutionStatus,
 )
 from temporalio.service import RPCError
 
 from kafkaorg import client as service
-from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
+from kafkaorg import org_queries as queries
+from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
 from kafkaorg.config import Settings
 from kafkaorg.contracts import ChangeResult, OrgStatus, OrgStopRequest
-from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
 from kafkaorg.lag import bridge_lag, lag_by_topic
 from kafkaorg.llm import require_llm_for
-from kafkaorg.llm.usage import org_token_budget, tokens_by_agent
 from kafkaorg.names import org_workflow_id, split_kafka_topic
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec, load_spec
@@ -57,13 +55,6 @@ def start(
     console.print(f"Temporal Web UI: {cfg.temporal_ui_org_url(spec.org)}", soft_wrap=True)
 
 
-def current_spec(cfg: Settings, org: str) -> OrgSpec | None:
-    """The spec PostgreSQL holds for ``org`` (None: the org was never started)."""
-    with db_session(cfg) as session:
-        data = session.scalar(select(Org.spec).where(Org.name == org))
-    return OrgSpec.model_validate(data) if data is not None else None
-
-
 @org_app.command("plan")
 def plan(
     file: Annotated[Path, typer.Argument(help="Org spec, YAML or JSON.")],
@@ -71,7 +62,7 @@ def plan(
 ) -> None:
     """Show what `org apply FILE` would change in the running org, changing nothing."""
     spec = load_spec(file)
-    diff = diff_specs(current_spec(settings(), spec.org), spec)
+    diff = diff_specs(queries.current_spec(settings(), spec.org), spec)
     if json_output:
         print_json({"org": spec.org, "empty": diff.is_empty, **diff.model_dump(mode="json")})
         return
@@ -194,22 +185,9 @@ def stop(
 @org_app.command("list")
 def list_orgs(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List orgs known to PostgreSQL, with their agent and topic counts."""
-    cfg = settings()
-    agents = select(func.count()).where(Agent.org_id == Org.id).scalar_subquery()
-    topics = select(func.count()).where(Topic.org_id == Org.id).scalar_subquery()
-    with db_session(cfg) as session:
-        rows = session.execute(
-            select(Org.name, Org.status, agents, topics, Org.created_at).order_by(Org.name)
-        ).all()
     items = [
-        {
-            "org": r[0],
-            "status": r[1],
-            "agents": r[2],
-            "topics": r[3],
-            "created_at": r[4].isoformat(),
-        }
-        for r in rows
+        {**r.model_dump(), "created_at": r.created_at.isoformat()}
+        for r in queries.list_orgs(settings())
     ]
     if json_output:
         print_json(items)
@@ -233,25 +211,14 @@ def usage(
 ) -> None:
     """LLM tokens used by each agent of an org, the total and the org's budget."""
     check_org_name(org)
-    with db_session(settings()) as session:
-        if session.scalar(select(Org.id).where(Org.name == org)) is None:
-            raise BadInputError(f"unknown org {org!r}")
-        by_agent = tokens_by_agent(session, org)
-        budget = org_token_budget(session, org)
-    total = sum(u.total_tokens for u in by_agent.values())
+    shown = queries.org_usage(settings(), org)
     if json_output:
-        print_json(
-            {
-                "org": org,
-                "agents": {name: u.model_dump() for name, u in by_agent.items()},
-                "total_tokens": total,
-                "budget": budget,
-            }
-        )
+        print_json(shown.model_dump())
         return
     table = Table("agent", "prompt", "completion", "total")
-    for name, u in by_agent.items():
+    for name, u in shown.agents.items():
         table.add_row(name, str(u.prompt_tokens), str(u.completion_tokens), str(u.total_tokens))
     console.print(table)
+    budget, total = shown.budget, shown.total_tokens
     left = f"; budget {budget} ({max(budget - total, 0)} left)" if budget is not None else ""
     console.print(f"total {total} token(s){left}")

@@ -1,7 +1,8 @@
 """``kafkaorg tool``: an org's registered tools and their immutable versions.
 
-Listings read PostgreSQL (the registry); approving a version goes through the
-org's OrgWorkflow, which records it and announces it on the audit topic.
+Listings read PostgreSQL (the registry, via ``kafkaorg.org_queries``); approving a
+version goes through the org's OrgWorkflow, which records it and announces it on the
+audit topic.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from kafkaorg import client as service
-from kafkaorg.cli._common import check_org_name, console, db_session, print_json, run, settings
+from kafkaorg import org_queries as queries
+from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
 from kafkaorg.contracts import ApproveToolRequest, ChangeResult, RollbackToolRequest
-from kafkaorg.db import Org
-from kafkaorg.db.models import Tool, ToolVersion
-from kafkaorg.errors import BadInputError
 from kafkaorg.temporal import connect_temporal
 
 tool_app = typer.Typer(
@@ -25,41 +23,9 @@ tool_app = typer.Typer(
 )
 
 
-def _versions(org: str, tool: str | None = None) -> list[dict[str, Any]]:
-    """Every version (newest first within a tool), with whether it is the current one."""
-    with db_session(settings()) as session:
-        if session.scalar(select(Org.id).where(Org.name == org)) is None:
-            raise BadInputError(f"unknown org {org!r}")
-        query = (
-            select(Tool.name, Tool.current_version, ToolVersion)
-            .join(Org, Org.id == Tool.org_id)
-            .join(ToolVersion, ToolVersion.tool_id == Tool.id)
-            .where(Org.name == org)
-            .order_by(Tool.name, ToolVersion.version.desc())
-        )
-        if tool is not None:
-            query = query.where(Tool.name == tool)
-        return [
-            {
-                "tool": name,
-                "version": v.version,
-                "status": v.status,
-                "current": current == v.version,
-                "description": v.description,
-                "author": v.author,
-                "created_at": v.created_at.isoformat() if v.created_at else None,
-                "args_schema": v.args_schema,
-                "test_result": v.test_result,
-                "code": v.code,
-                "tests": v.tests,
-            }
-            for name, current, v in session.execute(query).tuples().all()
-        ]
-
-
-def _reason(version: dict[str, Any]) -> str:
-    result = version.get("test_result") or {}
-    return str(result.get("reason") or "")
+def _version_json(version: queries.ToolVersionRow) -> dict[str, Any]:
+    created_at = version.created_at.isoformat() if version.created_at else None
+    return {**version.model_dump(), "created_at": created_at}
 
 
 @tool_app.command("list")
@@ -69,35 +35,18 @@ def list_tools(
 ) -> None:
     """Every tool of the org with its current version and its latest version's status."""
     check_org_name(org)
-    latest: dict[str, dict[str, Any]] = {}
-    currents: dict[str, int | None] = {}
-    for v in _versions(org):
-        latest.setdefault(v["tool"], v)
-        currents.setdefault(v["tool"], None)
-        if v["current"]:
-            currents[v["tool"]] = v["version"]
-    rows = [
-        {
-            "tool": name,
-            "current_version": currents[name],
-            "latest_version": v["version"],
-            "latest_status": v["status"],
-            "description": v["description"],
-            "reason": _reason(v) or None,
-        }
-        for name, v in latest.items()
-    ]
+    rows = queries.list_tools(settings(), org)
     if json_output:
-        print_json(rows)
+        print_json([r.model_dump() for r in rows])
         return
     table = Table("tool", "current", "latest", "status", "description", title=f"tools of {org}")
     for row in rows:
         table.add_row(
-            row["tool"],
-            str(row["current_version"] or "-"),
-            str(row["latest_version"]),
-            row["latest_status"],
-            row["description"],
+            row.tool,
+            str(row.current_version or "-"),
+            str(row.latest_version),
+            row.latest_status,
+            row.description,
         )
     console.print(table)
 
@@ -110,23 +59,26 @@ def show_tool(
 ) -> None:
     """A tool's versions: status, test result (and why a failed one failed), code."""
     check_org_name(org)
-    versions = _versions(org, tool)
-    if not versions:
-        raise BadInputError(f"unknown tool {tool!r} in org {org!r}")
-    current = next((v["version"] for v in versions if v["current"]), None)
+    detail = queries.tool_detail(settings(), org, tool)
+    current, versions = detail.current_version, detail.versions
     if json_output:
-        print_json({"tool": tool, "current_version": current, "versions": versions})
+        print_json(
+            {
+                "tool": tool,
+                "current_version": current,
+                "versions": [_version_json(v) for v in versions],
+            }
+        )
         return
     console.print(f"tool {tool} (current version: {current or 'none'})", highlight=False)
     for v in versions:
-        result = v["test_result"] or {}
-        mark = " (current)" if v["current"] else ""
-        line = f"v{v['version']}{mark}: {v['status']}, {result.get('tests', 0)} test(s)"
-        if _reason(v):
-            line += f" — {_reason(v)}"
+        mark = " (current)" if v.current else ""
+        line = f"v{v.version}{mark}: {v.status}, {v.tests_run} test(s)"
+        if v.reason:
+            line += f" — {v.reason}"
         console.print(line, markup=False, highlight=False)
     console.print("--- code of the newest version ---", highlight=False)
-    console.print(versions[0]["code"], markup=False, highlight=False)
+    console.print(versions[0].code, markup=False, highlight=False)
 
 
 @tool_app.command("approve")
