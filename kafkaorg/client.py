@@ -31,6 +31,7 @@ from kafkaorg.config import Settings
 from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
+    AgentConversation,
     AgentInput,
     AgentQuery,
     AgentReport,
@@ -64,6 +65,7 @@ from kafkaorg.names import (
     org_search_attributes,
     org_workflow_id,
 )
+from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import OrgSpec
 from kafkaorg.temporal import connect_temporal
 
@@ -215,6 +217,19 @@ async def repair_drift(client: Client, org: str) -> ChangeResult:
     return await send_update(client, org, OrgUpdate.REPAIR_DRIFT)
 
 
+async def apply_or_launch(cfg: Settings, client: Client, spec: OrgSpec) -> ChangeResult:
+    """``org apply``: make the running org match ``spec`` (and repair drift), or start it
+    when it does not run yet; the summary lists what changed either way."""
+    if not await is_running(client, spec.org):
+        await launch_org(cfg, spec)
+        return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
+    result = await apply_spec(client, spec)
+    repaired = await repair_drift(client, spec.org)
+    return ChangeResult(
+        changed=result.changed or repaired.changed, summary=result.summary + repaired.summary
+    )
+
+
 async def create_agent(client: Client, org: str, request: CreateAgentRequest) -> ChangeResult:
     return await send_update(client, org, OrgUpdate.CREATE_AGENT, request)
 
@@ -300,6 +315,13 @@ async def command_agent(client: Client, command: AgentCommand) -> bool:
     return True
 
 
+async def agent_conversation(client: Client, org: str, agent: str) -> AgentConversation:
+    """An llm agent's recent conversation (the ``conversation`` query)."""
+    return await agent_handle(client, org, agent).query(
+        AgentQuery.CONVERSATION, result_type=AgentConversation, rpc_timeout=timedelta(seconds=5)
+    )
+
+
 async def agent_report(
     client: Client, org: str, agent: str, rpc_timeout: timedelta | None = None
 ) -> AgentReport:
@@ -312,8 +334,10 @@ async def agent_report(
 __all__ = [
     "RefusalType",
     "RequestRefused",
+    "agent_conversation",
     "agent_handle",
     "agent_report",
+    "apply_or_launch",
     "apply_spec",
     "approve_tool",
     "change_agent",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
     live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
 
+    # The web console (``kafkaorg console``; kafkaorg/console/access.py).
+    console_host: str = "127.0.0.1"
+    console_port: int = 8240
+    console_token: str | None = None
+    """Operators' token; required when the console binds beyond loopback."""
+    console_viewer_token: str | None = None
+    """Read-only users' token (needs ``console_token`` set too)."""
+
     # Record path limits.
     max_record_bytes: int = 1_048_576
     """Records larger than this go to the DLQ instead of into a workflow."""
@@ -81,6 +90,16 @@ class Settings(BaseSettings):
     """At most one status query per agent this often (only for agents fed recently or held)."""
     bridge_retry_max_s: float = 10.0
     """Longest wait between retries of a batch Temporal did not accept."""
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.console_host}:{self.console_port}"
+
+    def temporal_ui_workflow_url(self, workflow_id: str) -> str:
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/"
+            f"{quote(workflow_id, safe='')}"
+        )
 
     @property
     def temporal_ui_url(self) -> str:

@@ -80,6 +80,8 @@ class ConversationTurnRow(BaseModel):
     turn: int
     archived_at: datetime
     text: str
+    messages: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
+    """The turn as it was (OpenAI messages), for the console's decisions view."""
 
 
 class OrgUsage(BaseModel):
@@ -297,7 +299,12 @@ def conversation_turns(
         rows = session.execute(turns).all()
     return matching_turns(
         [
-            ConversationTurnRow(turn=r.turn, archived_at=r.created_at, text=turn_text(r.messages))
+            ConversationTurnRow(
+                turn=r.turn,
+                archived_at=r.created_at,
+                text=turn_text(r.messages),
+                messages=r.messages,
+            )
             for r in rows
         ],
         query,

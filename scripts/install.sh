@@ -25,7 +25,8 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 need=()
-for pkg in postgresql libnl-3-200 libnl-route-3-200; do
+# chromium: the console's browser tests; graphviz: the console lays out the org graph.
+for pkg in postgresql libnl-3-200 libnl-route-3-200 chromium graphviz; do
     installed "$pkg" || need+=("$pkg")
 done
 command -v mvn >/dev/null 2>&1 || need+=(maven)
@@ -37,7 +38,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     $SUDO apt-get update -q
     $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 else
-    say "Debian packages present (postgresql, libnl-3-200, libnl-route-3-200, maven, java)"
+    say "Debian packages present (postgresql, libnl-3-200, libnl-route-3-200, chromium, graphviz, maven, java)"
 fi
 
 # --- Python -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.state import AgentRef, AgentStatusChange, StateActivities
     from activities.tool_registry import ToolActivities, ToolRef
     from kafkaorg.contracts import (
+        AgentConversation,
         AgentInput,
         AgentQuery,
         AgentReport,
@@ -147,6 +148,7 @@ class AgentWorkflow:
                 break  # a paused agent keeps its unprocessed inbox in the final state
             assert state.spec is not None
             await self._step(state.spec)
+            state.last_step_at = workflow.now()
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 state.seen_ids = [i for i in state.seen_ids if i in self._seen][-DEDUP_WINDOW:]
@@ -492,6 +494,11 @@ class AgentWorkflow:
             self._state.spec = update.spec
             self._state.version = update.version
 
+    @workflow.query(name=AgentQuery.CONVERSATION)
+    def conversation(self) -> AgentConversation:
+        s = self._state
+        return AgentConversation(messages=s.conversation, archived_turns=s.conversation_dropped)
+
     @workflow.query(name=AgentQuery.STATUS)
     def status(self) -> AgentReport:
         s = self._state
@@ -512,4 +519,5 @@ class AgentWorkflow:
             failed_reason=s.failed_reason,
             tokens=s.tokens,
             conversation_messages=len(s.conversation),
+            last_step_at=s.last_step_at,
         )

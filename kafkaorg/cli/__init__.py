@@ -19,7 +19,7 @@ from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
 from kafkaorg.cli.dlq import dlq_app
 from kafkaorg.cli.org import org_app
-from kafkaorg.cli.processes import bridge, worker
+from kafkaorg.cli.processes import bridge, console, worker
 from kafkaorg.cli.records import send, tail
 from kafkaorg.cli.replay import replay
 from kafkaorg.cli.sandbox import sandbox_app
@@ -45,6 +45,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(tool_app, name="tool")
 app.command()(worker)
 app.command()(bridge)
+app.command()(console)
 app.command()(send)
 app.command()(tail)
 app.command()(replay)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from importlib import resources
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.table import Table
@@ -15,9 +14,10 @@ from kafkaorg.cli.org import start_org
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import BadInputError, KafkaorgError
+from kafkaorg.examples import demo_spec
 from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
 from kafkaorg.names import kafka_topic
-from kafkaorg.spec import OrgSpec, parse_spec_text
+from kafkaorg.spec import OrgSpec
 
 TASKS = [
     ("Rotate the TLS certificates", "high"),
@@ -27,12 +27,6 @@ TASKS = [
     ("Upgrade the Kafka brokers", "medium"),
 ]
 WAIT_S = 90.0
-
-
-def demo_spec() -> OrgSpec:
-    examples = resources.files("kafkaorg.examples")
-    text = examples.joinpath("demo.yaml").read_text(encoding="utf-8")
-    return parse_spec_text(text, "kafkaorg/examples/demo.yaml", examples)
 
 
 def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dict[str, Record]:
@@ -134,6 +128,10 @@ def demo() -> None:
     console.print(table)
     url = cfg.temporal_ui_org_url(spec.org)
     console.print(f"Temporal Web UI (the agents' workflows): {url}", soft_wrap=True)
+    console.print(
+        f"Console (records, agents, graph, tools): {cfg.console_url}/orgs/{spec.org}",
+        soft_wrap=True,
+    )
     console.print("Stop everything with: kafkaorg dev down")
     if len(found) != len(sent):
         raise KafkaorgError(

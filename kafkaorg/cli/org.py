@@ -87,15 +87,8 @@ def apply(
 
     async def _apply() -> ChangeResult:
         client = await connect_temporal(cfg)
-        if not await service.is_running(client, spec.org):
-            await start_org(spec, cfg)
-            return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
-        with console.status(f"Applying changes to org {spec.org!r} …"):
-            result = await service.apply_spec(client, spec)
-            repaired = await service.repair_drift(client, spec.org)
-        return ChangeResult(
-            changed=result.changed or repaired.changed, summary=result.summary + repaired.summary
-        )
+        with console.status(f"Applying org {spec.org!r} …"):
+            return await service.apply_or_launch(cfg, client, spec)
 
     result = run(_apply())
     if json_output:

@@ -7,6 +7,7 @@ signal and query a workflow by name without importing its code.
 """
 
 from kafkaorg.contracts.agent import (
+    AgentConversation,
     AgentInput,
     AgentReport,
     AgentResult,
@@ -48,6 +49,7 @@ __all__ = [
     "LIVE_AGENT_STATUSES",
     "AgentAction",
     "AgentCommand",
+    "AgentConversation",
     "AgentInfo",
     "AgentInput",
     "AgentKind",

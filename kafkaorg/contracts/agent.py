@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -59,6 +60,8 @@ class AgentState(BaseModel):
     conversation_dropped: int = 0
     """Earlier turns moved out to PostgreSQL (the model is told how many, and can recall them)."""
     tokens: int = 0
+    last_step_at: datetime | None = None
+    """When the agent last finished a step (workflow time): the console's last activity."""
 
 
 class AgentInput(BaseModel):
@@ -93,6 +96,15 @@ class AgentReport(BaseModel):
     conversation_messages: int = 0
     inbox_bytes: int = 0
     """Serialized size of the inbox (the bridge's byte bound compares against it)."""
+    last_step_at: datetime | None = None
+
+
+class AgentConversation(BaseModel):
+    """The ``conversation`` query's answer: an llm agent's recent turns (OpenAI messages)
+    and how many earlier turns were archived to PostgreSQL."""
+
+    messages: list[dict[str, Any]]
+    archived_turns: int
 
 
 class AgentResult(BaseModel):

@@ -41,3 +41,4 @@ class AgentSignal(StrEnum):
 
 class AgentQuery(StrEnum):
     STATUS = "status"
+    CONVERSATION = "conversation"

@@ -14,6 +14,7 @@ from rich.console import Console
 from kafkaorg.config import Settings, get_settings
 
 from ._base import Service
+from ._console import ConsoleService
 from ._kafka import KAFKA_VERSION, KafkaService
 from ._models import ServiceStatus, StackError
 from ._postgres import PostgresService
@@ -36,6 +37,7 @@ class DevStack:
         self.temporal = TemporalService(self.settings)
         self.postgres = PostgresService(self.settings)
         self.core: list[Service] = [self.kafka, self.temporal, self.postgres]
+        self.console_service = ConsoleService(self.settings)
         self.platform: list[Service] = [
             PlatformProcess(self.settings, "worker"),
             PlatformProcess(self.settings, "bridge"),
@@ -105,6 +107,7 @@ class DevStack:
             for service in self.core:
                 service.after_healthy()
             self._migrate()
+            self._start_console()
             if workers:
                 launched = [s for s in self.platform if not s.healthy()]
                 for service in launched:
@@ -117,7 +120,7 @@ class DevStack:
     def down(self) -> list[str]:
         """Stop the processes we started (worker and bridge first); returns their names."""
         with self._lock():
-            stopped = [s.name for s in self.platform if s.stop()]
+            stopped = [s.name for s in [self.console_service, *self.platform] if s.stop()]
             running = [s for s in self.core if s.our_pid() is not None]
             if running:
                 names = ", ".join(s.title for s in running)
@@ -134,13 +137,27 @@ class DevStack:
         """The state of every service, checked with a real client of each."""
         with ThreadPoolExecutor(len(self.core)) as pool:
             core = list(pool.map(lambda s: s.status(), self.core))
-        return core + [s.status() for s in self.platform]
+        return core + [s.status() for s in [self.console_service, *self.platform]]
 
     def is_up(self) -> bool:
         """Whether Kafka, Temporal and PostgreSQL all answer (worker and bridge not counted)."""
         return all(s.healthy() for s in self.core)
 
     # -- steps -----------------------------------------------------------------------------
+
+    def _start_console(self) -> None:
+        """The console needs nothing at start (it connects on first request); a port taken
+        by something else is a warning, not a failed ``up``."""
+        console = self.console_service
+        if console.healthy():
+            self._say(f"[green]✓[/] console running on {console.address}")
+            return
+        try:
+            self._check_ports(console)
+            console.launch()
+            self._wait(console)
+        except StackError as exc:
+            self._say(f"[yellow]![/] console not started: {exc}")
 
     def _check_ports(self, service: Service) -> None:
         for port in service.ports():

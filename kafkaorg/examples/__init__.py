@@ -1,0 +1,14 @@
+"""Example org specs (and the tools they use) shipped with the package."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from kafkaorg.spec import OrgSpec, parse_spec_text
+
+
+def demo_spec() -> OrgSpec:
+    """The org ``kafkaorg demo`` runs: rule agent → tool agent → echo agent."""
+    examples = resources.files("kafkaorg.examples")
+    text = examples.joinpath("demo.yaml").read_text(encoding="utf-8")
+    return parse_spec_text(text, "kafkaorg/examples/demo.yaml", examples)

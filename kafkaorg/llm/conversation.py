@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 MAX_CONVERSATION_CHARS = 40_000
 """Serialized size kept between records: each model call carries it as activity input."""
 RECALL_TOOL = "recall_conversation"
@@ -66,3 +68,59 @@ def turn_text(messages: list[dict[str, Any]]) -> str:
             function = call.get("function", {})
             lines.append(f"{role} called {function.get('name')}({function.get('arguments')})")
     return "\n".join(lines)
+
+
+class ToolCallView(BaseModel):
+    """One tool call of the model, with the result it was given back."""
+
+    name: str
+    arguments: str
+    result: str | None = None
+
+
+class DecisionStep(BaseModel):
+    """One model reply: what it said and the tools it called."""
+
+    reply: str = ""
+    tool_calls: list[ToolCallView] = []
+
+
+class DecisionTurn(BaseModel):
+    """One record an llm agent handled: what it was given and what it decided, in order."""
+
+    turn: int
+    input: str
+    steps: list[DecisionStep]
+    archived: bool = False
+
+
+def decision_turns(
+    messages: list[dict[str, Any]], first_turn: int = 1, archived: bool = False
+) -> list[DecisionTurn]:
+    """A conversation (OpenAI messages) as turns: each user message opens one, the
+    assistant replies follow, and each tool result is matched to its call by id."""
+    turns: list[DecisionTurn] = []
+    calls: dict[str, ToolCallView] = {}
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            content = message.get("content")
+            text = content if isinstance(content, str) else json.dumps(content)
+            turns.append(
+                DecisionTurn(turn=first_turn + len(turns), input=text, steps=[], archived=archived)
+            )
+        elif role == "assistant" and turns:
+            step = DecisionStep(reply=str(message.get("content") or ""))
+            for call in message.get("tool_calls") or []:
+                function = call.get("function", {})
+                view = ToolCallView(
+                    name=str(function.get("name")), arguments=str(function.get("arguments", ""))
+                )
+                calls[str(call.get("id"))] = view
+                step.tool_calls.append(view)
+            turns[-1].steps.append(step)
+        elif role == "tool":
+            matched = calls.get(str(message.get("tool_call_id")))
+            if matched is not None:
+                matched.result = str(message.get("content") or "")
+    return turns

@@ -33,7 +33,12 @@ REQUIRED_SERVICES = (
     "kafkaorg-sandbox-worker",
     "kafkaorg-bridge",
 )
-KAFKAORG_SERVICES = ("kafkaorg-worker", "kafkaorg-sandbox-worker", "kafkaorg-bridge")
+KAFKAORG_SERVICES = (
+    "kafkaorg-worker",
+    "kafkaorg-sandbox-worker",
+    "kafkaorg-bridge",
+    "kafkaorg-console",
+)
 # Long-running infrastructure that other services wait for or people look at.
 INFRA_SERVICES = ("kafka", "postgresql", "temporal", "temporal-ui")
 # What the kafkaorg processes need before they start.

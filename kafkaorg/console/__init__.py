@@ -1,0 +1,1 @@
+"""The web console: see and steer an org in a browser (``kafkaorg console``)."""

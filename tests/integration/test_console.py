@@ -1,0 +1,349 @@
+"""The console against the real stack: access rules over HTTP, the views in a real browser.
+
+Every change made from a page must land where the CLI's would: in PostgreSQL and on the
+org's audit topic, through the OrgWorkflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from kafkaorg import org_queries as queries
+from kafkaorg.config import Settings
+from kafkaorg.examples import demo_spec
+from kafkaorg.kafka import Outgoing, produce_and_wait
+from kafkaorg.names import dlq_topic
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_console
+from tests.integration.test_tools import _audit
+from tests.support import (
+    Platform,
+    assert_one_clear_line,
+    echo_spec,
+    run_cli,
+    task,
+    unique_org,
+)
+
+pytestmark = pytest.mark.integration
+
+OPEN_PORT = 18241
+GUARDED_PORT = 18242
+OPERATOR_TOKEN = "operator-token-for-tests"
+VIEWER_TOKEN = "viewer-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def open_console(stack: Settings, log_dir: Path) -> Iterator[str]:
+    """A console on loopback with no token: everyone who reaches it is an operator."""
+    handle = start_console(log_dir, OPEN_PORT)
+    yield f"http://127.0.0.1:{OPEN_PORT}"
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded_console(stack: Settings, log_dir: Path) -> Iterator[str]:
+    env = {
+        "KAFKAORG_CONSOLE_TOKEN": OPERATOR_TOKEN,
+        "KAFKAORG_CONSOLE_VIEWER_TOKEN": VIEWER_TOKEN,
+    }
+    handle = start_console(log_dir, GUARDED_PORT, env, name="guarded-console")
+    yield f"http://127.0.0.1:{GUARDED_PORT}"
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = await context.new_page()
+    yield tab
+    await context.close()
+
+
+def _agent_status(settings: Settings, org: str, agent: str) -> str:
+    return next(a.status for a in queries.list_agents(settings, org) if a.name == agent)
+
+
+def _csrf(client: httpx.Client, url: str) -> str:
+    client.get(url, headers={"accept": "text/html"})
+    return client.cookies["kafkaorg_csrf"]
+
+
+# ---- access --------------------------------------------------------------------------------
+
+
+def test_the_console_refuses_to_serve_beyond_loopback_without_a_token(stack: Settings) -> None:
+    result = run_cli("console", "--host", "0.0.0.0", "--port", "18243", timeout=30)
+    assert_one_clear_line(result, 2, "KAFKAORG_CONSOLE_TOKEN", "0.0.0.0")
+
+
+async def test_anonymous_requests_are_refused_and_a_viewer_cannot_pause(
+    platform: Platform, guarded_console: str
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org))
+    agent_url = f"{guarded_console}/orgs/{org}/agents/echo"
+
+    with httpx.Client(base_url=guarded_console) as anonymous:
+        assert anonymous.get(f"/orgs/{org}").status_code == 401
+        page_ = anonymous.get(f"/orgs/{org}", headers={"accept": "text/html"})
+        assert page_.status_code == 401 and "Sign in" in page_.text
+        csrf = anonymous.cookies["kafkaorg_csrf"]
+        paused = anonymous.post(f"{agent_url}/pause", data={"csrf": csrf})
+        assert paused.status_code == 401
+        wrong = anonymous.post("/login", data={"csrf": csrf, "token": "guess"})
+        assert wrong.status_code == 401
+
+    with httpx.Client(base_url=guarded_console) as viewer:
+        csrf = _csrf(viewer, "/login")
+        signed_in = viewer.post("/login", data={"csrf": csrf, "token": VIEWER_TOKEN})
+        assert signed_in.status_code == 303
+        assert viewer.get(f"/orgs/{org}").status_code == 200
+        refused = viewer.post(f"{agent_url}/pause", data={"csrf": csrf})
+        assert refused.status_code == 403
+        assert "viewers cannot change anything" in refused.json()["error"]
+    assert _agent_status(platform.settings, org, "echo") == "running"
+
+    bearer = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with httpx.Client(base_url=guarded_console, headers=bearer) as operator:
+        csrf = _csrf(operator, f"/orgs/{org}")
+        forged = operator.post(f"{agent_url}/pause", data={"csrf": "not-the-cookie"})
+        assert forged.status_code == 403
+        other_site = operator.post(
+            f"{agent_url}/pause", data={"csrf": csrf}, headers={"origin": "http://evil.example"}
+        )
+        assert other_site.status_code == 403
+        assert _agent_status(platform.settings, org, "echo") == "running"
+        done = operator.post(f"{agent_url}/pause", data={"csrf": csrf})
+        assert done.status_code == 303 and "paused" in done.headers["location"]
+    assert _agent_status(platform.settings, org, "echo") == "paused"
+    audit = await _audit(platform, org, "agent.paused")
+    assert audit[0].payload["by"] == "user:console"
+
+
+# ---- views in a real browser -----------------------------------------------------------------
+
+
+async def test_a_record_sent_with_the_cli_appears_in_the_live_view(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org))
+    await page.goto(f"{open_console}/orgs/{org}/records")
+    await expect(page.locator("#stream-state")).to_have_text("live", timeout=15_000)
+
+    marker = f"hello-{org}"
+    sent = await asyncio.to_thread(
+        run_cli,
+        "send",
+        org,
+        "inbox",
+        "--type",
+        "task.request",
+        "--payload",
+        json.dumps({"m": marker}),
+    )
+    assert sent.returncode == 0, sent.stderr
+    rows = page.locator("#records tbody tr", has_text=marker)
+    # The input on inbox and the echo agent's output on outbox, both live.
+    await expect(rows).to_have_count(2, timeout=20_000)
+    await expect(rows.filter(has_text="outbox")).to_have_count(1)
+
+    # Pausing the view holds new records back until resume.
+    await page.click("#pause")
+    second = f"second-{org}"
+    await asyncio.to_thread(
+        run_cli,
+        "send",
+        org,
+        "inbox",
+        "--type",
+        "task.request",
+        "--payload",
+        json.dumps({"m": second}),
+    )
+    await expect(page.locator("#stream-state")).to_contain_text("waiting", timeout=20_000)
+    await expect(page.locator("#records tbody tr", has_text=second)).to_have_count(0)
+    await page.click("#pause")
+    await expect(page.locator("#records tbody tr", has_text=second)).to_have_count(
+        2, timeout=10_000
+    )
+
+    # A filter narrows the stream on the server: only the agent's outputs.
+    await page.select_option("select[name=topic]", "outbox")
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#stream-state")).to_have_text("live", timeout=15_000)
+    await expect(page.locator("#records tbody tr", has_text=marker)).to_have_count(
+        1, timeout=15_000
+    )
+    await expect(page.locator("#records tbody tr", has_text="inbox")).to_have_count(0)
+
+    # The record's page: envelope, position, and what it caused.
+    await page.locator("#records tbody tr", has_text=marker).locator("a").click()
+    await expect(page.locator("h1")).to_contain_text("Record outbox/")
+    await expect(page.locator("#causes")).to_contain_text("inbox/")
+    await expect(page.locator("#record-value")).to_contain_text(marker)
+
+
+async def test_pausing_an_agent_from_the_ui_reaches_postgres_and_the_audit_topic(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org))
+    await page.goto(f"{open_console}/orgs/{org}/agents/echo")
+    await page.click("#pause-agent")
+    await expect(page.locator(".banner.done")).to_contain_text("paused")
+    await expect(page.locator("#agent-status")).to_have_text("paused")
+    assert _agent_status(platform.settings, org, "echo") == "paused"
+    audit = await _audit(platform, org, "agent.paused")
+    assert audit[0].payload["agent"] == "echo"
+
+    await page.click("#resume-agent")
+    await expect(page.locator("#agent-status")).to_have_text("running")
+    assert _agent_status(platform.settings, org, "echo") == "running"
+
+
+def _demo_spec(org: str) -> dict[str, Any]:
+    return {**demo_spec().model_dump(mode="json", by_alias=True), "org": org}
+
+
+async def test_the_demo_graph_shows_its_agents_topics_and_edges(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    await platform.start_org(_demo_spec(org))
+    await page.goto(f"{open_console}/orgs/{org}/graph")
+    svg = page.locator("#graph svg")
+    await expect(svg).to_be_visible()
+    for agent in ("triage", "scorer", "recorder"):
+        await expect(svg.locator(f'[id="agent:{agent}"]')).to_have_count(1)
+    for topic in ("tasks", "triaged", "scored", "results"):
+        await expect(svg.locator(f'[id="topic:{topic}"]')).to_have_count(1)
+    edges = await svg.locator('[id^="edge|"]').evaluate_all("els => els.map(e => e.id)")
+    assert sorted(edges) == sorted(
+        [
+            "edge|subscribes|topic:tasks|agent:triage",
+            "edge|publishes|agent:triage|topic:triaged",
+            "edge|subscribes|topic:triaged|agent:scorer",
+            "edge|publishes|agent:scorer|topic:scored",
+            "edge|subscribes|topic:scored|agent:recorder",
+            "edge|publishes|agent:recorder|topic:results",
+        ]
+    )
+    await svg.locator('[id="agent:scorer"] a').first.click()
+    await expect(page.locator("h1")).to_contain_text("Agent scorer")
+
+
+async def test_a_tools_versions_code_and_sandbox_results_are_visible(
+    platform: Platform, open_console: str, page: Page, tmp_path: Path
+) -> None:
+    org = unique_org()
+    spec = _demo_spec(org)
+    await platform.start_org(spec)
+    tool = spec["tools"][0]
+    changed = {**tool, "code": tool["code"] + "\n# a second version\n"}
+    spec_file = tmp_path / "org.yaml"
+    spec_file.write_text(yaml.safe_dump({**spec, "tools": [changed]}))
+    assert run_cli("org", "apply", str(spec_file)).returncode == 0
+
+    await page.goto(f"{open_console}/orgs/{org}/tools")
+    await page.click(f"text={tool['name']}")
+    await expect(page.locator("#current-version")).to_have_text("v2")
+    for version in ("v1", "v2"):
+        article = page.locator(f"#{version}")
+        await expect(article.locator(".test-result")).to_contain_text("3 test(s): passed")
+        await expect(article).to_contain_text("by ")
+    await page.locator("#v1 summary", has_text="code").click()
+    await expect(page.locator("#code-v1")).to_contain_text("def ")
+    await page.locator("#v1 summary", has_text="tests").click()
+    await expect(page.locator("#tests-v1")).to_contain_text("assert")
+    await expect(page.locator("#diff")).to_contain_text("a second version")
+
+    await page.click("#rollback-v1")
+    await expect(page.locator(".banner.done")).to_contain_text("v1")
+    await expect(page.locator("#current-version")).to_have_text("v1")
+
+
+async def test_a_dlq_entry_is_redriven_from_the_ui(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org, partitions=1))
+    failed = task(org, 7)
+    headers = (
+        ("dlq.reason", b"agent-step-failed"),
+        ("dlq.error", b"boom: the step failed"),
+        ("dlq.agent", b"echo"),
+    )
+    await asyncio.to_thread(
+        produce_and_wait, platform.producer, [Outgoing(dlq_topic(org), failed, headers)]
+    )
+    await page.goto(f"{open_console}/orgs/{org}/dlq")
+    row = page.locator(f'#dlq tr[data-id="{failed.id}"]')
+    await expect(row).to_contain_text("agent-step-failed")
+    await row.locator("input.pick").check()
+    await page.click("#redrive")
+    await expect(page.locator(".banner.done")).to_contain_text(f"redrove {failed.id}")
+    out = await platform.collect(org, "outbox", 1)
+    assert [c.record.causation_id for c in out] == [failed.id]
+
+
+async def test_the_plan_of_a_changed_spec_is_shown_before_it_is_applied(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    spec = echo_spec(org)
+    await platform.start_org(spec)
+    await page.goto(f"{open_console}/apply?org={org}")
+    text = await page.locator("#plan-form textarea").input_value()
+    assert yaml.safe_load(text)["org"] == org
+    changed = {**spec, "topics": [*spec["topics"], {"name": "extra", "class": "work"}]}
+    await page.fill("#plan-form textarea", yaml.safe_dump(changed))
+    await page.click("#plan-form button")
+    await expect(page.locator("#plan")).to_contain_text("+ topic extra")
+    topics = [t.name for t in queries.list_topics(platform.settings, org)]
+    assert "extra" not in topics  # only planned
+
+    await page.click("#apply-form button")
+    await expect(page.locator(".banner.done")).to_contain_text("extra")
+    topics = [t.name for t in queries.list_topics(platform.settings, org)]
+    assert "extra" in topics
+
+    # A bad spec is refused with its problems listed, nothing applied.
+    await page.goto(f"{open_console}/apply")
+    await page.fill("#plan-form textarea", "org: Not_An_Org\nagents: 3\n")
+    await page.click("#plan-form button")
+    await expect(page.locator("#problems")).to_contain_text("problem")
+
+
+async def test_a_refused_change_is_shown_as_the_cli_shows_it(
+    platform: Platform, open_console: str, page: Page, tmp_path: Path
+) -> None:
+    org = unique_org()
+    await platform.start_org(echo_spec(org))
+    agent = {"name": "echo", "kind": "echo", "subscribes": ["inbox"], "publishes": ["outbox"]}
+    agent_file = tmp_path / "agent.yaml"
+    agent_file.write_text(yaml.safe_dump(agent))
+    cli = await asyncio.to_thread(run_cli, "agent", "create", org, str(agent_file))
+    assert_one_clear_line(cli, 2, "already exists")
+
+    await page.goto(f"{open_console}/orgs/{org}")
+    await page.fill("#create-agent textarea[name=spec]", yaml.safe_dump(agent))
+    await page.click("#create-agent button")
+    await expect(page.locator(".banner.error")).to_have_text(cli.stderr.strip())
