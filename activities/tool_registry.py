@@ -7,6 +7,7 @@ as an existing version *is* that version.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.state import _org_id
 from kafkaorg.db.models import Org, Tool, ToolVersion
+from kafkaorg.db.models import ToolRun as ToolRunRow
 from kafkaorg.spec import ToolSpec
 
 
@@ -52,6 +54,38 @@ class RecordedVersion(BaseModel):
     version: int
     status: str
     current_version: int | None
+
+
+class ToolRun(BaseModel):
+    """One call of a tool on one record, as the tool agent saw it."""
+
+    record_id: str
+    input: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    cpu_s: float | None = None
+    limit_hit: str | None = None
+
+
+class ToolRunsInput(BaseModel):
+    org: str
+    agent: str
+    tool: str
+    version: int
+    workflow_id: str
+    runs: list[ToolRun]
+
+
+INPUT_KEEP_CHARS = 4_000
+"""Inputs and results are kept whole up to this size (as JSON); larger ones as a preview."""
+
+
+def _bounded(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    text = json.dumps(value)
+    return value if len(text) <= INPUT_KEEP_CHARS else {"preview": text[:INPUT_KEEP_CHARS]}
 
 
 class ToolRef(BaseModel):
@@ -239,6 +273,36 @@ class ToolActivities:
                 current_version=row.version,
                 previous_version=previous,
             )
+
+    @activity.defn
+    def record_runs(self, input: ToolRunsInput) -> int:
+        """The tool's run history (the console shows it); a retry adds nothing twice."""
+        if not input.runs:
+            return 0
+        with self._sessions.begin() as session:
+            org_id = _org_id(session, input.org)
+            rows = [
+                {
+                    "org_id": org_id,
+                    "tool": input.tool,
+                    "version": input.version,
+                    "agent": input.agent,
+                    "run_key": f"{input.workflow_id}:{run.record_id}:{input.version}",
+                    "record_id": run.record_id,
+                    "input": _bounded(run.input) or {},
+                    "result": _bounded(run.result),
+                    "error": run.error,
+                    "ok": run.error is None,
+                    "duration_s": run.duration_s,
+                    "cpu_s": run.cpu_s,
+                    "limit_hit": run.limit_hit,
+                }
+                for run in input.runs
+            ]
+            written = session.execute(
+                insert(ToolRunRow).values(rows).on_conflict_do_nothing(index_elements=["run_key"])
+            )
+            return int(getattr(written, "rowcount", 0) or 0)
 
     @activity.defn
     def load_current(self, ref: ToolRef) -> CurrentTool:

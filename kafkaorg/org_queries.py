@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kafkaorg.config import Settings
-from kafkaorg.db.models import Agent, ConversationTurn, Org, Tool, ToolVersion, Topic
+from kafkaorg.db.models import Agent, ConversationTurn, Org, Tool, ToolRun, ToolVersion, Topic
 from kafkaorg.db.session import db_session
 from kafkaorg.errors import BadInputError
 from kafkaorg.llm.conversation import turn_text
@@ -137,6 +137,23 @@ class ToolDetail(BaseModel):
     tool: str
     current_version: int | None = None
     versions: list[ToolVersionRow]
+
+
+class ToolRunRow(BaseModel):
+    """One call of a tool in the sandbox by a tool agent."""
+
+    tool: str
+    version: int
+    agent: str
+    record_id: str
+    input: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    ok: bool
+    duration_s: float | None = None
+    cpu_s: float | None = None
+    limit_hit: str | None = None
+    at: datetime
 
 
 class ToolStatusRow(BaseModel):
@@ -436,3 +453,34 @@ __all__ = [
     "tool_statuses",
     "tool_versions",
 ]
+
+
+def tool_runs(cfg: Settings, org: str, tool: str, limit: int = 50) -> list[ToolRunRow]:
+    """The tool's newest runs first (every version, every agent that calls it)."""
+    query = (
+        select(ToolRun)
+        .join(Org)
+        .where(Org.name == org, ToolRun.tool == tool)
+        .order_by(ToolRun.id.desc())
+        .limit(limit)
+    )
+    with db_session(cfg) as session:
+        _require_org(session, org)
+        rows = session.scalars(query).all()
+        return [
+            ToolRunRow(
+                tool=r.tool,
+                version=r.version,
+                agent=r.agent,
+                record_id=r.record_id,
+                input=r.input,
+                result=r.result,
+                error=r.error,
+                ok=r.ok,
+                duration_s=r.duration_s,
+                cpu_s=r.cpu_s,
+                limit_hit=r.limit_hit,
+                at=r.created_at,
+            )
+            for r in rows
+        ]

@@ -82,6 +82,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             tools.propose_version,
             tools.record_test_result,
             tools.load_current,
+            tools.record_runs,
             tools.approve,
             tools.rollback,
             lifecycle.start_agents,

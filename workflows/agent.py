@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         run_code_timeout,
     )
     from activities.state import AgentRef, AgentStatusChange, StateActivities
-    from activities.tool_registry import ToolActivities, ToolRef
+    from activities.tool_registry import ToolActivities, ToolRef, ToolRun, ToolRunsInput
     from kafkaorg.contracts import (
         AgentConversation,
         AgentInput,
@@ -67,6 +67,8 @@ HISTORY_BYTES_BEFORE_CONTINUE = 10_000_000
 """``llm`` agents put conversations into history; stay far below Temporal's 50 MB."""
 ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
 """Histories from before turns were archived (they were dropped) replay without the activity."""
+TOOL_RUN_HISTORY_PATCH = "tool-run-history"
+"""Histories from before tool runs were recorded replay without the local activity."""
 MAX_TOOL_CALLS_PER_STEP = 16
 """A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
 
@@ -351,9 +353,12 @@ class AgentWorkflow:
             failures[("tool-unavailable", current.reason or "no active version")] = list(batch)
         else:
             program = call_program(current.code)
-            outcomes = await asyncio.gather(*(self._call_tool(program, r) for r in batch))
+            calls = await asyncio.gather(*(self._call_tool(program, r) for r in batch))
+            if workflow.patched(TOOL_RUN_HISTORY_PATCH):
+                await self._record_tool_runs(spec.tool, current.version, batch, list(calls))
             now = workflow.now()
             workflow_id = workflow.info().workflow_id
+            outcomes = [outcome for outcome, _ in calls]
             for record, mark, outcome in zip(batch, marks, outcomes, strict=True):
                 if isinstance(outcome, str):
                     error = f"tool {spec.tool} v{current.version}: {outcome}"
@@ -384,8 +389,10 @@ class AgentWorkflow:
         state.processed += len(batch)
         self._steps_this_run += 1
 
-    async def _call_tool(self, program: str, record: Record) -> dict[str, Any] | str:
-        """The tool's result for one record, or why there is none."""
+    async def _call_tool(
+        self, program: str, record: Record
+    ) -> tuple[dict[str, Any] | str, SandboxResult | None]:
+        """The tool's result for one record, or why there is none; and the sandbox's run."""
         try:
             result = await workflow.execute_activity(
                 "run_code",
@@ -397,11 +404,48 @@ class AgentWorkflow:
                 retry_policy=RUN_CODE_RETRY,
             )
         except ActivityError as err:
-            return f"sandbox: {err.cause or err}"
+            return f"sandbox: {err.cause or err}", None
         try:
-            return call_result(result)
+            return call_result(result), result
         except ToolOutputError as exc:
-            return str(exc)
+            return str(exc), result
+
+    async def _record_tool_runs(
+        self,
+        tool: str,
+        version: int,
+        batch: list[Record],
+        outcomes: list[tuple[dict[str, Any] | str, SandboxResult | None]],
+    ) -> None:
+        """The tool's run history in PostgreSQL; losing it never holds up the records."""
+        runs = [
+            ToolRun(
+                record_id=record.id,
+                input=record.payload,
+                result=outcome if isinstance(outcome, dict) else None,
+                error=outcome if isinstance(outcome, str) else None,
+                duration_s=run.duration_s if run else None,
+                cpu_s=run.cpu_s if run else None,
+                limit_hit=run.limit_hit.value if run and run.limit_hit else None,
+            )
+            for record, (outcome, run) in zip(batch, outcomes, strict=True)
+        ]
+        try:
+            await workflow.execute_local_activity_method(
+                ToolActivities.record_runs,
+                ToolRunsInput(
+                    org=self._input.org,
+                    agent=self._input.agent,
+                    tool=tool,
+                    version=version,
+                    workflow_id=workflow.info().workflow_id,
+                    runs=runs,
+                ),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("tool run history not recorded: %s", err.cause or err)
 
     async def _dead_letter(
         self, records: list[Record], why: str, error: str, attempts: int | None = None

@@ -532,6 +532,7 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
         request: Request, org: str, tool: str, a: int | None = None, b: int | None = None
     ) -> HTMLResponse:
         detail = await asyncio.to_thread(queries.tool_detail, settings, org, tool)
+        runs = await asyncio.to_thread(queries.tool_runs, settings, org, tool)
         by_version = {v.version: v for v in detail.versions}
         diff_html = None
         if len(by_version) > 1:
@@ -547,7 +548,9 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
                     context=True,
                     numlines=3,
                 )
-        return page(request, "tool.html", org=org, detail=detail, diff_html=diff_html, a=a, b=b)
+        return page(
+            request, "tool.html", org=org, detail=detail, diff_html=diff_html, a=a, b=b, runs=runs
+        )
 
     @app.post("/orgs/{org}/tools/{tool}/{action}")
     async def tool_action(org: str, tool: str, action: str, form: Checked) -> Response:

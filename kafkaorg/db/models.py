@@ -6,9 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -125,6 +128,34 @@ class ToolVersion(TimestampMixin, Base):
     test_result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
     author: Mapped[str] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(20), default="testing")
+
+
+class ToolRun(Base):
+    """One call of a tool in the sandbox by a tool agent: its run history.
+
+    ``run_key`` (workflow id, record id, version) makes recording idempotent.
+    """
+
+    __tablename__ = "tool_runs"
+    __table_args__ = (Index("ix_tool_runs_org_tool", "org_id", "tool", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    tool: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    agent: Mapped[str] = mapped_column(String(63))
+    run_key: Mapped[str] = mapped_column(String(400), unique=True)
+    record_id: Mapped[str] = mapped_column(String(100))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    cpu_s: Mapped[float | None] = mapped_column(Float, default=None)
+    limit_hit: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class RecordSchema(TimestampMixin, Base):

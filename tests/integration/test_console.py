@@ -278,6 +278,21 @@ async def test_a_tools_versions_code_and_sandbox_results_are_visible(
     await page.click("#rollback-v1")
     await expect(page.locator(".banner.done")).to_contain_text("v1")
     await expect(page.locator("#current-version")).to_have_text("v1")
+    await expect(page.locator("#runs")).to_contain_text("Not called yet")
+
+    # A call of the tool lands in its run history: version, input, result, duration.
+    request = task(org, 1)
+    request.payload = {"title": "security outage", "priority": "high"}
+    await platform.send(org, "tasks", [request])
+    await platform.collect(org, "results", 1)
+    await page.reload()
+    run = page.locator("#runs tbody tr").first
+    await expect(run).to_contain_text("v1")
+    await expect(run).to_contain_text("scorer")
+    await expect(run).to_contain_text('"score": 90')
+    await expect(run).to_contain_text("security outage")
+    await expect(run).to_contain_text(" ms")
+    await expect(page.locator("#runs tbody tr")).to_have_count(1)
 
 
 async def test_a_dlq_entry_is_redriven_from_the_ui(
