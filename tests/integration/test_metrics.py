@@ -12,15 +12,26 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from confluent_kafka.admin import NewTopic
+from temporalio import workflow
+from temporalio.worker import Worker
 
+from activities.sandbox import (
+    RUN_CODE_HEARTBEAT_TIMEOUT,
+    RUN_CODE_RETRY,
+    SandboxRequest,
+    run_code_timeout,
+)
 from kafkaorg.config import Settings
 from kafkaorg.devstack._workers import PlatformProcess
 from kafkaorg.kafka import create_admin, create_missing_topics
 from kafkaorg.metrics import metric_value, metrics_endpoints, read_metrics
-from kafkaorg.names import PLATFORM_ORG, dlq_topic
+from kafkaorg.names import PLATFORM_ORG, SANDBOX_TASK_QUEUE, dlq_topic
+from kafkaorg.sandbox import SandboxPolicy, SandboxResult
+from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
     Platform,
     ProcessHandle,
@@ -280,3 +291,113 @@ async def test_every_process_announces_its_endpoints_and_dev_status_lists_them(
         assert row["pid"] == pids[managed.name]
         assert row["metrics_url"] == endpoints[(managed.name, row["pid"])]
         assert row["sdk_metrics_url"] == endpoints[(f"{managed.name}-temporal-sdk", row["pid"])]
+
+
+@workflow.defn(sandboxed=False)
+class SandboxCallerWorkflow:
+    """Calls ``run_code`` on the sandbox worker's task queue, as AgentWorkflow does."""
+
+    @workflow.run
+    async def run(self, request: SandboxRequest) -> SandboxResult:
+        return await workflow.execute_activity(
+            "run_code",
+            request,
+            task_queue=SANDBOX_TASK_QUEUE,
+            result_type=SandboxResult,
+            start_to_close_timeout=run_code_timeout(SandboxPolicy()),
+            heartbeat_timeout=RUN_CODE_HEARTBEAT_TIMEOUT,
+            retry_policy=RUN_CODE_RETRY,
+        )
+
+
+async def test_sandbox_runs_are_counted_by_outcome_and_limit(
+    platform: Platform, sandbox_worker: ProcessHandle
+) -> None:
+    sandbox = await _urls(platform.settings, "sandbox-worker", sandbox_worker.pid)
+    name = "kafkaorg_sandbox_runs_total"
+    ok_before = await _value(sandbox, name, outcome="ok", limit="none")
+    wall_before = await _value(sandbox, name, outcome="limit", limit="wall_time")
+    exit_before = await _value(sandbox, name, outcome="exit-nonzero", limit="none")
+    queue = f"metrics-test-{uuid.uuid4().hex[:10]}"
+    requests = [
+        SandboxRequest(code="print(1)"),
+        SandboxRequest(code="print(2)"),
+        SandboxRequest(code="raise SystemExit(3)"),
+        SandboxRequest(
+            code="import time\nwhile True:\n    time.sleep(0.1)\n",
+            policy=SandboxPolicy(wall_time_s=1),
+        ),
+    ]
+    async with Worker(platform.client, task_queue=queue, workflows=[SandboxCallerWorkflow]):
+        results = [
+            await platform.client.execute_workflow(
+                SandboxCallerWorkflow.run,
+                request,
+                id=f"{queue}-{i}",
+                task_queue=queue,
+                execution_timeout=timedelta(seconds=60),
+            )
+            for i, request in enumerate(requests)
+        ]
+    assert [r.ok for r in results] == [True, True, False, False]
+    assert results[3].limit_hit == "wall_time"
+
+    assert await _value(sandbox, name, outcome="ok", limit="none") - ok_before == 2
+    assert await _value(sandbox, name, outcome="limit", limit="wall_time") - wall_before == 1
+    assert await _value(sandbox, name, outcome="exit-nonzero", limit="none") - exit_before == 1
+    runs = await _value(sandbox, "kafkaorg_sandbox_run_seconds_count")
+    assert runs == await _value(sandbox, name)
+
+
+async def test_model_calls_and_tokens_are_counted_per_agent(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, agent = unique_org("m"), "counter"
+    scripted_llm.script(
+        agent,
+        [
+            ScriptedReply(
+                tool_calls=[
+                    ScriptedToolCall(
+                        name="publish",
+                        arguments={"topic": "results", "type": "task.done", "payload": {"n": 1}},
+                    )
+                ],
+                prompt_tokens=100,
+                completion_tokens=10,
+            ),
+            ScriptedReply(content="done", prompt_tokens=120, completion_tokens=5),
+        ],
+    )
+    await platform.start_org(
+        {
+            "org": org,
+            "topics": [{"name": "tasks", "partitions": 1}, {"name": "results", "partitions": 1}],
+            "agents": [
+                {
+                    "name": agent,
+                    "kind": "llm",
+                    "instructions": "Publish a result for each task.",
+                    "subscribes": ["tasks"],
+                    "publishes": ["results"],
+                }
+            ],
+        }
+    )
+    worker = await _urls(platform.settings, "worker", platform.worker.pid)
+    await platform.send(org, "tasks", [task(org, 1)])
+    out = await platform.collect(org, "results", 1, timeout=60)
+    assert len(out) == 1
+    labels = {"org": org, "agent": agent}
+    calls = await _settled(
+        worker, "kafkaorg_llm_calls_total", lambda v: v >= 2, org=org, agent=agent, outcome="ok"
+    )
+    assert calls == 2
+    assert await _value(worker, "kafkaorg_llm_calls_total", **labels) == 2
+    assert await _value(worker, "kafkaorg_llm_tokens_total", kind="prompt", **labels) == 220
+    assert await _value(worker, "kafkaorg_llm_tokens_total", kind="completion", **labels) == 15
+    assert await _value(worker, "kafkaorg_llm_call_seconds_count", **labels) == 2
+    produced = await _value(worker, "kafkaorg_records_produced_total", topic="results", **labels)
+    assert produced == 1
+    steps = await _value(worker, "kafkaorg_agent_steps_total", kind="llm", outcome="ok", **labels)
+    assert steps == 1  # the one publish the model asked for
