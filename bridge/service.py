@@ -12,6 +12,10 @@ inbox is over ``agent_inbox_limit`` are paused until it drains. Paused records w
 Kafka: the bridge holds at most one poll batch (``bridge_batch_size`` records) in
 memory, whatever the outage's length. Its state is written to
 ``<state_dir>/run/bridge-status/<pid>.json`` for ``kafkaorg dev status``.
+
+Metrics (``kafkaorg/metrics.py``): records accepted per org/topic, records delivered per
+topic→agent edge (counted once Temporal accepted the signal, so a retried batch counts
+once), DLQ entries by reason, batch sizes, signal latency, lag and inbox sizes.
 """
 
 from __future__ import annotations
