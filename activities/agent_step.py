@@ -13,8 +13,9 @@ from kafkaorg.envelope import Record, utcnow
 from kafkaorg.faults import FaultPoint, fail
 from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
 from kafkaorg.kinds import AgentStepError, Emission, emissions_for
-from kafkaorg.names import kafka_topic
-from kafkaorg.spec import AgentSpec
+from kafkaorg.metrics import count_produced, timed_step
+from kafkaorg.names import kafka_topic, split_kafka_topic
+from kafkaorg.spec import AgentKind, AgentSpec
 
 
 class StepInput(BaseModel):
@@ -39,6 +40,13 @@ class EmissionsInput(BaseModel):
     emissions: list[Emission]
     marks: list[str | None] = []
     """Parallel to ``emissions``: the replay/redrive mark of the input each answers."""
+    kind: AgentKind | None = None
+    """The publishing agent's kind, for the step metrics (the agent is each record's source)."""
+
+
+def _edge(item: Outgoing) -> tuple[str, str]:
+    """(org topic, agent) of an output: the agent→topic edge its count goes to."""
+    return split_kafka_topic(item.kafka_topic)[1], item.record.source.removeprefix("agent:")
 
 
 def _mark_headers(mark: str | None) -> tuple[tuple[str, str | bytes | None], ...]:
@@ -70,19 +78,25 @@ class AgentStepActivities:
             )
         return item
 
-    def _produce(self, outgoing: list[Outgoing], consumed: int) -> StepResult:
+    def _produce(self, org: str, outgoing: list[Outgoing], consumed: int) -> StepResult:
         activity.heartbeat(len(outgoing))
         if len(outgoing) > 1 and self._transactions is not None:
             # Several records: all visible to read-committed consumers, or none.
             self._transactions.produce(outgoing)
         else:
             produce_and_wait(self._producer, outgoing)
+        # Counted once written (the transaction committed): a failed try counts nothing.
+        count_produced(org, Counter(_edge(o) for o in outgoing).items())
         by_topic = Counter(o.kafka_topic for o in outgoing)
         return StepResult(consumed=consumed, published=len(outgoing), by_topic=dict(by_topic))
 
     @activity.defn
     def run_agent_step(self, input: StepInput) -> StepResult:
         """Idempotent: outputs carry ids derived from (workflow id, input id, index)."""
+        with timed_step(input.org, input.agent.name, input.agent.kind):
+            return self._run_agent_step(input)
+
+    def _run_agent_step(self, input: StepInput) -> StepResult:
         fail(FaultPoint.AGENT_STEP_RAISE)
         now = utcnow()
         outgoing: list[Outgoing] = []
@@ -95,13 +109,15 @@ class AgentStepActivities:
             except AgentStepError as exc:
                 raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
             outgoing += [self._outgoing(input.org, e, mark) for e in emissions]
-        return self._produce(outgoing, len(input.records))
+        return self._produce(input.org, outgoing, len(input.records))
 
     @activity.defn
     def publish_emissions(self, input: EmissionsInput) -> StepResult:
         """Produce records with final ids; an oversized one fails the call, not retried."""
-        outgoing = [
-            self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
-            for i, e in enumerate(input.emissions)
-        ]
-        return self._produce(outgoing, len(input.emissions))
+        agents = {e.record.source.removeprefix("agent:") for e in input.emissions}
+        with timed_step(input.org, ",".join(sorted(agents)), input.kind or "unknown"):
+            outgoing = [
+                self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
+                for i, e in enumerate(input.emissions)
+            ]
+            return self._produce(input.org, outgoing, len(input.emissions))

@@ -9,7 +9,8 @@ from temporalio import activity
 
 from kafkaorg.envelope import Record
 from kafkaorg.kafka import Outgoing, create_missing_topics, produce_and_wait
-from kafkaorg.names import kafka_topic
+from kafkaorg.metrics import DLQ_RECORDS
+from kafkaorg.names import DLQ_TOPIC, kafka_topic
 
 
 class TopicToEnsure(BaseModel):
@@ -65,6 +66,8 @@ class KafkaActivities:
         count = produce_and_wait(
             self._producer, (Outgoing(topic, r, headers_of(r)) for r in input.records)
         )
+        if input.topic == DLQ_TOPIC:  # failed work of an agent (step, tool, model, not running)
+            DLQ_RECORDS.labels(input.org, input.headers.get("dlq.reason", "unknown")).inc(count)
         return PublishResult(published=count)
 
     @activity.defn

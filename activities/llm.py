@@ -10,6 +10,7 @@ aside), so the workflow can tell the model what was wrong with it.
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -34,6 +35,7 @@ from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType
 from kafkaorg.llm.prompts import system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
+from kafkaorg.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 from kafkaorg.spec import AgentSpec
 
 MODEL_CALL_OPTIONS: dict[str, Any] = {
@@ -48,6 +50,11 @@ MODEL_CALL_OPTIONS: dict[str, Any] = {
 def _sessions() -> sessionmaker[Session]:
     """One small pool per worker process; nodes are plain functions, not bound methods."""
     return create_sessionmaker(create_engine(get_settings().database_url, pool_size=2))
+
+
+def _count_call(org: str, agent: str, outcome: str, started: float) -> None:
+    LLM_CALLS.labels(org, agent, outcome).inc()
+    LLM_CALL_SECONDS.labels(org, agent).observe(time.perf_counter() - started)
 
 
 def _usage(reply: Any) -> TokenUsage:
@@ -143,16 +150,24 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
     messages = to_langchain(
         [{"role": "system", "content": system_prompt(org, agent)}, *state["messages"]]
     )
+    started = time.perf_counter()
     try:
         reply = model.invoke(messages)
     except openai.BadRequestError as exc:
+        _count_call(org, agent.name, ModelErrorType.REQUEST_REJECTED, started)
         # The endpoint refused this conversation; asking again cannot help.
         raise ApplicationError(
             f"model endpoint rejected the request: {exc.message}",
             type=ModelErrorType.REQUEST_REJECTED,
             non_retryable=True,
         ) from None
+    except Exception as exc:  # retried by Temporal (timeouts, 429, 5xx after the client's own)
+        _count_call(org, agent.name, type(exc).__name__, started)
+        raise
+    _count_call(org, agent.name, "ok", started)
     usage = _usage(reply)
+    LLM_TOKENS.labels(org, agent.name, "prompt").inc(usage.prompt_tokens)
+    LLM_TOKENS.labels(org, agent.name, "completion").inc(usage.completion_tokens)
     with _sessions().begin() as session:
         record_usage(
             session,

@@ -7,6 +7,7 @@ ones holding Kafka and database clients.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg.metrics import SANDBOX_RUN_SECONDS, SANDBOX_RUNS
 from kafkaorg.sandbox import (
     SandboxInputError,
     SandboxPolicy,
@@ -66,11 +68,22 @@ class SandboxActivities:
         cancellation arrives through the heartbeat, which kills the jail.
         """
         policy = self._policy.tightened(request.policy)
+        started = time.perf_counter()
         try:
-            return run_in_sandbox(
+            result = run_in_sandbox(
                 request.code, request.stdin.encode(), policy, on_tick=activity.heartbeat
             )
         except SandboxInputError as exc:
+            _count("input-error", time.perf_counter() - started)
             raise ApplicationError(str(exc), type="SandboxInputError", non_retryable=True) from None
         except SandboxUnavailableError as exc:
+            _count("unavailable", time.perf_counter() - started)
             raise ApplicationError(str(exc), type="SandboxUnavailableError") from None
+        outcome = "ok" if result.ok else "limit" if result.limit_hit else "exit-nonzero"
+        _count(outcome, result.duration_s, str(result.limit_hit or "none"))
+        return result
+
+
+def _count(outcome: str, seconds: float, limit: str = "none") -> None:
+    SANDBOX_RUNS.labels(outcome, limit).inc()
+    SANDBOX_RUN_SECONDS.labels(outcome).observe(seconds)

@@ -12,16 +12,22 @@ inbox is over ``agent_inbox_limit`` are paused until it drains. Paused records w
 Kafka: the bridge holds at most one poll batch (``bridge_batch_size`` records) in
 memory, whatever the outage's length. Its state is written to
 ``<state_dir>/run/bridge-status/<pid>.json`` for ``kafkaorg dev status``.
+
+Metrics (``kafkaorg/metrics.py``): records accepted per org/topic, records delivered per
+topic→agent edge (counted once Temporal accepted the signal, so a retried batch counts
+once), DLQ entries by reason, batch sizes, signal latency, lag and inbox sizes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import (
@@ -51,6 +57,7 @@ from bridge.mapping import (
 )
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg import client as service
+from kafkaorg import metrics
 from kafkaorg.bridge_status import bridge_status_dir, write_bridge_status
 from kafkaorg.config import Settings
 from kafkaorg.contracts import Delivery
@@ -68,7 +75,9 @@ from kafkaorg.names import (
     BRIDGE_GROUP_ID,
     BRIDGE_TOPIC_PATTERN,
     PLATFORM_DLQ_TOPIC,
+    PLATFORM_ORG,
     dlq_topic,
+    split_kafka_topic,
 )
 from kafkaorg.temporal import connect_temporal
 
@@ -196,6 +205,8 @@ class Bridge:
                 self._gate.answered(key, None)
                 return
             self._gate.answered(key, status.inbox, status.inbox_bytes)
+            metrics.AGENT_INBOX_RECORDS.labels(*key).set(status.inbox)
+            metrics.AGENT_INBOX_BYTES.labels(*key).set(status.inbox_bytes)
 
         await asyncio.gather(*(one(k) for k in keys))
 
@@ -210,6 +221,8 @@ class Bridge:
             subscribers=subscribers,
         )
         rebalanced = assignment != self._assignment
+        if rebalanced:
+            self._forget_lag(self._assignment - assignment)
         to_pause = [tp for tp in plan if rebalanced or tp not in self._paused]
         to_resume = [tp for tp in (assignment if rebalanced else self._paused) if tp not in plan]
         to_resume = [tp for tp in to_resume if tp in assignment]
@@ -293,6 +306,7 @@ class Bridge:
         )
 
     async def handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
+        metrics.BRIDGE_BATCH_SIZE.observe(len(messages))
         decoded = [d for d in (self._decode(m) for m in messages) if d is not None]
         subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
         accepted: list[Accepted] = []
@@ -359,6 +373,9 @@ class Bridge:
         self.stats.batches += 1
         self.stats.records += len(accepted)
         self.stats.dead_lettered += len(poison)
+        by_topic = Counter((a.origin.org, a.origin.topic) for a in accepted)
+        for (org, topic), n in by_topic.items():
+            metrics.BRIDGE_RECORDS.labels(org, topic).inc(n)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         if not offsets:
@@ -370,6 +387,32 @@ class Bridge:
             return
         for tp in offsets:
             self._committed[(tp.topic, tp.partition)] = tp.offset
+        self._update_lag([(tp.topic, tp.partition) for tp in offsets])
+
+    def _update_lag(self, partitions: list[PartitionKey]) -> None:
+        """``kafkaorg_bridge_lag`` of these partitions: no broker round trip, the high
+        watermark is the one the consumer's last fetch of each partition brought."""
+        for topic, partition in partitions:
+            committed = self._committed.get((topic, partition))
+            if committed is None:
+                continue
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+                org, local = split_kafka_topic(topic)
+            except (KafkaException, ValueError):
+                continue
+            if high is not None and high >= 0:
+                lag = max(0, high - committed)
+                metrics.BRIDGE_LAG.labels(org, local, str(partition)).set(lag)
+
+    def _forget_lag(self, partitions: Iterable[PartitionKey]) -> None:
+        """A revoked partition's lag is its new owner's to report."""
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError, ValueError):
+                org, local = split_kafka_topic(topic)
+                metrics.BRIDGE_LAG.remove(org, local, str(partition))
 
     def _commit_past_markers(self) -> None:
         """When idle, commit positions the consumer moved past transaction markers.
@@ -391,6 +434,7 @@ class Bridge:
         ]
         if ahead and not self._carry:
             self._commit([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in ahead])
+        self._update_lag([(tp.topic, tp.partition) for tp in positions])
 
     async def _signal(self, org: str, agent: str, items: list[Accepted]) -> None:
         delivery = Delivery(
@@ -401,12 +445,22 @@ class Bridge:
             },
             marks={i.record.id: i.mark for i in items if i.mark},
         )
-        await service.deliver(self._client, org, agent, delivery)
+        started = time.perf_counter()
+        try:
+            await service.deliver(self._client, org, agent, delivery)
+        except BaseException:
+            metrics.BRIDGE_SIGNAL_ERRORS.labels(org, agent).inc()
+            raise
+        finally:
+            metrics.BRIDGE_SIGNAL_SECONDS.observe(time.perf_counter() - started)
         self.stats.signals += 1
+        for topic, n in Counter(i.origin.topic for i in items).items():
+            metrics.BRIDGE_SIGNALS.labels(org, topic, agent).inc(n)
 
     async def _dead_letter(self, poison: list[Poison]) -> None:
         now = datetime.now(UTC)
         outgoing = []
+        counted: Counter[tuple[str, str]] = Counter()
         existing = await asyncio.to_thread(self._existing_topics)
         for p in poison:
             target = dlq_topic(p.origin.org)
@@ -416,6 +470,7 @@ class Bridge:
                 target = PLATFORM_DLQ_TOPIC
             record, headers = dead_letter(p, now)
             outgoing.append(Outgoing(target, record, tuple(headers)))
+            counted[(PLATFORM_ORG if target == PLATFORM_DLQ_TOPIC else p.origin.org, p.reason)] += 1
             log.info(
                 "dead-lettered %s[%d]@%d to %s: %s",
                 p.origin.kafka_topic,
@@ -425,6 +480,8 @@ class Bridge:
                 p.reason,
             )
         await asyncio.to_thread(produce_and_wait, self._producer, outgoing)
+        for (org, reason), n in counted.items():
+            metrics.DLQ_RECORDS.labels(org, reason).inc(n)
 
     def _existing_topics(self) -> set[str]:
         return set(self._consumer.list_topics(timeout=10).topics)
@@ -448,7 +505,11 @@ async def run_bridge(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; an interrupted batch is simply consumed again next time."""
     check_kafka(settings)
     ensure_platform_topics(settings)
-    client = await connect_temporal(settings)
+    with metrics.process_metrics(settings, "bridge") as runtime:
+        await _serve(settings, await connect_temporal(settings, runtime))
+
+
+async def _serve(settings: Settings, client: Client) -> None:
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=2))
     bridge = Bridge(
         settings,

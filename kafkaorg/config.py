@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     temporal_ui_port: int = 8233
 
+    # Metrics (kafkaorg/metrics.py): every long-running process serves its own endpoint.
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    """Where the processes' metrics endpoints bind (0.0.0.0 for a Prometheus elsewhere)."""
+    metrics_port: int = 0
+    """0: each process takes a free port and announces it under ``<state_dir>/run/metrics/``;
+    a fixed port only suits one process per host."""
+    temporal_metrics_port: int = 0
+    """The Temporal SDK's own metrics (its runtime telemetry), a second endpoint per process."""
+
     step_transactions: bool = True
     """Write a step's several outputs in one Kafka transaction (all visible or none); off,
     they go through the idempotent producer alone: faster, but a crash mid-step can leave

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from kafkaorg.config import Settings
 from kafkaorg.errors import ServiceUnavailableError
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """``runtime``: the long-running processes pass one that serves the SDK's metrics
+    (``kafkaorg.metrics.temporal_runtime``); None is the SDK's default runtime."""
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,
+            runtime=runtime,
         )
     except RuntimeError as exc:
         raise ServiceUnavailableError(

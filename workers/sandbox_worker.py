@@ -18,8 +18,14 @@ from temporalio.worker import Worker
 
 from activities.sandbox import SandboxActivities
 from kafkaorg.config import Settings
+from kafkaorg.metrics import process_metrics
 from kafkaorg.names import SANDBOX_TASK_QUEUE
-from kafkaorg.sandbox import SandboxPolicy, SandboxUnavailableError, host_capabilities
+from kafkaorg.sandbox import (
+    SandboxCapabilities,
+    SandboxPolicy,
+    SandboxUnavailableError,
+    host_capabilities,
+)
 from kafkaorg.temporal import connect_temporal
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,14 @@ async def run_sandbox_worker(settings: Settings, policy: SandboxPolicy | None = 
     caps = host_capabilities()
     if not caps.can_run:
         raise SandboxUnavailableError("sandbox unavailable: " + "; ".join(caps.problems()))
-    client = await connect_temporal(settings)
+    with process_metrics(settings, "sandbox-worker") as runtime:
+        client = await connect_temporal(settings, runtime)
+        await _serve(settings, client, caps, policy)
+
+
+async def _serve(
+    settings: Settings, client: Client, caps: SandboxCapabilities, policy: SandboxPolicy | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

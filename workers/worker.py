@@ -30,6 +30,7 @@ from kafkaorg.kafka import (
     create_admin,
     create_producer,
 )
+from kafkaorg.metrics import process_metrics
 from kafkaorg.names import TASK_QUEUE
 from kafkaorg.temporal import connect_temporal
 from kafkaorg.worker_slots import process_worker_id
@@ -105,7 +106,11 @@ async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then finish in-flight tasks and exit."""
     log.info("worker id %s", process_worker_id(settings))
     check_kafka(settings)
-    client = await connect_temporal(settings)
+    with process_metrics(settings, "worker") as runtime:
+        await _serve(settings, await connect_temporal(settings, runtime))
+
+
+async def _serve(settings: Settings, client: Client) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

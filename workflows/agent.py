@@ -372,7 +372,12 @@ class AgentWorkflow:
             try:
                 result = await workflow.execute_activity_method(
                     AgentStepActivities.publish_emissions,
-                    EmissionsInput(org=self._input.org, emissions=emissions, marks=emission_marks),
+                    EmissionsInput(
+                        org=self._input.org,
+                        emissions=emissions,
+                        marks=emission_marks,
+                        kind=spec.kind,
+                    ),
                     start_to_close_timeout=timedelta(seconds=60),
                     heartbeat_timeout=timedelta(seconds=10),
                     retry_policy=self._step_retry,

@@ -127,6 +127,7 @@ class BuiltinTools:
                 org=self._org,
                 emissions=[Emission(topic=topic, record=record)],
                 marks=[self._mark],
+                kind=self._agent.kind,
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_RETRY,

@@ -33,11 +33,12 @@ def _fail(exc: StackError) -> None:
 
 def _table(statuses: list[ServiceStatus]) -> Table:
     table = Table(box=None, pad_edge=False)
-    for column in ("service", "state", "address", "pid", "detail"):
+    for column in ("service", "state", "address", "pid", "metrics", "detail"):
         table.add_column(column)
     for s in statuses:
         state = "[green]up[/]" if s.healthy else "[red]down[/]"
-        table.add_row(s.name, state, s.address, str(s.pid or "-"), s.detail)
+        metrics = s.metrics_url or "-"
+        table.add_row(s.name, state, s.address, str(s.pid or "-"), metrics, s.detail)
     return table
 
 
@@ -79,9 +80,24 @@ def down() -> None:
 def status(
     json_: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
 ) -> None:
-    """Show each service, checked with a real client."""
-    statuses = DevStack(get_settings()).status()
+    """Show each service, checked with a real client, and every process's metrics URL.
+
+    ``--json``: one object per service; worker, bridge and sandbox worker carry
+    ``metrics_url`` and ``sdk_metrics_url`` (their Temporal SDK metrics) while they run.
+    """
+    from kafkaorg.metrics import metrics_endpoints
+
+    settings = get_settings()
+    statuses = DevStack(settings).status()
     if json_:
         sys.stdout.write("[" + ",\n ".join(s.model_dump_json() for s in statuses) + "]\n")
         return
     _out.print(_table(statuses))
+    endpoints = metrics_endpoints(settings)
+    if endpoints:
+        table = Table(box=None, pad_edge=False, title="metrics endpoints", title_justify="left")
+        for column in ("process", "pid", "url"):
+            table.add_column(column)
+        for e in endpoints:
+            table.add_row(e.process, str(e.pid), e.url)
+        _out.print(table)

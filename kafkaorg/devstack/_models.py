@@ -28,3 +28,7 @@ class ServiceStatus(BaseModel):
     detail: str = ""
     log: str | None = None
     """Where the service writes its log, when it is ours."""
+    metrics_url: str | None = None
+    """The process's Prometheus endpoint (worker, bridge, sandbox worker, while running)."""
+    sdk_metrics_url: str | None = None
+    """Its Temporal SDK metrics (the SDK's own Prometheus endpoint)."""

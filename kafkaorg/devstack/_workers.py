@@ -13,7 +13,7 @@ from pathlib import Path
 from kafkaorg.config import Settings
 
 from ._base import Port, Service
-from ._models import ProcessExitedError
+from ._models import ProcessExitedError, ServiceStatus
 from ._processes import PidFile, port_open, spawn, split_host_port
 
 
@@ -169,6 +169,19 @@ class PlatformProcess(Service):
             detach=True,
             pid_file=self.pid_file,
         ).start()
+
+    def status(self) -> ServiceStatus:
+        """As every service's, plus the metrics endpoints its process announced."""
+        from kafkaorg.metrics import metrics_endpoints
+
+        status = super().status()
+        if status.pid is not None:
+            urls = {
+                e.process: e.url for e in metrics_endpoints(self.settings) if e.pid == status.pid
+            }
+            status.metrics_url = urls.get(self.name)
+            status.sdk_metrics_url = urls.get(f"{self.name}-temporal-sdk")
+        return status
 
     def detail(self, healthy: bool, pid: int | None) -> str:
         base = "running" if healthy else "not running (start with: kafkaorg dev up --workers)"
