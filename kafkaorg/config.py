@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     console_viewer_token: str | None = None
     """Read-only users' token (needs ``console_token`` set too)."""
 
+    prometheus_url: str | None = None
+    """A Prometheus that scrapes the platform: the console's rates come from it (unset:
+    from the processes' own metrics endpoints)."""
+    prometheus_port: int = 9090
+    """Where ``kafkaorg dev up`` runs its Prometheus."""
+
     # Record path limits.
     max_record_bytes: int = 1_048_576
     """Records larger than this go to the DLQ instead of into a workflow."""

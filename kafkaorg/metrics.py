@@ -154,6 +154,25 @@ LLM_CALL_SECONDS = Histogram(
 )
 
 
+# -- console ----------------------------------------------------------------------------------
+
+CONSOLE_LIVE_VIEWS = Gauge(
+    "kafkaorg_console_live_views",
+    "Live record views open in browsers.",
+    ["org"],
+)
+CONSOLE_STREAMED_RECORDS = Counter(
+    "kafkaorg_console_streamed_records_total",
+    "Records sent to browsers' live views (after filters; skipped ones not counted).",
+    ["org"],
+)
+CONSOLE_SKIPPED_RECORDS = Counter(
+    "kafkaorg_console_skipped_records_total",
+    "Matching records a live view left out to stay within its batch bound.",
+    ["org"],
+)
+
+
 @contextlib.contextmanager
 def timed_step(org: str, agent: str, kind: str) -> Iterator[None]:
     """Observe a step activity's duration and count it by outcome.

@@ -154,6 +154,11 @@ class GraphNode(BaseModel):
     status: str | None = None
 
 
+def edge_id(kind: str, source: str, target: str) -> str:
+    """An edge's id in the console's graph and in its rates (``edge|kind|from|to``)."""
+    return f"edge|{kind}|{source}|{target}"
+
+
 class GraphEdge(BaseModel):
     source: str
     target: str
@@ -161,6 +166,10 @@ class GraphEdge(BaseModel):
     """``publishes`` (agent → topic), ``subscribes`` (topic → agent), ``spawned``."""
     rate: float | None = None
     """Records per second on this edge, when metrics say."""
+
+    @property
+    def id(self) -> str:
+        return edge_id(self.kind, self.source, self.target)
 
 
 class OrgGraph(BaseModel):

@@ -25,8 +25,9 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 need=()
-# chromium: the console's browser tests; graphviz: the console lays out the org graph.
-for pkg in postgresql libnl-3-200 libnl-route-3-200 chromium graphviz; do
+# chromium: the console's browser tests; graphviz: the console lays out the org graph;
+# prometheus: `kafkaorg dev up` runs one scraping the platform's processes.
+for pkg in postgresql libnl-3-200 libnl-route-3-200 chromium graphviz prometheus; do
     installed "$pkg" || need+=("$pkg")
 done
 command -v mvn >/dev/null 2>&1 || need+=(maven)
@@ -38,7 +39,7 @@ if [ "${#need[@]}" -gt 0 ]; then
     $SUDO apt-get update -q
     $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 else
-    say "Debian packages present (postgresql, libnl-3-200, libnl-route-3-200, chromium, graphviz, maven, java)"
+    say "Debian packages present (postgresql, libnl-3-200, libnl-route-3-200, chromium, graphviz, prometheus, maven, java)"
 fi
 
 # --- Python -----------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from kafkaorg.contracts import (
     CreateTopicRequest,
     RollbackToolRequest,
 )
+from kafkaorg.edge_rates import ProcessRateMeter, edge_rates
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.llm.conversation import decision_turns
 from kafkaorg.names import AUDIT_TOPIC, agent_workflow_id, org_workflow_id
@@ -93,6 +94,7 @@ class Console:
         self.settings = settings
         self.policy = policy
         self._client: Client | None = None
+        self.rate_meter = ProcessRateMeter(settings)
         self._lock = asyncio.Lock()
         self.templates = Jinja2Templates(directory=str(Path(str(_HERE)) / "templates"))
         self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(
@@ -514,6 +516,12 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
         graph = await asyncio.to_thread(org_graph, settings, org)
         svg = await asyncio.to_thread(graph_svg, graph)
         return page(request, "graph.html", org=org, graph=graph, svg=svg)
+
+    @app.get("/orgs/{org}/graph/rates")
+    async def graph_rates(org: str) -> JSONResponse:
+        await asyncio.to_thread(queries.list_topics, settings, org)  # unknown org: 400
+        rates = await asyncio.to_thread(edge_rates, settings, console.rate_meter, org)
+        return JSONResponse(rates.model_dump())
 
     @app.get("/orgs/{org}/graph.json")
     async def graph_json(org: str) -> JSONResponse:

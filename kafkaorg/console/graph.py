@@ -14,10 +14,6 @@ from kafkaorg.org_overview import OrgGraph
 _STATUS_COLORS = {"running": "#2e7d32", "paused": "#f9a825", "failed": "#c62828"}
 
 
-def edge_id(source: str, target: str, kind: str) -> str:
-    return f"edge|{kind}|{source}|{target}"
-
-
 def _dot_name(node_id: str) -> str:
     """``dot`` reads ``a:b`` in an edge as node ``a``, port ``b``."""
     return node_id.replace(":", "__")
@@ -61,13 +57,13 @@ def graph_dot(graph: OrgGraph) -> graphviz.Digraph:
                 **attrs,
             )
     for edge in graph.edges:
-        attrs = {"id": edge_id(edge.source, edge.target, edge.kind)}
+        attrs = {"id": edge.id}
         if edge.kind == "spawned":
             attrs |= {"style": "dashed", "color": "#8e24aa", "label": "spawned"}
         elif edge.rate is not None:
             attrs["label"] = f"{edge.rate:.1f}/s"
         else:
-            attrs["label"] = " "
+            attrs["label"] = "…"
         dot.edge(_dot_name(edge.source), _dot_name(edge.target), **attrs)
     return dot
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pydantic import BaseModel
 
+from kafkaorg import metrics
 from kafkaorg.config import Settings
 from kafkaorg.record_lookup import OrgRecord, RecordFilter, follow_org
 
@@ -113,6 +114,7 @@ async def stream_batches(
 
     thread = threading.Thread(target=read, name=f"console-feed-{org}", daemon=True)
     thread.start()
+    metrics.CONSOLE_LIVE_VIEWS.labels(org).inc()
     try:
         pending = RecordBatch(records=[])
         while not await disconnected():
@@ -128,7 +130,10 @@ async def stream_batches(
                 if queue.qsize():
                     continue  # merge what is already waiting into one send
             if pending.records or pending.skipped or pending.seen:
+                metrics.CONSOLE_STREAMED_RECORDS.labels(org).inc(len(pending.records))
+                metrics.CONSOLE_SKIPPED_RECORDS.labels(org).inc(pending.skipped)
                 yield pending
                 pending = RecordBatch(records=[])
     finally:
         stop.set()
+        metrics.CONSOLE_LIVE_VIEWS.labels(org).dec()

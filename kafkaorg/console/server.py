@@ -10,6 +10,7 @@ from kafkaorg.config import Settings
 from kafkaorg.console.access import AccessPolicy, check_bind
 from kafkaorg.console.app import create_app
 from kafkaorg.errors import BadInputError
+from kafkaorg.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,4 +33,9 @@ def run_console(settings: Settings, host: str, port: int) -> None:
     app = create_app(settings, policy)
     mode = "open (loopback, no token)" if policy.open else "token required"
     log.info("kafkaorg console on http://%s:%d (%s)", host, port, mode)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = serve_metrics(settings, "console")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if server is not None:
+            server.close()

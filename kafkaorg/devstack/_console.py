@@ -42,10 +42,18 @@ class ConsoleService(Service):
         return [Port(self.host, self.port, "the console", "KAFKAORG_CONSOLE_PORT")]
 
     def launch(self) -> None:
+        env = settings_env(self.settings)
+        if not self.settings.prometheus_url:
+            # The local stack's Prometheus, when it runs: the console's rates come from it.
+            from ._prometheus import PrometheusService
+
+            prometheus = PrometheusService(self.settings)
+            if prometheus.healthy():
+                env["KAFKAORG_PROMETHEUS_URL"] = prometheus.address
         KafkaorgProcess(
             "console",
             self.logs_dir,
-            env=settings_env(self.settings),
+            env=env,
             cwd=self.settings.state_dir,
             detach=True,
             pid_file=self.pid_file,

@@ -19,6 +19,7 @@ from ._kafka import KAFKA_VERSION, KafkaService
 from ._models import ServiceStatus, StackError
 from ._postgres import PostgresService
 from ._processes import last_error_line, port_open, port_owner
+from ._prometheus import PrometheusService
 from ._temporal import TemporalService
 from ._workers import PlatformProcess
 
@@ -37,7 +38,10 @@ class DevStack:
         self.temporal = TemporalService(self.settings)
         self.postgres = PostgresService(self.settings)
         self.core: list[Service] = [self.kafka, self.temporal, self.postgres]
+        self.prometheus = PrometheusService(self.settings)
         self.console_service = ConsoleService(self.settings)
+        self.optional: list[Service] = [self.prometheus, self.console_service]
+        """Started by every ``up`` when they can be; a missing one is a warning."""
         self.platform: list[Service] = [
             PlatformProcess(self.settings, "worker"),
             PlatformProcess(self.settings, "bridge"),
@@ -107,7 +111,8 @@ class DevStack:
             for service in self.core:
                 service.after_healthy()
             self._migrate()
-            self._start_console()
+            for service in self.optional:
+                self._start_optional(service)
             if workers:
                 launched = [s for s in self.platform if not s.healthy()]
                 for service in launched:
@@ -120,7 +125,7 @@ class DevStack:
     def down(self) -> list[str]:
         """Stop the processes we started (worker and bridge first); returns their names."""
         with self._lock():
-            stopped = [s.name for s in [self.console_service, *self.platform] if s.stop()]
+            stopped = [s.name for s in [*self.optional, *self.platform] if s.stop()]
             running = [s for s in self.core if s.our_pid() is not None]
             if running:
                 names = ", ".join(s.title for s in running)
@@ -137,7 +142,7 @@ class DevStack:
         """The state of every service, checked with a real client of each."""
         with ThreadPoolExecutor(len(self.core)) as pool:
             core = list(pool.map(lambda s: s.status(), self.core))
-        return core + [s.status() for s in [self.console_service, *self.platform]]
+        return core + [s.status() for s in [*self.optional, *self.platform]]
 
     def is_up(self) -> bool:
         """Whether Kafka, Temporal and PostgreSQL all answer (worker and bridge not counted)."""
@@ -145,19 +150,19 @@ class DevStack:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _start_console(self) -> None:
-        """The console needs nothing at start (it connects on first request); a port taken
-        by something else is a warning, not a failed ``up``."""
-        console = self.console_service
-        if console.healthy():
-            self._say(f"[green]✓[/] console running on {console.address}")
+    def _start_optional(self, service: Service) -> None:
+        """Prometheus and the console need nothing at start and nothing needs them: one
+        that cannot start (not installed, port taken) is a warning, not a failed ``up``."""
+        if service.healthy():
+            self._say(f"[green]✓[/] {service.title} running on {service.address}")
             return
         try:
-            self._check_ports(console)
-            console.launch()
-            self._wait(console)
+            service.preflight()
+            self._check_ports(service)
+            service.launch()
+            self._wait(service)
         except StackError as exc:
-            self._say(f"[yellow]![/] console not started: {exc}")
+            self._say(f"[yellow]![/] {service.title} not started: {exc}")
 
     def _check_ports(self, service: Service) -> None:
         for port in service.ports():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -362,3 +363,65 @@ async def test_a_refused_change_is_shown_as_the_cli_shows_it(
     await page.fill("#create-agent textarea[name=spec]", yaml.safe_dump(agent))
     await page.click("#create-agent button")
     await expect(page.locator(".banner.error")).to_have_text(cli.stderr.strip())
+
+
+async def _send_steadily(platform: Platform, org: str, seconds: float, per_second: int) -> int:
+    sent = 0
+    for _ in range(int(seconds)):
+        await platform.send(org, "inbox", [task(org, sent + i) for i in range(per_second)])
+        sent += per_second
+        await asyncio.sleep(1)
+    return sent
+
+
+def _two_agent_spec(org: str) -> dict[str, Any]:
+    spec = echo_spec(org)
+    spec["topics"].append({"name": "quiet", "class": "work"})
+    spec["agents"].append(
+        {"name": "idle", "kind": "echo", "subscribes": ["quiet"], "publishes": ["outbox"]}
+    )
+    return spec
+
+
+async def test_graph_rates_follow_the_records_from_the_processes_and_from_prometheus(
+    platform: Platform, open_console: str, log_dir: Path, page: Page
+) -> None:
+    org = unique_org()
+    await platform.start_org(_two_agent_spec(org))
+    busy_in = "edge|subscribes|topic:inbox|agent:echo"
+    busy_out = "edge|publishes|agent:echo|topic:outbox"
+    idle_in = "edge|subscribes|topic:quiet|agent:idle"
+    sending = asyncio.create_task(_send_steadily(platform, org, 40, 20))
+    try:
+        await page.goto(f"{open_console}/orgs/{org}/graph")
+        label = page.locator(f'[id="{busy_in}"] text')
+        await expect(label).to_have_text(re.compile(r"^[1-9]\d*\.\d/s$"), timeout=20_000)
+        await expect(page.locator("#rates-source")).to_have_text("rates from processes")
+        await expect(page.locator(f'[id="{idle_in}"] text')).to_have_text("0.0/s")
+
+        # With Prometheus (the stack's, scraping every process) the rates come from it.
+        handle = start_console(
+            log_dir,
+            18244,
+            {"KAFKAORG_PROMETHEUS_URL": f"http://127.0.0.1:{platform.settings.prometheus_port}"},
+            name="prometheus-console",
+        )
+        try:
+            async with httpx.AsyncClient(base_url="http://127.0.0.1:18244") as client:
+                rates: dict[str, Any] = {}
+                for _ in range(60):
+                    rates = (await client.get(f"/orgs/{org}/graph/rates")).json()
+                    found = rates["rates"]
+                    if rates["source"] == "prometheus" and min(
+                        found.get(busy_in, 0), found.get(busy_out, 0)
+                    ):
+                        break
+                    await asyncio.sleep(1)
+                assert rates["source"] == "prometheus", rates
+                assert rates["rates"].get(busy_in, 0) > 0, rates
+                assert rates["rates"].get(busy_out, 0) > 0, rates
+                assert rates["rates"].get(idle_in, 0) == 0, rates
+        finally:
+            handle.stop()
+    finally:
+        sending.cancel()

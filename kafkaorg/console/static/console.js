@@ -90,3 +90,29 @@ document.addEventListener("DOMContentLoaded", () => {
   const redrive = document.getElementById("redrive-form");
   if (redrive) dlqPicker(redrive);
 });
+
+// The graph's edge labels: records per second, refreshed every few seconds.
+function liveRates(container) {
+  const url = `/orgs/${container.dataset.org}/graph/rates`;
+  const state = document.getElementById("rates-source");
+  async function refresh() {
+    try {
+      const answer = await (await fetch(url, { headers: { accept: "application/json" } })).json();
+      for (const edge of container.querySelectorAll('g[id^="edge|"]')) {
+        if (edge.id.startsWith("edge|spawned|")) continue;
+        const label = edge.querySelector("text");
+        if (label) label.textContent = `${(answer.rates[edge.id] || 0).toFixed(1)}/s`;
+      }
+      if (state) state.textContent = `rates from ${answer.source}`;
+    } catch (err) {
+      if (state) state.textContent = "rates unavailable";
+    }
+  }
+  refresh();
+  setInterval(refresh, 3000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const graph = document.getElementById("graph");
+  if (graph) liveRates(graph);
+});
