@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     prometheus_url: str | None = None
     """A Prometheus that scrapes the platform: the console's rates come from it (unset:
     from the processes' own metrics endpoints)."""
-    prometheus_port: int = 9090
-    """Where ``kafkaorg dev up`` runs its Prometheus."""
+    prometheus_port: int = 9490
+    """Where ``kafkaorg dev up`` runs its Prometheus (not 9090: a system Prometheus that
+    Debian's package starts may hold that one, scraping other things)."""
 
     # Record path limits.
     max_record_bytes: int = 1_048_576

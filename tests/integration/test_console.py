@@ -25,6 +25,7 @@ from kafkaorg.kafka import Outgoing, produce_and_wait
 from kafkaorg.names import dlq_topic
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_console
 from tests.integration.test_tools import _audit
+from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
     Platform,
     assert_one_clear_line,
@@ -425,3 +426,52 @@ async def test_graph_rates_follow_the_records_from_the_processes_and_from_promet
             handle.stop()
     finally:
         sending.cancel()
+
+
+async def test_an_llm_agents_decisions_are_shown_turn_by_turn(
+    platform: Platform, scripted_llm: ScriptedLLM, open_console: str, page: Page
+) -> None:
+    org = unique_org()
+    thinker = f"thinker-{org}"
+    await platform.start_org(
+        {
+            "org": org,
+            "topics": [{"name": "tasks", "partitions": 1}, {"name": "results", "partitions": 1}],
+            "agents": [
+                {
+                    "name": thinker,
+                    "kind": "llm",
+                    "instructions": "Answer each task on results.",
+                    "subscribes": ["tasks"],
+                    "publishes": ["results"],
+                }
+            ],
+        }
+    )
+    scripted_llm.script(
+        thinker,
+        [
+            ScriptedReply(
+                tool_calls=[
+                    ScriptedToolCall(
+                        name="publish",
+                        arguments={"topic": "results", "type": "answer", "payload": {"n": 42}},
+                    )
+                ]
+            ),
+            ScriptedReply(content="Published the answer to task 7."),
+        ],
+    )
+    await platform.send(org, "tasks", [task(org, 7)])
+    await platform.collect(org, "results", 1)
+
+    await page.goto(f"{open_console}/orgs/{org}/agents/{thinker}")
+    turn = page.locator("article.turn").first
+    await expect(turn.locator("h3")).to_contain_text("turn 1")
+    await expect(turn.locator(".input")).to_contain_text("task 7")
+    call = turn.locator(".call")
+    await expect(call).to_contain_text("publish")
+    await expect(call).to_contain_text('"n": 42')
+    await expect(call).to_contain_text("→")  # the platform's answer to the call
+    await expect(turn.locator(".reply")).to_contain_text("Published the answer to task 7.")
+    await expect(page.locator(".facts")).to_contain_text("tokens")

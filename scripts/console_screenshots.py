@@ -1,0 +1,98 @@
+"""Screenshots of the console's main views for README, taken in Debian's chromium.
+
+Starts the local stack with its workers (``kafkaorg dev up --workers``), runs the demo
+org and sends it a few more tasks and one poison record, then photographs each view:
+
+    .venv/bin/python scripts/console_screenshots.py [--out docs/screenshots]
+
+Leaves the stack running (``kafkaorg dev down`` stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from playwright.async_api import Page, async_playwright
+
+from kafkaorg.config import get_settings
+from kafkaorg.devstack import DevStack
+from kafkaorg.envelope import new_record
+from kafkaorg.kafka import Outgoing, create_producer, produce_and_wait
+from kafkaorg.names import kafka_topic
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+ORG = "demo"
+
+
+def populate() -> None:
+    """The demo org with its output, a few tasks more and one record for the DLQ."""
+    subprocess.run([sys.executable, "-m", "kafkaorg.cli", "demo"], check=True)
+    settings = get_settings()
+    producer = create_producer(settings)
+    titles = ["Rotate the TLS certificate", "Write the release notes", "Fix the outage runbook"]
+    records = [
+        new_record(
+            org=ORG,
+            type="task.request",
+            source="user:screenshots",
+            payload={"title": title, "priority": priority},
+        )
+        for title, priority in zip(titles, ["high", "low", "medium"], strict=True)
+    ]
+    produce_and_wait(producer, [Outgoing(kafka_topic(ORG, "tasks"), r) for r in records])
+    producer.produce(kafka_topic(ORG, "tasks"), value=b"not json: a poison record")
+    producer.flush(10)
+
+
+async def shoot(page: Page, url: str, path: Path, wait_for: str | None = None) -> None:
+    await page.goto(url)
+    if wait_for:
+        await page.wait_for_selector(wait_for, timeout=20_000)
+    await page.wait_for_timeout(1500)
+    await page.screenshot(path=str(path), full_page=True)
+    print(f"wrote {path}")
+
+
+async def main(out: Path) -> None:
+    settings = get_settings()
+    base = settings.console_url
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1400, "height": 860})
+        await shoot(page, f"{base}/orgs/{ORG}", out / "agents.png", "#agents")
+        await page.goto(f"{base}/orgs/{ORG}/records")
+        await page.wait_for_selector("#records tbody tr", timeout=20_000)
+        await page.wait_for_timeout(1500)
+        await page.screenshot(path=str(out / "records.png"))
+        print(f"wrote {out / 'records.png'}")
+        await page.locator("#records tbody tr a").first.click()
+        await page.wait_for_selector("#causes")
+        await page.screenshot(path=str(out / "record.png"), full_page=True)
+        print(f"wrote {out / 'record.png'}")
+        await shoot(page, f"{base}/orgs/{ORG}/graph", out / "graph.png", "#graph svg")
+        await shoot(page, f"{base}/orgs/{ORG}/tools/priority_score", out / "tool.png", "#runs")
+        await shoot(page, f"{base}/orgs/{ORG}/dlq", out / "dlq.png", "#dlq")
+        await shoot(page, f"{base}/orgs/{ORG}/audit", out / "audit.png", "#audit")
+        await page.goto(f"{base}/apply?org={ORG}")
+        text = await page.locator("#plan-form textarea").input_value()
+        changed = text.replace("topics:\n", "topics:\n- {name: escalations, class: work}\n", 1)
+        await page.fill("#plan-form textarea", changed)
+        await page.click("#plan-form button")
+        await page.wait_for_selector("#plan")
+        await page.screenshot(path=str(out / "apply.png"), full_page=True)
+        print(f"wrote {out / 'apply.png'}")
+        await browser.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    DevStack(get_settings()).up(workers=True)
+    populate()
+    asyncio.run(main(args.out))
