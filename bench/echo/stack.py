@@ -115,9 +115,11 @@ async def check_processes(client: Client, settings: Settings) -> tuple[list[str]
 class PlatformProcesses:
     """``kafkaorg worker`` and ``kafkaorg bridge`` subprocesses for one run (--start-workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict[str, str | None] | None = None) -> None:
+        """``extra_env``: variables set for these processes (None: removed)."""
         self.log_dir = Path(tempfile.mkdtemp(prefix="kafkaorg-bench-"))
-        env = os.environ.copy()
+        merged = {**os.environ, **(extra_env or {})}
+        env = {k: v for k, v in merged.items() if v is not None}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )

@@ -1,0 +1,266 @@
+"""What watching costs: the echo burst with metrics and tracing off, on, and on with the
+console streaming the org's records to a live view, measured side by side in one run.
+
+Three variants, each a fresh worker and bridge started for it (so settings that are read
+at start really differ), in rotating order over several rounds:
+
+* **bare**: ``KAFKAORG_METRICS_ENABLED=false`` and no ``KAFKAORG_OTLP_ENDPOINT``;
+* **observed**: metrics on, and traces exported to ``--otlp-endpoint`` when given;
+* **streamed**: observed, plus a ``kafkaorg console`` process streaming every record of
+  the org (both topics) to a live view, read here as a browser's EventSource would.
+
+Reported: median throughput and p50/p99 latency per variant, and the ratios observed/bare
+and streamed/observed; for streamed, how many records the live view received and skipped
+(the view shows a bounded window; nothing is queued without bound).
+
+    python -m bench.bench_observability --records 10000 --rounds 3 \\
+        [--otlp-endpoint http://127.0.0.1:6006/v1/traces] --out bench/results/obs.json
+
+Needs the core stack up (``kafkaorg dev up``) and no other worker or bridge running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.echo.harness import BenchError, PhaseResult, bench_records, err, measure
+from bench.echo.kafkaorg_path import stop_org
+from bench.echo.report import machine
+from bench.echo.stack import PlatformProcesses, check_stack, wait_for_own_processes
+from kafkaorg import client as service
+from kafkaorg.config import Settings, get_settings
+from kafkaorg.devstack import KafkaorgProcess
+from kafkaorg.kafka import create_producer
+from kafkaorg.names import kafka_topic
+from kafkaorg.spec import validate_spec
+
+VARIANTS = ("bare", "observed", "streamed")
+CONSOLE_PORT = 18290
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_observability")
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--correlation-ids", type=int, default=300)
+    parser.add_argument("--phase-timeout", type=float, default=600)
+    parser.add_argument("--otlp-endpoint", default=None, help="traces on in observed/streamed")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def variant_env(variant: str, args: argparse.Namespace) -> dict[str, str | None]:
+    if variant == "bare":
+        return {"KAFKAORG_METRICS_ENABLED": "false", "KAFKAORG_OTLP_ENDPOINT": None}
+    env: dict[str, str | None] = {"KAFKAORG_METRICS_ENABLED": "true"}
+    if args.otlp_endpoint:
+        env["KAFKAORG_OTLP_ENDPOINT"] = args.otlp_endpoint
+    return env
+
+
+class LiveView:
+    """An EventSource on the console's record stream: counts what a browser would get."""
+
+    def __init__(self, base_url: str, org: str) -> None:
+        self.url = f"{base_url}/orgs/{org}/records/stream?backlog=0"
+        self.received = 0
+        self.skipped = 0
+        self.batches = 0
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def _read(self) -> None:
+        async with (
+            httpx.AsyncClient(timeout=None) as client,
+            client.stream("GET", self.url) as response,
+        ):
+            response.raise_for_status()
+            self.connected.set()
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    batch = json.loads(line[6:])
+                    self.batches += 1
+                    self.received += len(batch["records"])
+                    self.skipped += batch["skipped"]
+
+    async def __aenter__(self) -> LiveView:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self.connected.wait(), timeout=30)
+        await asyncio.sleep(1.0)  # the console's consumer is assigned before the burst
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(2.0)  # the last batches
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def maybe_live_view(on: bool, base_url: str, org: str) -> AsyncIterator[LiveView | None]:
+    if not on:
+        yield None
+        return
+    async with LiveView(base_url, org) as view:
+        yield view
+
+
+async def one_burst(
+    settings: Settings, args: argparse.Namespace, variant: str, console_url: str
+) -> tuple[PhaseResult, dict[str, int] | None]:
+    client = await check_stack(settings)
+    processes = PlatformProcesses(variant_env(variant, args))
+    processes.start()
+    try:
+        await wait_for_own_processes(client, settings, processes)
+        org = f"obs-{uuid.uuid4().hex[:8]}"
+        spec = validate_spec(
+            {
+                "org": org,
+                "topics": [
+                    {"name": "inbox", "partitions": args.partitions},
+                    {"name": "outbox", "partitions": args.partitions},
+                ],
+                "agents": [
+                    {
+                        "name": "echo",
+                        "kind": "echo",
+                        "subscribes": ["inbox"],
+                        "publishes": ["outbox"],
+                    }
+                ],
+            },
+            source="bench",
+        )
+        await asyncio.wait_for(service.launch_org(settings, spec), timeout=90)
+        try:
+            async with maybe_live_view(variant == "streamed", console_url, org) as view:
+                result = await measure(
+                    variant,
+                    settings,
+                    create_producer(settings),
+                    kafka_topic(org, "inbox"),
+                    kafka_topic(org, "outbox"),
+                    args.partitions,
+                    bench_records(org, args.records, args.correlation_ids, variant),
+                    bench_records(org, args.warmup, args.correlation_ids, "warmup"),
+                    args.phase_timeout,
+                )
+            seen = (
+                {"received": view.received, "skipped": view.skipped, "batches": view.batches}
+                if view
+                else None
+            )
+            return result, seen
+        finally:
+            await asyncio.wait_for(stop_org(client, org), timeout=60)
+    finally:
+        processes.stop()
+
+
+def start_console(settings: Settings, log_dir: Path) -> KafkaorgProcess:
+    console = KafkaorgProcess(f"console --port {CONSOLE_PORT}", log_dir)
+    console.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{CONSOLE_PORT}/healthz", timeout=2):
+                return console
+        except OSError:
+            console.ensure_alive()
+            if time.monotonic() > deadline:
+                raise BenchError("the console did not answer within 30 s") from None
+            time.sleep(0.3)
+
+
+def summary(results: dict[str, list[PhaseResult]]) -> dict[str, Any]:
+    def median(variant: str, field: str) -> float:
+        return statistics.median(getattr(r, field) for r in results[variant])
+
+    out: dict[str, Any] = {
+        v: {
+            "records_per_s": median(v, "records_per_s"),
+            "p50_ms": median(v, "p50_ms"),
+            "p99_ms": median(v, "p99_ms"),
+        }
+        for v in VARIANTS
+    }
+    out["observed/bare"] = round(out["observed"]["records_per_s"] / out["bare"]["records_per_s"], 3)
+    out["streamed/observed"] = round(
+        out["streamed"]["records_per_s"] / out["observed"]["records_per_s"], 3
+    )
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = get_settings()
+    log_dir = Path(PlatformProcesses().log_dir)
+    console = start_console(settings, log_dir)
+    results: dict[str, list[PhaseResult]] = {v: [] for v in VARIANTS}
+    streamed: list[dict[str, int]] = []
+    try:
+        for round_ in range(args.rounds):
+            order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
+            for variant in order:
+                err.print(f"round {round_ + 1}/{args.rounds}: {variant} …")
+                result, seen = await one_burst(
+                    settings, args, variant, f"http://127.0.0.1:{CONSOLE_PORT}"
+                )
+                if not result.complete:
+                    raise BenchError(f"{variant}: {result.received}/{result.records} came out")
+                results[variant].append(result)
+                if seen is not None:
+                    streamed.append(seen)
+                err.print(
+                    f"  {result.records_per_s:,.0f} records/s, p50 {result.p50_ms} ms, "
+                    f"p99 {result.p99_ms} ms" + (f"; live view {seen}" if seen else "")
+                )
+    finally:
+        console.stop()
+    return {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": machine(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "summary": summary(results),
+        "live_view": streamed,
+        "runs": {v: [asdict(r) for r in rs] for v, rs in results.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = asyncio.run(run(args))
+    except BenchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 1
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(json.dumps(report["summary"], indent=2))
+    if report["live_view"]:
+        print("live view:", report["live_view"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
