@@ -50,14 +50,16 @@ class ConsoleService(Service):
             prometheus = PrometheusService(self.settings)
             if prometheus.healthy():
                 env["KAFKAORG_PROMETHEUS_URL"] = prometheus.address
-        KafkaorgProcess(
-            "console",
+        process = KafkaorgProcess(
+            f"console --host {self.host} --port {self.port}",
             self.logs_dir,
             env=env,
             cwd=self.settings.state_dir,
             detach=True,
             pid_file=self.pid_file,
-        ).start()
+        )
+        process.log_path = self.log_file
+        process.start()
 
     def detail(self, healthy: bool, pid: int | None) -> str:
         if healthy:

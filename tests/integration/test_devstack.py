@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _settings(state_dir: Path) -> Settings:
-    kafka, controller, temporal, ui, pg = _free_ports(5)
+    kafka, controller, temporal, ui, pg, console, prometheus = _free_ports(7)
     return Settings(
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         kafka_controller_port=controller,
@@ -44,13 +45,24 @@ def _settings(state_dir: Path) -> Settings:
         temporal_ui_port=ui,
         database_url=f"postgresql+psycopg://kafkaorg:kafkaorg@127.0.0.1:{pg}/kafkaorg",
         state_dir=state_dir,
+        console_port=console,
+        prometheus_port=prometheus,
     )
 
 
 def test_status_of_a_down_stack_says_down(tmp_path: Path) -> None:
     stack = DevStack(_settings(tmp_path))
     statuses = {s.name: s for s in stack.status()}
-    assert set(statuses) == {"kafka", "temporal", "postgres", "worker", "bridge", "sandbox-worker"}
+    assert set(statuses) == {
+        "kafka",
+        "temporal",
+        "postgres",
+        "prometheus",
+        "console",
+        "worker",
+        "bridge",
+        "sandbox-worker",
+    }
     assert not any(s.healthy for s in statuses.values())
     assert all(s.pid is None for s in statuses.values())
     assert "Web UI http://127.0.0.1:" in statuses["temporal"].detail
@@ -92,6 +104,7 @@ def test_a_process_that_dies_at_start_points_at_its_log(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     stack = DevStack(settings)
     broken = PlatformProcess(settings, "no-such-command")
+    broken.timeout_s = 30.0  # the CLI's imports alone take ~3 s on a busy 2-core machine
     broken.launch()
     with pytest.raises(StackError, match=r"exited while starting.*see .*no-such-command\.log"):
         stack._wait_survive([broken])
@@ -114,7 +127,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 @pytest.mark.timeout(300)
 def test_up_is_idempotent_and_down_stops_everything(own_stack: DevStack) -> None:
     first = {s.name: s for s in own_stack.up()}
-    for name in ("kafka", "temporal", "postgres"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
         assert first[name].healthy, first[name]
         assert first[name].pid is not None
     assert own_stack.is_up()
@@ -126,14 +139,18 @@ def test_up_is_idempotent_and_down_stops_everything(own_stack: DevStack) -> None
     with psycopg.connect(conninfo) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("kafkaorg",)
 
+    # The console answers and reads this stack's PostgreSQL.
+    with urllib.request.urlopen(f"{own_stack.settings.console_url}/", timeout=10) as page:
+        assert b"No org yet" in page.read()
+
     again = {s.name: s for s in own_stack.up()}
-    for name in ("kafka", "temporal", "postgres"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
         assert again[name].pid == first[name].pid  # reused, not restarted
 
     stopped = own_stack.down()
-    assert set(stopped) == {"kafka", "temporal", "postgres"}
+    assert set(stopped) == {"kafka", "temporal", "postgres", "prometheus", "console"}
     assert not any(s.healthy for s in own_stack.status())
-    for name in ("kafka", "temporal", "postgres"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
         pid = first[name].pid
         assert pid is not None
         assert not is_alive(pid)
