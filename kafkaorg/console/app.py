@@ -55,6 +55,7 @@ from kafkaorg.contracts import (
 from kafkaorg.edge_rates import ProcessRateMeter, edge_rates
 from kafkaorg.errors import BadInputError, KafkaorgError, ServiceUnavailableError
 from kafkaorg.llm.conversation import decision_turns
+from kafkaorg.llm.models import require_llm_for
 from kafkaorg.names import AUDIT_TOPIC, agent_workflow_id, org_workflow_id
 from kafkaorg.org_overview import org_graph, org_overview
 from kafkaorg.reconcile import diff_specs
@@ -380,6 +381,10 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             return back(url, error=_first_problem(exc))
         except BadInputError as exc:
             return back(url, error=str(exc))
+        try:
+            require_llm_for([spec], settings)
+        except KafkaorgError as exc:
+            return back(url, error=str(exc))
         request = CreateAgentRequest(agent=spec, requested_by=CONSOLE_USER)
         return await change(url, lambda c: service.create_agent(c, org, request))
 
@@ -438,6 +443,10 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             spec = parse_spec_text(text, source="pasted spec")
         except SpecError as exc:
             return back("/apply", error=f"{exc.source}: " + "; ".join(exc.problems))
+        try:
+            require_llm_for(spec.agents, settings)
+        except KafkaorgError as exc:
+            return back("/apply", error=str(exc))
         return await change(
             f"/orgs/{spec.org}", lambda c: service.apply_or_launch(settings, c, spec)
         )
