@@ -24,13 +24,17 @@ class ConsoleService(Service):
 
     @property
     def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
         return self.settings.console_url
 
     def healthy(self) -> bool:
         if not port_open(self.host, self.port):
             return False
         try:
-            with urllib.request.urlopen(f"{self.address}/healthz", timeout=2) as response:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -49,7 +53,7 @@ class ConsoleService(Service):
 
             prometheus = PrometheusService(self.settings)
             if prometheus.healthy():
-                env["KAFKAORG_PROMETHEUS_URL"] = prometheus.address
+                env["KAFKAORG_PROMETHEUS_URL"] = prometheus.url
         process = KafkaorgProcess(
             f"console --host {self.host} --port {self.port}",
             self.logs_dir,
@@ -63,5 +67,5 @@ class ConsoleService(Service):
 
     def detail(self, healthy: bool, pid: int | None) -> str:
         if healthy:
-            return f"open {self.address} in a browser" if pid else "running (not ours)"
+            return f"open {self.url} in a browser" + ("" if pid else " (not started by us)")
         return "starting or unhealthy" if pid else "down"

@@ -32,6 +32,10 @@ class PrometheusService(Service):
 
     @property
     def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def _binary(self) -> Path:
@@ -46,7 +50,7 @@ class PrometheusService(Service):
         if not port_open(self.host, self.port):
             return False
         try:
-            with urllib.request.urlopen(f"{self.address}/-/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -66,6 +70,11 @@ class PrometheusService(Service):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.replace("{metrics_dir}", str(folder)))
         return path
+
+    def detail(self, healthy: bool, pid: int | None) -> str:
+        if healthy:
+            return f"{self.url} (scrapes {metrics_dir(self.settings)}/*.json)"
+        return "starting or unhealthy" if pid else "down"
 
     def launch(self) -> None:
         spawn(
