@@ -17,6 +17,7 @@ from ._base import Service
 from ._console import ConsoleService
 from ._kafka import KAFKA_VERSION, KafkaService
 from ._models import ServiceStatus, StackError
+from ._phoenix import PhoenixService
 from ._postgres import PostgresService
 from ._processes import last_error_line, port_open, port_owner
 from ._temporal import TemporalService
@@ -38,6 +39,7 @@ class DevStack:
         self.postgres = PostgresService(self.settings)
         self.core: list[Service] = [self.kafka, self.temporal, self.postgres]
         self.console_service = ConsoleService(self.settings)
+        self.phoenix = PhoenixService(self.settings)
         self.platform: list[Service] = [
             PlatformProcess(self.settings, "worker"),
             PlatformProcess(self.settings, "bridge"),
@@ -102,11 +104,13 @@ class DevStack:
             # Launch everything first and wait afterwards: the services start in parallel.
             for service in to_launch:
                 service.launch()
+            phoenix_launched = self._launch_phoenix()
             for service in to_wait:
                 self._wait(service)
             for service in self.core:
                 service.after_healthy()
             self._migrate()
+            self._wait_phoenix(phoenix_launched)
             self._start_console()
             if workers:
                 launched = [s for s in self.platform if not s.healthy()]
@@ -120,7 +124,8 @@ class DevStack:
     def down(self) -> list[str]:
         """Stop the processes we started (worker and bridge first); returns their names."""
         with self._lock():
-            stopped = [s.name for s in [self.console_service, *self.platform] if s.stop()]
+            extras = [self.console_service, *self.platform, self.phoenix]
+            stopped = [s.name for s in extras if s.stop()]
             running = [s for s in self.core if s.our_pid() is not None]
             if running:
                 names = ", ".join(s.title for s in running)
@@ -137,7 +142,8 @@ class DevStack:
         """The state of every service, checked with a real client of each."""
         with ThreadPoolExecutor(len(self.core)) as pool:
             core = list(pool.map(lambda s: s.status(), self.core))
-        return core + [s.status() for s in [self.console_service, *self.platform]]
+        extras = [self.console_service, self.phoenix, *self.platform]
+        return core + [s.status() for s in extras]
 
     def is_up(self) -> bool:
         """Whether Kafka, Temporal and PostgreSQL all answer (worker and bridge not counted)."""
@@ -158,6 +164,38 @@ class DevStack:
             self._wait(console)
         except StackError as exc:
             self._say(f"[yellow]![/] console not started: {exc}")
+
+    def _launch_phoenix(self) -> bool:
+        """Start the trace backend if it is installed and not running; True if launched.
+        Missing or blocked, it is a one-line note: the platform runs without traces."""
+        phoenix = self.phoenix
+        if phoenix.healthy() or phoenix.our_pid() is not None:
+            return False
+        try:
+            phoenix.preflight()
+            self._check_ports(phoenix)
+        except StackError as exc:
+            self._say(f"[yellow]![/] traces: {exc}; carrying on without Phoenix")
+            return False
+        phoenix.launch()
+        return True
+
+    def _wait_phoenix(self, launched: bool) -> None:
+        """Wait for Phoenix; once it answers, the processes ``up`` starts send it their
+        traces unless ``KAFKAORG_OTLP_ENDPOINT`` already names another collector."""
+        phoenix = self.phoenix
+        if launched or phoenix.our_pid() is not None:
+            try:
+                self._wait(phoenix)
+            except StackError as exc:
+                self._say(f"[yellow]![/] Phoenix not started: {exc}")
+                return
+        elif phoenix.healthy():
+            self._say(f"[green]✓[/] {phoenix.title} already running on {phoenix.address}")
+        if phoenix.healthy() and not self.settings.otlp_endpoint:
+            update = {"otlp_endpoint": phoenix.otlp_endpoint}
+            for service in self.platform:
+                service.settings = service.settings.model_copy(update=update)
 
     def _check_ports(self, service: Service) -> None:
         for port in service.ports():
