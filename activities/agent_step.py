@@ -87,6 +87,7 @@ class _StepSpans:
                 parent=parent,
                 attributes={**self._attributes, "kafkaorg.record.id": record_id, **attributes},
                 links=[self._link],
+                nest=True,
             )
         span = self._spans[record_id]
         return tracing.carrier_of(span) if span is not None else None

@@ -147,6 +147,7 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
             "kafkaorg.agent": str(state["agent"].get("name", "")),
         },
         links=[tracing.current_span_for_link()],
+        nest=True,
     ) as span:
         return _call_model(state, span)
 

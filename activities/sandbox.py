@@ -81,6 +81,7 @@ class SandboxActivities:
                 "kafkaorg.sandbox.wall_time_s": self._policy.tightened(request.policy).wall_time_s,
             },
             links=[tracing.current_span_for_link()],
+            nest=True,
         ) as span:
             return self._run_code(request, span)
 

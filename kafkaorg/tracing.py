@@ -35,16 +35,21 @@ is linked from the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -232,6 +237,58 @@ def trace_url(settings: Settings, trace_id: str) -> str:
     return f"{settings.trace_ui_url}/redirects/traces/{trace_id}"
 
 
+class TraceSpan(BaseModel):
+    """One span of a trace as the trace backend stores it (flattened attributes)."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str = ""
+    status: str = ""
+    attributes: dict[str, Any] = {}
+
+    @property
+    def service(self) -> str | None:
+        value = self.attributes.get("service.name")
+        return str(value) if value is not None else None
+
+
+def read_trace(settings: Settings, trace_id: str, timeout: float = 10.0) -> list[TraceSpan]:
+    """Every span of one trace from Phoenix's REST API (``GET /v1/projects/<project>/spans``,
+    filtered by trace id, paged by cursor); [] when it has none (yet).
+
+    Raises ``OSError`` when the backend does not answer.
+    """
+    base = f"{settings.trace_ui_url}/v1/projects/{PROJECT_NAME}/spans"
+    spans: list[TraceSpan] = []
+    cursor: str | None = None
+    while True:
+        query = {"trace_id": trace_id, "limit": "1000", **({"cursor": cursor} if cursor else {})}
+        try:
+            with urllib.request.urlopen(f"{base}?{urlencode(query)}", timeout=timeout) as reply:
+                body = json.load(reply)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # no span of the project arrived yet: no project
+                return []
+            raise
+        for item in body.get("data") or []:
+            spans.append(
+                TraceSpan(
+                    trace_id=item["context"]["trace_id"],
+                    span_id=item["context"]["span_id"],
+                    parent_id=item.get("parent_id"),
+                    name=item["name"],
+                    kind=item.get("span_kind", ""),
+                    status=item.get("status_code", ""),
+                    attributes=item.get("attributes") or {},
+                )
+            )
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return spans
+
+
 # -- spans ----------------------------------------------------------------------------------
 
 
@@ -243,17 +300,20 @@ def start_span(
     attributes: Mapping[str, Any] | None = None,
     links: Iterable[Span | None] = (),
     current_parent: bool = True,
+    nest: bool = False,
 ) -> Span | None:
     """A started span (the caller ends it), or None when tracing is off.
 
     ``parent``: a carrier; without one the current context is the parent (or, with
     ``current_parent`` False, the span starts a trace of its own). ``links``: spans to link
-    to (None entries and the current span, when it is the parent, are skipped).
+    to (None entries and the current span, when it is the parent, are skipped). ``nest``:
+    when the current span is already in the carrier's trace (the interceptor's
+    ``RunActivity`` of a record's activity), the new span goes under it instead.
     """
     if not enabled():
         return None
     ctx = extract(parent)
-    if ctx is not None and _same_trace(ctx, trace.get_current_span()):
+    if nest and ctx is not None and _same_trace(ctx, trace.get_current_span()):
         ctx = None  # already inside that trace (e.g. the interceptor's span): nest under it
     if ctx is None and not current_parent:
         ctx = Context()
@@ -306,9 +366,12 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
     links: Iterable[Span | None] = (),
+    nest: bool = False,
 ) -> Iterator[Span | None]:
     """A span made current for the block (None, and nothing done, when tracing is off)."""
-    started = start_span(name, parent=parent, kind=kind, attributes=attributes, links=links)
+    started = start_span(
+        name, parent=parent, kind=kind, attributes=attributes, links=links, nest=nest
+    )
     if started is None:
         yield None
         return
@@ -330,6 +393,7 @@ __all__ = [
     "SpanKind",
     "Status",
     "StatusCode",
+    "TraceSpan",
     "carrier_from_headers",
     "carrier_of",
     "configure",
@@ -339,6 +403,7 @@ __all__ = [
     "header_pairs",
     "inject",
     "process_tracing",
+    "read_trace",
     "shutdown",
     "span",
     "start_span",

@@ -85,8 +85,12 @@ class DevStack:
             self.kafka.install()
         self._say(f"[green]✓[/] Kafka {KAFKA_VERSION} jars installed in {self.kafka.libs_dir}")
 
-    def up(self, workers: bool = False) -> list[ServiceStatus]:
-        """Start what is not healthy yet, wait until everything answers, migrate the schema."""
+    def up(self, workers: bool = False, trace_backend: bool = True) -> list[ServiceStatus]:
+        """Start what is not healthy yet, wait until everything answers, migrate the schema.
+
+        ``trace_backend``: Phoenix too, when installed (the test suite starts it only for
+        the tests that read traces).
+        """
         with self._lock():
             to_launch: list[Service] = []
             to_wait: list[Service] = []
@@ -104,13 +108,14 @@ class DevStack:
             # Launch everything first and wait afterwards: the services start in parallel.
             for service in to_launch:
                 service.launch()
-            phoenix_launched = self._launch_phoenix()
+            phoenix_launched = self._launch_phoenix() if trace_backend else False
             for service in to_wait:
                 self._wait(service)
             for service in self.core:
                 service.after_healthy()
             self._migrate()
-            self._wait_phoenix(phoenix_launched)
+            if trace_backend:
+                self._wait_phoenix(phoenix_launched)
             self._start_console()
             if workers:
                 launched = [s for s in self.platform if not s.healthy()]
