@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg import tracing
 from kafkaorg.envelope import Record, utcnow
 from kafkaorg.faults import FaultPoint, fail
 from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
@@ -25,6 +26,8 @@ class StepInput(BaseModel):
     records: list[Record]
     marks: list[str | None] = []
     """Parallel to ``records``: replay/redrive marks (outputs get their own ids and a header)."""
+    traces: list[dict[str, str] | None] = []
+    """Parallel to ``records``: each record's trace carrier (kafkaorg/tracing.py), if any."""
 
 
 class StepResult(BaseModel):
@@ -42,6 +45,8 @@ class EmissionsInput(BaseModel):
     """Parallel to ``emissions``: the replay/redrive mark of the input each answers."""
     kind: AgentKind | None = None
     """The publishing agent's kind, for the step metrics (the agent is each record's source)."""
+    traces: list[dict[str, str] | None] = []
+    """Parallel to ``emissions``: the trace carrier of the input record each answers."""
 
 
 def _edge(item: Outgoing) -> tuple[str, str]:
@@ -51,6 +56,44 @@ def _edge(item: Outgoing) -> tuple[str, str]:
 
 def _mark_headers(mark: str | None) -> tuple[tuple[str, str | bytes | None], ...]:
     return (("kafkaorg.mark", mark.encode()),) if mark else ()
+
+
+class _StepSpans:
+    """One ``agent.step`` span per input record, its parent the record's trace carrier and
+    linked to the activity's own span; the record's outputs are produced under it. Ended
+    once the outputs are written. Does nothing when tracing is off."""
+
+    def __init__(self, org: str, agent: str, kind: str, workflow_id: str | None) -> None:
+        self._on = tracing.enabled()
+        self._attributes = {
+            "kafkaorg.org": org,
+            "kafkaorg.agent": agent,
+            "kafkaorg.agent.kind": kind,
+            "kafkaorg.workflow_id": workflow_id or "",
+        }
+        self._name = f"agent.step {agent}"
+        self._link = tracing.current_span_for_link() if self._on else None
+        self._spans: dict[str, tracing.Span | None] = {}
+
+    def carrier_for(
+        self, record_id: str, parent: dict[str, str] | None, **attributes: str
+    ) -> dict[str, str] | None:
+        """The carrier the record's outputs are produced under (None when off)."""
+        if not self._on:
+            return None
+        if record_id not in self._spans:
+            self._spans[record_id] = tracing.start_span(
+                self._name,
+                parent=parent,
+                attributes={**self._attributes, "kafkaorg.record.id": record_id, **attributes},
+                links=[self._link],
+                nest=True,
+            )
+        span = self._spans[record_id]
+        return tracing.carrier_of(span) if span is not None else None
+
+    def end(self, exc: BaseException | None = None) -> None:
+        tracing.end_spans(self._spans.values(), exc)
 
 
 class AgentStepActivities:
@@ -64,9 +107,13 @@ class AgentStepActivities:
         self._max_record_bytes = max_record_bytes
         self._transactions = transactions
 
-    def _outgoing(self, org: str, emission: Emission, mark: str | None) -> Outgoing:
+    def _outgoing(
+        self, org: str, emission: Emission, mark: str | None, trace: dict[str, str] | None = None
+    ) -> Outgoing:
         """The record bound for Kafka; one over the size limit fails the step for good."""
-        item = Outgoing(kafka_topic(org, emission.topic), emission.record, _mark_headers(mark))
+        item = Outgoing(
+            kafka_topic(org, emission.topic), emission.record, _mark_headers(mark), trace=trace
+        )
         size = len(item.value)
         if size > self._max_record_bytes:
             # Retrying cannot help, and downstream it would only be poison.
@@ -94,21 +141,33 @@ class AgentStepActivities:
     def run_agent_step(self, input: StepInput) -> StepResult:
         """Idempotent: outputs carry ids derived from (workflow id, input id, index)."""
         with timed_step(input.org, input.agent.name, input.agent.kind):
-            return self._run_agent_step(input)
+            spans = _StepSpans(input.org, input.agent.name, input.agent.kind, input.workflow_id)
+            try:
+                result = self._run_agent_step(input, spans)
+            except BaseException as exc:
+                spans.end(exc)
+                raise
+            spans.end()
+            return result
 
-    def _run_agent_step(self, input: StepInput) -> StepResult:
+    def _run_agent_step(self, input: StepInput, spans: _StepSpans) -> StepResult:
         fail(FaultPoint.AGENT_STEP_RAISE)
         now = utcnow()
         outgoing: list[Outgoing] = []
         for i, record in enumerate(input.records):
             mark = input.marks[i] if i < len(input.marks) else None
+            trace = spans.carrier_for(
+                record.id,
+                input.traces[i] if i < len(input.traces) else None,
+                **{"kafkaorg.record.type": record.type},
+            )
             # A replayed record's outputs are new records: ids derive from the mark too.
             id_scope = f"{input.workflow_id}#{mark}" if mark else input.workflow_id
             try:
                 emissions = emissions_for(input.agent, id_scope, record, now)
             except AgentStepError as exc:
                 raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
-            outgoing += [self._outgoing(input.org, e, mark) for e in emissions]
+            outgoing += [self._outgoing(input.org, e, mark, trace) for e in emissions]
         return self._produce(input.org, outgoing, len(input.records))
 
     @activity.defn
@@ -116,8 +175,30 @@ class AgentStepActivities:
         """Produce records with final ids; an oversized one fails the call, not retried."""
         agents = {e.record.source.removeprefix("agent:") for e in input.emissions}
         with timed_step(input.org, ",".join(sorted(agents)), input.kind or "unknown"):
-            outgoing = [
-                self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
-                for i, e in enumerate(input.emissions)
-            ]
-            return self._produce(input.org, outgoing, len(input.emissions))
+            if not tracing.enabled():
+                outgoing = [
+                    self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
+                    for i, e in enumerate(input.emissions)
+                ]
+                return self._produce(input.org, outgoing, len(input.emissions))
+            return self._publish_traced(input)
+
+    def _publish_traced(self, input: EmissionsInput) -> StepResult:
+        """As ``publish_emissions``, each output under a span of the record it answers."""
+        info = activity.info()
+        agent = input.emissions[0].record.source.removeprefix("agent:") if input.emissions else ""
+        spans = _StepSpans(input.org, agent, input.kind or "unknown", info.workflow_id)
+        try:
+            outgoing = []
+            for i, e in enumerate(input.emissions):
+                parent = input.traces[i] if i < len(input.traces) else None
+                # Keyed by the input record (the causation id): one span per record answered.
+                trace = spans.carrier_for(e.record.causation_id or e.record.id, parent)
+                mark = input.marks[i] if i < len(input.marks) else None
+                outgoing.append(self._outgoing(input.org, e, mark, trace))
+            result = self._produce(input.org, outgoing, len(input.emissions))
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        spans.end()
+        return result

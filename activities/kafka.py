@@ -41,6 +41,8 @@ class PublishInput(BaseModel):
     headers: dict[str, str] = {}
     record_headers: dict[str, dict[str, str]] = {}
     """Record id → headers for that record only (e.g. where a dead-lettered record came from)."""
+    traces: dict[str, dict[str, str]] = {}
+    """Record id → its trace carrier: the produce joins that record's trace (tracing.py)."""
 
 
 class PublishResult(BaseModel):
@@ -64,7 +66,11 @@ class KafkaActivities:
             return headers + tuple((k, v.encode()) for k, v in extra.items())
 
         count = produce_and_wait(
-            self._producer, (Outgoing(topic, r, headers_of(r)) for r in input.records)
+            self._producer,
+            (
+                Outgoing(topic, r, headers_of(r), trace=input.traces.get(r.id))
+                for r in input.records
+            ),
         )
         if input.topic == DLQ_TOPIC:  # failed work of an agent (step, tool, model, not running)
             DLQ_RECORDS.labels(input.org, input.headers.get("dlq.reason", "unknown")).inc(count)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg import tracing
 from kafkaorg.config import get_settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model
@@ -130,7 +131,51 @@ def _is_json_object(raw: Any) -> bool:
 
 
 def call_model(state: LlmGraphState) -> dict[str, Any]:
-    """One chat completion over the agent's conversation; returns the assistant turn."""
+    """One chat completion over the agent's conversation; returns the assistant turn.
+
+    Traced (when on) as an OpenInference ``LLM`` span under the record's trace: model,
+    token counts, and prompt and reply only with ``KAFKAORG_TRACE_LLM_CONTENT``.
+    """
+    with tracing.span(
+        "llm.call",
+        parent=state.get("trace"),
+        kind=tracing.SpanKind.CLIENT,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": get_settings().llm_model,
+            "kafkaorg.org": state["org"],
+            "kafkaorg.agent": str(state["agent"].get("name", "")),
+        },
+        links=[tracing.current_span_for_link()],
+        nest=True,
+    ) as span:
+        return _call_model(state, span)
+
+
+def _trace_call(
+    span: tracing.Span | None, messages: list[BaseMessage], usage: TokenUsage, turn: dict[str, Any]
+) -> None:
+    if span is None:
+        return
+    span.set_attributes(
+        {
+            "llm.token_count.prompt": usage.prompt_tokens,
+            "llm.token_count.completion": usage.completion_tokens,
+            "llm.token_count.total": usage.total_tokens,
+        }
+    )
+    if tracing.llm_content():
+        span.set_attributes(
+            {
+                "input.value": json.dumps(convert_to_openai_messages(messages), default=str),
+                "input.mime_type": "application/json",
+                "output.value": json.dumps(turn, default=str),
+                "output.mime_type": "application/json",
+            }
+        )
+
+
+def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, Any]:
     info = activity.info()
     settings = get_settings()
     org = state["org"]
@@ -181,4 +226,5 @@ def call_model(state: LlmGraphState) -> dict[str, Any]:
     turn = convert_to_openai_messages(reply)
     assert isinstance(turn, dict)
     keep_invalid_tool_calls(reply, turn)
+    _trace_call(span, messages, usage, turn)
     return {"messages": [turn], "model_calls": 1, "tokens": usage.total_tokens}

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg import tracing
 from kafkaorg.metrics import SANDBOX_RUN_SECONDS, SANDBOX_RUNS
 from kafkaorg.sandbox import (
     SandboxInputError,
@@ -43,6 +44,8 @@ class SandboxRequest(BaseModel):
     stdin: str = ""
     policy: SandboxPolicy | None = None
     """Tighter limits for this run; the worker's policy caps every field."""
+    trace: dict[str, str] | None = None
+    """Trace carrier of the record this run is for: its ``sandbox.run`` span joins that trace."""
 
 
 def run_code_timeout(policy: SandboxPolicy) -> timedelta:
@@ -67,6 +70,22 @@ class SandboxActivities:
         Sync on purpose: the run blocks a thread of the worker's executor, and
         cancellation arrives through the heartbeat, which kills the jail.
         """
+        if not tracing.enabled():
+            return self._run_code(request, None)
+        info = activity.info()
+        with tracing.span(
+            "sandbox.run",
+            parent=request.trace,
+            attributes={
+                "kafkaorg.workflow_id": info.workflow_id or "",
+                "kafkaorg.sandbox.wall_time_s": self._policy.tightened(request.policy).wall_time_s,
+            },
+            links=[tracing.current_span_for_link()],
+            nest=True,
+        ) as span:
+            return self._run_code(request, span)
+
+    def _run_code(self, request: SandboxRequest, span: tracing.Span | None) -> SandboxResult:
         policy = self._policy.tightened(request.policy)
         started = time.perf_counter()
         try:
@@ -74,16 +93,32 @@ class SandboxActivities:
                 request.code, request.stdin.encode(), policy, on_tick=activity.heartbeat
             )
         except SandboxInputError as exc:
-            _count("input-error", time.perf_counter() - started)
+            _count("input-error", time.perf_counter() - started, span=span)
             raise ApplicationError(str(exc), type="SandboxInputError", non_retryable=True) from None
         except SandboxUnavailableError as exc:
-            _count("unavailable", time.perf_counter() - started)
+            _count("unavailable", time.perf_counter() - started, span=span)
             raise ApplicationError(str(exc), type="SandboxUnavailableError") from None
         outcome = "ok" if result.ok else "limit" if result.limit_hit else "exit-nonzero"
-        _count(outcome, result.duration_s, str(result.limit_hit or "none"))
+        _count(outcome, result.duration_s, str(result.limit_hit or "none"), span=span)
+        if span is not None:
+            span.set_attribute("kafkaorg.sandbox.cpu_s", result.cpu_s or 0.0)
+            if result.exit_code is not None:
+                span.set_attribute("kafkaorg.sandbox.exit_code", result.exit_code)
+            if not result.ok:
+                span.set_status(tracing.Status(tracing.StatusCode.ERROR, outcome))
         return result
 
 
-def _count(outcome: str, seconds: float, limit: str = "none") -> None:
+def _count(
+    outcome: str, seconds: float, limit: str = "none", span: tracing.Span | None = None
+) -> None:
     SANDBOX_RUNS.labels(outcome, limit).inc()
     SANDBOX_RUN_SECONDS.labels(outcome).observe(seconds)
+    if span is not None:
+        span.set_attributes(
+            {
+                "kafkaorg.sandbox.outcome": outcome,
+                "kafkaorg.sandbox.limit_hit": limit,
+                "kafkaorg.sandbox.duration_s": seconds,
+            }
+        )

@@ -16,6 +16,11 @@ memory, whatever the outage's length. Its state is written to
 Metrics (``kafkaorg/metrics.py``): records accepted per org/topic, records delivered per
 topic→agent edge (counted once Temporal accepted the signal, so a retried batch counts
 once), DLQ entries by reason, batch sizes, signal latency, lag and inbox sizes.
+
+Traces (``kafkaorg/tracing.py``, when on): a ``bridge.consume`` span per record, child of
+the context in its ``traceparent`` header; a ``bridge.signal`` span per signal, child of
+its first record's and linked to the others'; each record's own context goes to the
+agent in ``Delivery.traces``, and a poison record's dead letter is produced under it.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from bridge.mapping import (
 )
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg import client as service
-from kafkaorg import metrics
+from kafkaorg import metrics, tracing
 from kafkaorg.bridge_status import bridge_status_dir, write_bridge_status
 from kafkaorg.config import Settings
 from kafkaorg.contracts import Delivery
@@ -76,6 +81,7 @@ from kafkaorg.names import (
     BRIDGE_TOPIC_PATTERN,
     PLATFORM_DLQ_TOPIC,
     PLATFORM_ORG,
+    agent_workflow_id,
     dlq_topic,
     split_kafka_topic,
 )
@@ -150,6 +156,8 @@ class Bridge:
         self._status_written: tuple[float, object] = (float("-inf"), None)
         self._recent = RecentRecords()
         """Recently seen records, for the chain a ``hop-limit`` dead letter names."""
+        self._spans: dict[Origin, tracing.Span | None] = {}
+        """The batch's ``bridge.consume`` span of each record (empty when tracing is off)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         self._consumer.subscribe([BRIDGE_TOPIC_PATTERN])
@@ -306,8 +314,49 @@ class Bridge:
         )
 
     async def handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
+        if not tracing.enabled():
+            await self._handle_batch(messages, stop)
+            return
+        try:
+            await self._handle_batch(messages, stop)
+        except BaseException as exc:
+            tracing.end_spans(self._spans.values(), exc)
+            raise
+        else:
+            tracing.end_spans(self._spans.values())
+        finally:
+            self._spans = {}
+
+    def _consume_span(self, message: Message, item: Accepted | Poison) -> tracing.Span | None:
+        """The record's ``bridge.consume`` span, a child of its producer's (if it had one)."""
+        origin = item.origin
+        attributes: dict[str, str | int] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "receive",
+            "messaging.destination.name": origin.kafka_topic,
+            "messaging.destination.partition.id": str(origin.partition),
+            "messaging.kafka.offset": origin.offset,
+            "messaging.consumer.group.name": BRIDGE_GROUP_ID,
+        }
+        if isinstance(item, Accepted):
+            attributes["kafkaorg.record.id"] = item.record.id
+            attributes["kafkaorg.record.type"] = item.record.type
+        else:
+            attributes["kafkaorg.dlq.reason"] = item.reason
+        return tracing.start_span(
+            f"bridge.consume {origin.kafka_topic}",
+            parent=tracing.carrier_from_headers(message.headers()),
+            kind=tracing.SpanKind.CONSUMER,
+            attributes=attributes,
+            current_parent=False,
+        )
+
+    async def _handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
         metrics.BRIDGE_BATCH_SIZE.observe(len(messages))
-        decoded = [d for d in (self._decode(m) for m in messages) if d is not None]
+        pairs = [(m, d) for m in messages if (d := self._decode(m)) is not None]
+        decoded = [d for _, d in pairs]
+        if tracing.enabled():
+            self._spans = {d.origin: self._consume_span(m, d) for m, d in pairs}
         subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
         accepted: list[Accepted] = []
         poison = [d for d in decoded if isinstance(d, Poison)]
@@ -445,6 +494,38 @@ class Bridge:
             },
             marks={i.record.id: i.mark for i in items if i.mark},
         )
+        if self._spans:
+            await self._traced_signal(org, agent, items, delivery)
+            return
+        await self._deliver(org, agent, items, delivery)
+
+    async def _traced_signal(
+        self, org: str, agent: str, items: list[Accepted], delivery: Delivery
+    ) -> None:
+        spans = [self._spans.get(i.origin) for i in items]
+        delivery.traces = {
+            i.record.id: tracing.carrier_of(span)
+            for i, span in zip(items, spans, strict=True)
+            if span is not None
+        }
+        first = spans[0]
+        with tracing.span(
+            f"bridge.signal {agent}",
+            parent=tracing.carrier_of(first) if first is not None else None,
+            kind=tracing.SpanKind.PRODUCER,
+            attributes={
+                "kafkaorg.org": org,
+                "kafkaorg.agent": agent,
+                "kafkaorg.workflow_id": agent_workflow_id(org, agent),
+                "kafkaorg.signal.records": len(items),
+            },
+            links=spans[1:],
+        ):
+            await self._deliver(org, agent, items, delivery)
+
+    async def _deliver(
+        self, org: str, agent: str, items: list[Accepted], delivery: Delivery
+    ) -> None:
         started = time.perf_counter()
         try:
             await service.deliver(self._client, org, agent, delivery)
@@ -469,7 +550,9 @@ class Bridge:
                 # committed unrecorded, so the platform's DLQ takes it.
                 target = PLATFORM_DLQ_TOPIC
             record, headers = dead_letter(p, now)
-            outgoing.append(Outgoing(target, record, tuple(headers)))
+            span = self._spans.get(p.origin)
+            trace = tracing.carrier_of(span) if span is not None else None
+            outgoing.append(Outgoing(target, record, tuple(headers), trace=trace))
             counted[(PLATFORM_ORG if target == PLATFORM_DLQ_TOPIC else p.origin.org, p.reason)] += 1
             log.info(
                 "dead-lettered %s[%d]@%d to %s: %s",
@@ -505,7 +588,10 @@ async def run_bridge(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; an interrupted batch is simply consumed again next time."""
     check_kafka(settings)
     ensure_platform_topics(settings)
-    with metrics.process_metrics(settings, "bridge") as runtime:
+    with (
+        tracing.process_tracing(settings, tracing.SERVICE_BRIDGE),
+        metrics.process_metrics(settings, "bridge") as runtime,
+    ):
         await _serve(settings, await connect_temporal(settings, runtime))
 
 

@@ -70,6 +70,19 @@ class Settings(BaseSettings):
     transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
     live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
 
+    # Traces (kafkaorg/tracing.py): off unless an OTLP endpoint is set.
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (``/v1/traces`` is added), e.g. Phoenix's
+    ``http://127.0.0.1:6006``; unset, nothing is traced and nothing costs."""
+    trace_llm_content: bool = False
+    """Put model prompts and replies into the model-call spans (they may hold user data)."""
+    phoenix_port: int = 6006
+    """The local trace backend (``kafkaorg dev up``): Arize Phoenix's UI and OTLP/HTTP port."""
+    phoenix_grpc_port: int = 6007
+    """Phoenix's OTLP/gRPC receiver (unused by kafkaorg; moved off 4317 to stay out of the way)."""
+    trace_ui: str | None = None
+    """The trace backend's UI for links to a trace; default the local Phoenix."""
+
     # The web console (``kafkaorg console``; kafkaorg/console/access.py).
     console_host: str = "127.0.0.1"
     console_port: int = 8240
@@ -107,6 +120,14 @@ class Settings(BaseSettings):
     """At most one status query per agent this often (only for agents fed recently or held)."""
     bridge_retry_max_s: float = 10.0
     """Longest wait between retries of a batch Temporal did not accept."""
+
+    @property
+    def phoenix_url(self) -> str:
+        return f"http://127.0.0.1:{self.phoenix_port}"
+
+    @property
+    def trace_ui_url(self) -> str:
+        return (self.trace_ui or self.phoenix_url).rstrip("/")
 
     @property
     def console_url(self) -> str:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafkaorg import faults
+from kafkaorg import faults, tracing
 from kafkaorg.config import Settings
 from kafkaorg.envelope import Record
 from kafkaorg.errors import ServiceUnavailableError
@@ -104,11 +105,45 @@ class Outgoing:
     kafka_topic: str
     record: Record
     extra_headers: tuple[tuple[str, str | bytes | None], ...] = ()
+    trace: Mapping[str, str] | None = field(default=None, compare=False, hash=False)
+    """W3C carrier of the span this record is produced under (the record it answers);
+    None: the current context. Only read when tracing is on (kafkaorg/tracing.py)."""
 
     @cached_property
     def value(self) -> bytes:
         """The serialized envelope, made once (size checks and produce share it)."""
         return self.record.kafka_value()
+
+
+def _traced(items: Iterable[Outgoing], spans: list[tracing.Span | None]) -> Iterator[Outgoing]:
+    """Each item under a ``kafka.produce`` span whose context goes into its headers, so the
+    consumer's work joins the trace (the item's own trace headers, if any, are replaced)."""
+    for item in items:
+        span = tracing.start_span(
+            f"kafka.produce {item.kafka_topic}",
+            parent=item.trace,
+            kind=tracing.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": item.kafka_topic,
+                "kafkaorg.record.id": item.record.id,
+                "kafkaorg.record.type": item.record.type,
+                "kafkaorg.record.source": item.record.source,
+                "kafkaorg.correlation_id": item.record.correlation_id,
+            },
+        )
+        spans.append(span)
+        if span is None:
+            yield item
+            continue
+        kept = tuple(h for h in item.extra_headers if h[0] not in tracing.TRACE_HEADERS)
+        traced = dataclasses.replace(
+            item, extra_headers=kept + tracing.header_pairs(tracing.carrier_of(span))
+        )
+        if "value" in item.__dict__:  # serialized once, not again
+            traced.__dict__["value"] = item.__dict__["value"]
+        yield traced
 
 
 @dataclass
@@ -139,6 +174,19 @@ def _produce_one(producer: Producer, item: Outgoing, deliveries: _Deliveries) ->
 
 def produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: float = 30.0) -> int:
     """Produce records and return once the broker acknowledged every one (or raise)."""
+    if not tracing.enabled():
+        return _produce_and_wait(producer, items, timeout)
+    spans: list[tracing.Span | None] = []
+    try:
+        count = _produce_and_wait(producer, _traced(items, spans), timeout)
+    except BaseException as exc:
+        tracing.end_spans(spans, exc)
+        raise
+    tracing.end_spans(spans)
+    return count
+
+
+def _produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: float) -> int:
     deliveries = _Deliveries()
     count = 0
     for item in items:
@@ -205,6 +253,18 @@ class TransactionalProducers:
         fresh one under the same transactional id, which also finishes whatever the old
         one left open.
         """
+        if not tracing.enabled():
+            return self._produce(items, timeout)
+        spans: list[tracing.Span | None] = []
+        try:
+            count = self._produce(list(_traced(items, spans)), timeout)
+        except BaseException as exc:
+            tracing.end_spans(spans, exc)
+            raise
+        tracing.end_spans(spans)
+        return count
+
+    def _produce(self, items: list[Outgoing], timeout: float) -> int:
         slot, producer = self._free.get()
         try:
             if producer is None:

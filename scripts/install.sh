@@ -101,6 +101,25 @@ fi
 missing="$(ldd "$VENV/bin/nsjail" 2>/dev/null | grep 'not found' || true)"
 [ -z "$missing" ] || die "nsjail is missing shared libraries: $(echo "$missing" | tr -s ' \n\t' ' ')"
 
+# --- Phoenix (the local trace backend) ---------------------------------------------------
+# A virtualenv of its own: Phoenix brings hundreds of packages that must never meet the
+# project's. `kafkaorg dev up` starts it from there when it exists.
+PHOENIX_VERSION="20.26.1"
+CACHE_DIR="$("$PY" -c 'from kafkaorg.config import get_settings; print(get_settings().cache_dir)')"
+PHOENIX_VENV="$CACHE_DIR/phoenix-venv"
+phoenix_version() { "$PHOENIX_VENV/bin/python" -m pip show arize-phoenix 2>/dev/null | sed -n 's/^Version: //p'; }
+if [ -x "$PHOENIX_VENV/bin/phoenix" ] && [ "$(phoenix_version)" = "$PHOENIX_VERSION" ]; then
+    say "Phoenix $PHOENIX_VERSION present in $PHOENIX_VENV"
+else
+    say "Installing Arize Phoenix $PHOENIX_VERSION into its own virtualenv $PHOENIX_VENV (about a minute)"
+    if [ ! -x "$PHOENIX_VENV/bin/pip" ]; then
+        rm -rf "$PHOENIX_VENV"
+        mkdir -p "$CACHE_DIR"
+        "$PY" -m venv "$PHOENIX_VENV"
+    fi
+    "$PHOENIX_VENV/bin/python" -m pip install -q "arize-phoenix==$PHOENIX_VERSION"
+fi
+
 # --- Kafka ------------------------------------------------------------------------------
 say "Fetching Kafka's jars from Maven Central if missing (kafkaorg dev install)"
 "$VENV/bin/kafkaorg" dev install

@@ -47,7 +47,7 @@ def stack(settings: Settings) -> Iterator[Settings]:
     started_here = not dev.is_up()
     if started_here:
         dev.install()
-        dev.up(workers=False)
+        dev.up(workers=False, trace_backend=False)  # Phoenix: test_traces.py starts it
     from kafkaorg.db.migrate import upgrade_to_head
 
     upgrade_to_head(settings.database_url)

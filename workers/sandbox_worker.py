@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.sandbox import SandboxActivities
+from kafkaorg import tracing
 from kafkaorg.config import Settings
 from kafkaorg.metrics import process_metrics
 from kafkaorg.names import SANDBOX_TASK_QUEUE
@@ -66,7 +67,10 @@ async def run_sandbox_worker(settings: Settings, policy: SandboxPolicy | None = 
     caps = host_capabilities()
     if not caps.can_run:
         raise SandboxUnavailableError("sandbox unavailable: " + "; ".join(caps.problems()))
-    with process_metrics(settings, "sandbox-worker") as runtime:
+    with (
+        tracing.process_tracing(settings, tracing.SERVICE_SANDBOX_WORKER),
+        process_metrics(settings, "sandbox-worker") as runtime,
+    ):
         client = await connect_temporal(settings, runtime)
         await _serve(settings, client, caps, policy)
 

@@ -22,6 +22,7 @@ from activities.lifecycle import LifecycleActivities
 from activities.org_requests import OrgRequestActivities
 from activities.state import StateActivities
 from activities.tool_registry import ToolActivities
+from kafkaorg import tracing
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.kafka import (
@@ -106,7 +107,10 @@ async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then finish in-flight tasks and exit."""
     log.info("worker id %s", process_worker_id(settings))
     check_kafka(settings)
-    with process_metrics(settings, "worker") as runtime:
+    with (
+        tracing.process_tracing(settings, tracing.SERVICE_WORKER),
+        process_metrics(settings, "worker") as runtime,
+    ):
         await _serve(settings, await connect_temporal(settings, runtime))
 
 

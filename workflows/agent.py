@@ -171,6 +171,7 @@ class AgentWorkflow:
             await self._dead_letter(list(state.inbox), "agent-not-running", reason)
             self._take_from_inbox(len(state.inbox))
             state.origins.clear()
+            state.traces.clear()
         return AgentResult(processed=state.processed, published=state.published)
 
     async def _step(self, spec: AgentSpec) -> None:
@@ -191,6 +192,7 @@ class AgentWorkflow:
                     agent=spec,
                     records=batch,
                     marks=state.inbox_marks[: len(batch)],
+                    traces=[state.traces.get(r.id) for r in batch],
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
                 # A worker that dies mid-step is noticed in seconds, not after the full timeout.
@@ -215,6 +217,7 @@ class AgentWorkflow:
     def _forget(self, records: list[Record]) -> None:
         for record in records:
             self._state.origins.pop(record.id, None)
+            self._state.traces.pop(record.id, None)
 
     async def _fail(self, batch: list[Record], err: ActivityError) -> None:
         """Failed work is never dropped silently: to the DLQ, the agent stops, the org knows."""
@@ -277,6 +280,7 @@ class AgentWorkflow:
                         scope=f"{workflow_id}#{mark}" if mark else workflow_id,
                         mark=mark,
                         messages=[*history, record_message(None, record)],
+                        **({"trace": state.traces[record.id]} if record.id in state.traces else {}),
                     ),
                     {"recursion_limit": 2 * MAX_MODEL_CALLS_PER_RECORD + 4},
                 )
@@ -349,6 +353,7 @@ class AgentWorkflow:
         failures: dict[tuple[str, str], list[Record]] = {}
         emissions: list[Emission] = []
         emission_marks: list[str | None] = []
+        emission_traces: list[dict[str, str] | None] = []
         if current.version is None:
             failures[("tool-unavailable", current.reason or "no active version")] = list(batch)
         else:
@@ -368,6 +373,7 @@ class AgentWorkflow:
                 for emission in tool_emissions(spec, scope, record, outcome, now):
                     emissions.append(emission)
                     emission_marks.append(mark)
+                    emission_traces.append(state.traces.get(record.id))
         if emissions:
             try:
                 result = await workflow.execute_activity_method(
@@ -377,6 +383,7 @@ class AgentWorkflow:
                         emissions=emissions,
                         marks=emission_marks,
                         kind=spec.kind,
+                        traces=emission_traces,
                     ),
                     start_to_close_timeout=timedelta(seconds=60),
                     heartbeat_timeout=timedelta(seconds=10),
@@ -401,7 +408,11 @@ class AgentWorkflow:
         try:
             result = await workflow.execute_activity(
                 "run_code",
-                SandboxRequest(code=program, stdin=json.dumps(record.payload)),
+                SandboxRequest(
+                    code=program,
+                    stdin=json.dumps(record.payload),
+                    trace=self._state.traces.get(record.id),
+                ),
                 task_queue=SANDBOX_TASK_QUEUE,
                 result_type=SandboxResult,
                 start_to_close_timeout=run_code_timeout(SandboxPolicy()),
@@ -466,6 +477,7 @@ class AgentWorkflow:
         if attempts is not None:
             headers["dlq.attempts"] = str(attempts)
         per_record: dict[str, dict[str, str]] = {}
+        traces = self._state.traces
         for record in records:
             origin = self._state.origins.get(record.id)
             if origin:
@@ -483,6 +495,7 @@ class AgentWorkflow:
                 records=records,
                 headers=headers,
                 record_headers=per_record,
+                traces={r.id: traces[r.id] for r in records if r.id in traces},
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
@@ -519,6 +532,8 @@ class AgentWorkflow:
             self._inbox_sizes.append(_record_bytes(record))
             if record.id in delivery.origins:
                 state.origins[record.id] = delivery.origins[record.id]
+            if record.id in delivery.traces:
+                state.traces[record.id] = delivery.traces[record.id]
         if len(state.seen_ids) > 2 * DEDUP_WINDOW:
             forget = state.seen_ids[:-DEDUP_WINDOW]
             del state.seen_ids[:-DEDUP_WINDOW]

@@ -67,6 +67,7 @@ class BuiltinTools:
         self._record = Record.model_validate(state["record"])
         self._scope: str = state["scope"]
         self._mark: str | None = state.get("mark")
+        self._trace: dict[str, str] | None = state.get("trace")
         self._published_before: int = state.get("published", 0)
         self.published = 0
 
@@ -128,6 +129,7 @@ class BuiltinTools:
                 emissions=[Emission(topic=topic, record=record)],
                 marks=[self._mark],
                 kind=self._agent.kind,
+                traces=[self._trace],
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=_RETRY,
@@ -138,7 +140,7 @@ class BuiltinTools:
     async def _sandbox(self, code: str, stdin: str) -> SandboxResult:
         return await workflow.execute_activity(
             "run_code",
-            SandboxRequest(code=code, stdin=stdin),
+            SandboxRequest(code=code, stdin=stdin, trace=self._trace),
             task_queue=SANDBOX_TASK_QUEUE,
             result_type=SandboxResult,
             start_to_close_timeout=run_code_timeout(SandboxPolicy()),

@@ -57,8 +57,47 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _service_name(argv: list[str]) -> str:
+    """Whose spans these are: the long-running processes by name, any other command the CLI."""
+    from kafkaorg import tracing
+
+    command = [a for a in argv[1:3] if not a.startswith("-")]
+    if command[:1] == ["worker"]:
+        return tracing.SERVICE_WORKER
+    if command[:1] == ["bridge"]:
+        return tracing.SERVICE_BRIDGE
+    if command[:1] == ["console"]:
+        return tracing.SERVICE_CONSOLE
+    if command == ["sandbox", "worker"]:
+        return tracing.SERVICE_SANDBOX_WORKER
+    return tracing.SERVICE_CLI
+
+
+def _tracing() -> None:
+    """Traces on when ``KAFKAORG_OTLP_ENDPOINT`` is set (a bad setting is reported later)."""
+    from kafkaorg import tracing
+    from kafkaorg.config import get_settings
+
+    try:
+        settings = get_settings()
+    except Exception:
+        return
+    if settings.otlp_endpoint:
+        tracing.configure(settings, _service_name(sys.argv))
+
+
 def _run() -> int:
     """Run the command; the exit status of DESIGN.md (0 done, 2 bad input, 1 failure)."""
+    from kafkaorg import tracing
+
+    _tracing()
+    try:
+        return _run_app()
+    finally:
+        tracing.shutdown()  # flushed here: main() skips interpreter teardown
+
+
+def _run_app() -> int:
     try:
         app()
     except SystemExit as exc:  # typer/click exit with their own status (usage errors: 2)

@@ -23,6 +23,10 @@ class Delivery(BaseModel):
     A marked record is deduplicated on ``id#mark``, so it gets past the dedup window
     once per replay run or DLQ entry, and never twice for the same one.
     """
+    traces: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Record id → W3C trace carrier (``traceparent``/``tracestate``) of the bridge's span
+    for that record; empty when tracing is off. Workflow code only passes it on to the
+    activities that work on the record, which start their spans under it."""
 
 
 class StopRequest(BaseModel):
@@ -48,6 +52,8 @@ class AgentState(BaseModel):
     """Parallel to ``inbox``: the replay/redrive mark of each record, if any."""
     origins: dict[str, str] = Field(default_factory=dict)
     """Inbox record id → where the bridge read it (``topic:partition:offset``)."""
+    traces: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Inbox record id → its trace carrier (``Delivery.traces``), until it is processed."""
     seen_ids: list[str] = Field(default_factory=list)
     received: int = 0
     duplicates: int = 0

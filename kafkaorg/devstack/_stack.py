@@ -17,6 +17,7 @@ from ._base import Service
 from ._console import ConsoleService
 from ._kafka import KAFKA_VERSION, KafkaService
 from ._models import ServiceStatus, StackError
+from ._phoenix import PhoenixService
 from ._postgres import PostgresService
 from ._processes import last_error_line, port_open, port_owner
 from ._prometheus import PrometheusService
@@ -40,6 +41,7 @@ class DevStack:
         self.core: list[Service] = [self.kafka, self.temporal, self.postgres]
         self.prometheus = PrometheusService(self.settings)
         self.console_service = ConsoleService(self.settings)
+        self.phoenix = PhoenixService(self.settings)
         self.optional: list[Service] = [self.prometheus, self.console_service]
         """Started by every ``up`` when they can be; a missing one is a warning."""
         self.platform: list[Service] = [
@@ -87,8 +89,12 @@ class DevStack:
             self.kafka.install()
         self._say(f"[green]✓[/] Kafka {KAFKA_VERSION} jars installed in {self.kafka.libs_dir}")
 
-    def up(self, workers: bool = False) -> list[ServiceStatus]:
-        """Start what is not healthy yet, wait until everything answers, migrate the schema."""
+    def up(self, workers: bool = False, trace_backend: bool = True) -> list[ServiceStatus]:
+        """Start what is not healthy yet, wait until everything answers, migrate the schema.
+
+        ``trace_backend``: Phoenix too, when installed (the test suite starts it only for
+        the tests that read traces).
+        """
         with self._lock():
             to_launch: list[Service] = []
             to_wait: list[Service] = []
@@ -106,11 +112,14 @@ class DevStack:
             # Launch everything first and wait afterwards: the services start in parallel.
             for service in to_launch:
                 service.launch()
+            phoenix_launched = self._launch_phoenix() if trace_backend else False
             for service in to_wait:
                 self._wait(service)
             for service in self.core:
                 service.after_healthy()
             self._migrate()
+            if trace_backend:
+                self._wait_phoenix(phoenix_launched)
             for service in self.optional:
                 self._start_optional(service)
             if workers:
@@ -125,7 +134,8 @@ class DevStack:
     def down(self) -> list[str]:
         """Stop the processes we started (worker and bridge first); returns their names."""
         with self._lock():
-            stopped = [s.name for s in [*self.optional, *self.platform] if s.stop()]
+            extras = [*self.optional, *self.platform, self.phoenix]
+            stopped = [s.name for s in extras if s.stop()]
             running = [s for s in self.core if s.our_pid() is not None]
             if running:
                 names = ", ".join(s.title for s in running)
@@ -142,7 +152,8 @@ class DevStack:
         """The state of every service, checked with a real client of each."""
         with ThreadPoolExecutor(len(self.core)) as pool:
             core = list(pool.map(lambda s: s.status(), self.core))
-        return core + [s.status() for s in [*self.optional, *self.platform]]
+        extras = [*self.optional, self.phoenix, *self.platform]
+        return core + [s.status() for s in extras]
 
     def is_up(self) -> bool:
         """Whether Kafka, Temporal and PostgreSQL all answer (worker and bridge not counted)."""
@@ -163,6 +174,38 @@ class DevStack:
             self._wait(service)
         except StackError as exc:
             self._say(f"[yellow]![/] {service.title} not started: {exc}")
+
+    def _launch_phoenix(self) -> bool:
+        """Start the trace backend if it is installed and not running; True if launched.
+        Missing or blocked, it is a one-line note: the platform runs without traces."""
+        phoenix = self.phoenix
+        if phoenix.healthy() or phoenix.our_pid() is not None:
+            return False
+        try:
+            phoenix.preflight()
+            self._check_ports(phoenix)
+        except StackError as exc:
+            self._say(f"[yellow]![/] traces: {exc}; carrying on without Phoenix")
+            return False
+        phoenix.launch()
+        return True
+
+    def _wait_phoenix(self, launched: bool) -> None:
+        """Wait for Phoenix; once it answers, the processes ``up`` starts send it their
+        traces unless ``KAFKAORG_OTLP_ENDPOINT`` already names another collector."""
+        phoenix = self.phoenix
+        if launched or phoenix.our_pid() is not None:
+            try:
+                self._wait(phoenix)
+            except StackError as exc:
+                self._say(f"[yellow]![/] Phoenix not started: {exc}")
+                return
+        elif phoenix.healthy():
+            self._say(f"[green]✓[/] {phoenix.title} already running on {phoenix.address}")
+        if phoenix.healthy() and not self.settings.otlp_endpoint:
+            update = {"otlp_endpoint": phoenix.otlp_endpoint}
+            for service in self.platform:
+                service.settings = service.settings.model_copy(update=update)
 
     def _check_ports(self, service: Service) -> None:
         for port in service.ports():

@@ -30,6 +30,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "KAFKAORG_CACHE_DIR": str(settings.cache_dir),
         }
     )
+    if settings.otlp_endpoint:  # traces (kafkaorg/tracing.py): dev up may point them at Phoenix
+        env["KAFKAORG_OTLP_ENDPOINT"] = settings.otlp_endpoint
     return env
 
 

@@ -15,6 +15,8 @@ class LlmGraphState(TypedDict, total=False):
     scope: str
     """Output ids derive from it (the workflow id, plus the replay/redrive mark if any)."""
     mark: str | None
+    trace: dict[str, str] | None
+    """The record's trace carrier (kafkaorg/tracing.py): model calls and outputs join it."""
     messages: Annotated[list[dict[str, Any]], operator.add]
     """OpenAI chat messages (no system prompt: the model node adds it)."""
     model_calls: Annotated[int, operator.add]

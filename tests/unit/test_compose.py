@@ -51,6 +51,8 @@ NOT_FOR_SERVICES = {
     "kafka_controller_port": "port of `kafkaorg dev`'s own controller listener",
     "temporal_ui_port": "the UI is its own service here (checked by test_temporal_ui_port)",
     "prometheus_port": "where `kafkaorg dev up` runs its own Prometheus; compose runs none",
+    "phoenix_port": "`kafkaorg dev`'s local Phoenix; compose users bring their own collector",
+    "phoenix_grpc_port": "`kafkaorg dev`'s local Phoenix",
     "max_record_bytes": "tuning knob; its default is right (see test_kafka_message_max_bytes)",
     "bridge_batch_size": "tuning knob with a working default",
     "bridge_poll_timeout_s": "tuning knob with a working default",
