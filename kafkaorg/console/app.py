@@ -75,6 +75,7 @@ from kafkaorg.spec import (
     parse_spec_text,
 )
 from kafkaorg.temporal import connect_temporal
+from kafkaorg.tracing import trace_id_of, trace_url
 
 CONSOLE_USER = "user:console"
 """Who the console's changes are requested by, in the audit trail."""
@@ -506,11 +507,13 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
         if item.record is not None and item.record.source.startswith("agent:"):
             name = item.record.source.removeprefix("agent:")
             producer = (name, settings.temporal_ui_workflow_url(agent_workflow_id(org, name)))
+        trace_id = trace_id_of(item.headers)
         return page(
             request,
             "record.html",
             org=org,
             item=item,
+            trace=(trace_id, trace_url(settings, trace_id)) if trace_id else None,
             view=record_view(item),
             value=pretty_json(item.raw),
             chain=chain,

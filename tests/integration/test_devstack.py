@@ -37,7 +37,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _settings(state_dir: Path) -> Settings:
-    kafka, controller, temporal, ui, pg, console, prometheus = _free_ports(7)
+    kafka, controller, temporal, ui, pg, console, prometheus, phoenix, grpc = _free_ports(9)
     return Settings(
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         kafka_controller_port=controller,
@@ -47,6 +47,8 @@ def _settings(state_dir: Path) -> Settings:
         state_dir=state_dir,
         console_port=console,
         prometheus_port=prometheus,
+        phoenix_port=phoenix,
+        phoenix_grpc_port=grpc,
     )
 
 
@@ -59,6 +61,7 @@ def test_status_of_a_down_stack_says_down(tmp_path: Path) -> None:
         "postgres",
         "prometheus",
         "console",
+        "phoenix",
         "worker",
         "bridge",
         "sandbox-worker",
@@ -127,7 +130,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 @pytest.mark.timeout(300)
 def test_up_is_idempotent_and_down_stops_everything(own_stack: DevStack) -> None:
     first = {s.name: s for s in own_stack.up()}
-    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console", "phoenix"):
         assert first[name].healthy, first[name]
         assert first[name].pid is not None
     assert own_stack.is_up()
@@ -144,13 +147,13 @@ def test_up_is_idempotent_and_down_stops_everything(own_stack: DevStack) -> None
         assert b"No org yet" in page.read()
 
     again = {s.name: s for s in own_stack.up()}
-    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console", "phoenix"):
         assert again[name].pid == first[name].pid  # reused, not restarted
 
     stopped = own_stack.down()
-    assert set(stopped) == {"kafka", "temporal", "postgres", "prometheus", "console"}
+    assert set(stopped) == {"kafka", "temporal", "postgres", "prometheus", "console", "phoenix"}
     assert not any(s.healthy for s in own_stack.status())
-    for name in ("kafka", "temporal", "postgres", "prometheus", "console"):
+    for name in ("kafka", "temporal", "postgres", "prometheus", "console", "phoenix"):
         pid = first[name].pid
         assert pid is not None
         assert not is_alive(pid)

@@ -12,8 +12,10 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from kafkaorg.config import Settings
@@ -21,6 +23,7 @@ from kafkaorg.devstack._phoenix import PhoenixService, phoenix_venv
 from kafkaorg.examples import demo_spec
 from kafkaorg.names import agent_workflow_id, kafka_topic
 from kafkaorg.tracing import TraceSpan, carrier_from_headers, read_trace, trace_id_of, trace_url
+from tests.browser import start_console
 from tests.support import Platform, ProcessHandle, raw_messages, run_cli, unique_org
 
 AGENTS = ("triage", "scorer", "recorder")
@@ -89,7 +92,7 @@ def _named(spans: list[TraceSpan], name: str) -> list[TraceSpan]:
 
 
 async def test_one_record_through_the_demo_chain_is_one_trace(
-    platform: Platform, traced: dict[str, str]
+    platform: Platform, traced: dict[str, str], log_dir: Path
 ) -> None:
     org = unique_org("trace")
     await platform.start_org({**demo_spec().model_dump(mode="json", by_alias=True), "org": org})
@@ -178,5 +181,15 @@ async def test_one_record_through_the_demo_chain_is_one_trace(
     assert "RunActivity:run_code" in ancestors(run)
     assert f"bridge.consume {topics['triaged']}" in ancestors(run)
 
-    # The console's link to it: Phoenix's redirect by trace id answers.
-    assert trace_url(platform.settings, trace_id).endswith(f"/redirects/traces/{trace_id}")
+    # The console's record page links the record to its trace in Phoenix.
+    url = trace_url(platform.settings, trace_id)
+    assert url.endswith(f"/redirects/traces/{trace_id}")
+    console = start_console(log_dir, 18245, name="traces-console")
+    try:
+        position = f"tasks/{task_message.partition()}/{task_message.offset()}"
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:18245") as client:
+            page = await client.get(f"/orgs/{org}/records/{position}")
+        assert page.status_code == 200, page.text
+        assert f'href="{url}"' in page.text
+    finally:
+        console.stop()
