@@ -1,22 +1,27 @@
-"""What watching costs: the echo burst with metrics and tracing off, on, and on with the
+"""What watching costs: the echo burst with metrics and traces off and on, and with the
 console streaming the org's records to a live view, measured side by side in one run.
 
-Three variants, each a fresh worker and bridge started for it (so settings that are read
-at start really differ), in rotating order over several rounds:
+Each variant gets a fresh worker and bridge (settings are read at start), in rotating
+order over several rounds:
 
-* **bare**: ``KAFKAORG_METRICS_ENABLED=false`` and no ``KAFKAORG_OTLP_ENDPOINT``;
-* **observed**: metrics on, and traces exported to ``--otlp-endpoint`` when given;
-* **streamed**: observed, plus a ``kafkaorg console`` process streaming every record of
-  the org (both topics) to a live view, read here as a browser's EventSource would.
+* **bare**: ``KAFKAORG_METRICS_ENABLED=false``, no ``KAFKAORG_OTLP_ENDPOINT``;
+* **metrics**: metrics on;
+* **traced**: metrics, and every record's path traced to ``--otlp-endpoint``;
+* **sampled**: metrics, and ``--sample-ratio`` of the traces (parent-based sampling);
+* **streamed**: metrics, plus a ``kafkaorg console`` streaming every record of the org
+  (both topics) to a live view, read here as a browser's EventSource would.
 
-Reported: median throughput and p50/p99 latency per variant, and the ratios observed/bare
-and streamed/observed; for streamed, how many records the live view received and skipped
-(the view shows a bounded window; nothing is queued without bound).
+Reported: median throughput and p50/p99 latency per variant and the ratios to the
+variant below it (metrics/bare, traced/metrics, sampled/metrics, streamed/metrics); for
+streamed, how many records the live view received and skipped (it shows a bounded
+window; nothing queues without bound).
 
-    python -m bench.bench_observability --records 10000 --rounds 3 \\
-        [--otlp-endpoint http://127.0.0.1:6006/v1/traces] --out bench/results/obs.json
+    python -m bench.bench_observability --records 10000 --rounds 2 \\
+        --otlp-endpoint http://127.0.0.1:6006 --out bench/results/obs.json
 
-Needs the core stack up (``kafkaorg dev up``) and no other worker or bridge running.
+Needs the core stack up (``kafkaorg dev up``, which runs Phoenix when installed) and no
+other worker or bridge running. The trace backend runs on the same machine, so the
+traced variants also pay for its ingestion.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from kafkaorg.kafka import create_producer
 from kafkaorg.names import kafka_topic
 from kafkaorg.spec import validate_spec
 
-VARIANTS = ("bare", "observed", "streamed")
+VARIANTS = ("bare", "metrics", "traced", "sampled", "streamed")
 CONSOLE_PORT = 18290
 
 
@@ -61,17 +66,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--correlation-ids", type=int, default=300)
     parser.add_argument("--phase-timeout", type=float, default=600)
-    parser.add_argument("--otlp-endpoint", default=None, help="traces on in observed/streamed")
+    parser.add_argument("--otlp-endpoint", default=None, help="collector for traced/sampled")
+    parser.add_argument("--sample-ratio", type=float, default=0.05, help="for the sampled variant")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
 
 def variant_env(variant: str, args: argparse.Namespace) -> dict[str, str | None]:
-    if variant == "bare":
-        return {"KAFKAORG_METRICS_ENABLED": "false", "KAFKAORG_OTLP_ENDPOINT": None}
-    env: dict[str, str | None] = {"KAFKAORG_METRICS_ENABLED": "true"}
-    if args.otlp_endpoint:
+    """bare: nothing; metrics: metrics only; traced: metrics and every trace; sampled:
+    metrics and ``--sample-ratio`` of the traces; streamed: metrics and the live view."""
+    env: dict[str, str | None] = {
+        "KAFKAORG_METRICS_ENABLED": "false" if variant == "bare" else "true",
+        "KAFKAORG_OTLP_ENDPOINT": None,
+    }
+    if variant in ("traced", "sampled"):
+        if not args.otlp_endpoint:
+            raise BenchError(f"{variant} needs --otlp-endpoint (e.g. http://127.0.0.1:6006)")
         env["KAFKAORG_OTLP_ENDPOINT"] = args.otlp_endpoint
+        env["KAFKAORG_TRACE_SAMPLE_RATIO"] = (
+            "1.0" if variant == "traced" else str(args.sample_ratio)
+        )
     return env
 
 
@@ -214,11 +229,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = get_settings()
     log_dir = Path(PlatformProcesses().log_dir)
     console = start_console(settings, log_dir)
-    results: dict[str, list[PhaseResult]] = {v: [] for v in VARIANTS}
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise BenchError(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    results: dict[str, list[PhaseResult]] = {v: [] for v in variants}
     streamed: list[dict[str, int]] = []
     try:
         for round_ in range(args.rounds):
-            order = VARIANTS[round_ % 3 :] + VARIANTS[: round_ % 3]
+            shift = round_ % len(variants)
+            order = variants[shift:] + variants[:shift]
             for variant in order:
                 err.print(f"round {round_ + 1}/{args.rounds}: {variant} …")
                 result, seen = await one_burst(

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     """OTLP/HTTP collector base URL (``/v1/traces`` is added), e.g. Phoenix's
     ``http://127.0.0.1:6006``; unset, nothing is traced and nothing costs."""
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of traces recorded, decided where a trace starts (a record produced by a
+    person or an external client) and followed downstream (parent-based): 1.0 records
+    every record's path; a busy org sets e.g. 0.05 (bench/README.md has the cost)."""
     trace_llm_content: bool = False
     """Put model prompts and replies into the model-call spans (they may hold user data)."""
     phoenix_port: int = 6006

@@ -112,11 +112,13 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": service_name, "openinference.project.name": PROJECT_NAME}
-        )
+        ),
+        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
     )
     provider.add_span_processor(_service_attribute(service_name))
     if exporter is None:
