@@ -32,6 +32,7 @@ import contextlib
 import json
 import statistics
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -66,7 +67,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--correlation-ids", type=int, default=300)
     parser.add_argument("--phase-timeout", type=float, default=600)
-    parser.add_argument("--otlp-endpoint", default=None, help="collector for traced/sampled")
+    parser.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        help="collector for traced/sampled; `sink`: one in this process that discards",
+    )
     parser.add_argument("--sample-ratio", type=float, default=0.05, help="for the sampled variant")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=None)
@@ -88,6 +93,35 @@ def variant_env(variant: str, args: argparse.Namespace) -> dict[str, str | None]
             "1.0" if variant == "traced" else str(args.sample_ratio)
         )
     return env
+
+
+class DiscardingCollector:
+    """An OTLP/HTTP endpoint that accepts every export and keeps nothing (``--otlp-endpoint
+    sink``): the traced variants then measure what tracing costs the platform's processes,
+    without a trace backend's ingestion competing for the same cores."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class LiveView:
@@ -229,6 +263,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = get_settings()
     log_dir = Path(PlatformProcesses().log_dir)
     console = start_console(settings, log_dir)
+    sink = DiscardingCollector() if args.otlp_endpoint == "sink" else None
+    if sink is not None:
+        args.otlp_endpoint = sink.url
     variants = tuple(v for v in args.variants.split(",") if v)
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
@@ -255,6 +292,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     finally:
         console.stop()
+        if sink is not None:
+            sink.close()
     return {
         "when": datetime.now(UTC).isoformat(),
         "machine": machine(),

@@ -464,6 +464,9 @@ async def test_an_llm_agents_decisions_are_shown_turn_by_turn(
     )
     await platform.send(org, "tasks", [task(org, 7)])
     await platform.collect(org, "results", 1)
+    # The turn joins the workflow's state when the step ends (after the second model call).
+    done = await platform.agent_status(org, thinker, lambda s: s.processed >= 1, timeout=60)
+    assert done.processed == 1, done
 
     await page.goto(f"{open_console}/orgs/{org}/agents/{thinker}")
     turn = page.locator("article.turn").first
