@@ -250,12 +250,18 @@ def summary(results: dict[str, list[PhaseResult]]) -> dict[str, Any]:
             "p50_ms": median(v, "p50_ms"),
             "p99_ms": median(v, "p99_ms"),
         }
-        for v in VARIANTS
+        for v in results
+        if results[v]
     }
-    out["observed/bare"] = round(out["observed"]["records_per_s"] / out["bare"]["records_per_s"], 3)
-    out["streamed/observed"] = round(
-        out["streamed"]["records_per_s"] / out["observed"]["records_per_s"], 3
-    )
+    for over, under in (
+        ("metrics", "bare"),
+        ("traced", "metrics"),
+        ("sampled", "metrics"),
+        ("streamed", "metrics"),
+    ):
+        if over in out and under in out:
+            ratio = out[over]["records_per_s"] / out[under]["records_per_s"]
+            out[f"{over}/{under}"] = round(ratio, 3)
     return out
 
 

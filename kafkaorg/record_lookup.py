@@ -20,7 +20,12 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, TopicPart
 from pydantic import BaseModel
 
 from kafkaorg.config import Settings
-from kafkaorg.envelope import Record
+from kafkaorg.envelope import (
+    HEADER_CORRELATION_ID,
+    HEADER_SOURCE,
+    HEADER_TYPE,
+    Record,
+)
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
 from kafkaorg.kafka import client_config, create_admin
 from kafkaorg.names import kafka_topic
@@ -38,6 +43,27 @@ class RecordFilter(BaseModel):
     correlation_id: str | None = None
     text: str | None = None
     """A substring of the raw value (case-insensitive)."""
+
+    def matches_message(self, org: str, message: Message) -> bool:
+        """``matches`` on a raw Kafka message, without parsing its value: the envelope's
+        type, source and correlation id travel as headers too (envelope.py). A message
+        without them (an external producer's) is parsed."""
+        if self.topic and (message.topic() or "") != f"{org}.{self.topic}":
+            return False
+        value = message.value() or b""
+        if self.text and self.text.lower().encode() not in value.lower():
+            return False
+        if not (self.type or self.source or self.correlation_id):
+            return True
+        headers = dict(cast(list[tuple[str, Any]], message.headers() or []))
+        wanted = {
+            HEADER_TYPE: self.type,
+            HEADER_SOURCE: self.source,
+            HEADER_CORRELATION_ID: self.correlation_id,
+        }
+        if all(key in headers for key, want in wanted.items() if want):
+            return all(headers[key] == want.encode() for key, want in wanted.items() if want)
+        return self.matches(to_org_record(org, message))
 
     def matches(self, item: OrgRecord) -> bool:
         record = item.record
@@ -132,12 +158,13 @@ def to_org_record(org: str, message: Message) -> OrgRecord:
 
 def follow_org(
     cfg: Settings, org: str, *, backlog: int = 20, poll_s: float = 0.2
-) -> Generator[list[OrgRecord], None, None]:
-    """Batches of new records of all the org's topics, as they arrive (an empty batch
-    when nothing came within ``poll_s``, so a caller can stop between batches).
+) -> Generator[list[Message], None, None]:
+    """Batches of new Kafka messages of all the org's topics, as they arrive (an empty
+    batch when nothing came within ``poll_s``, so a caller can stop between batches).
 
-    Starts ``backlog`` records before the end of each partition, so a view opens with
-    some context. Topics created later are picked up every few seconds.
+    Raw messages: a live view parses only the few it shows (``to_org_record``). Starts
+    ``backlog`` records before the end of each partition, so a view opens with some
+    context. Topics created later are picked up every few seconds.
     """
     consumer = _consumer(cfg)
     assigned: set[str] = set()
@@ -164,7 +191,7 @@ def follow_org(
                 assign_new()
                 checked = time.monotonic()
             messages = consumer.consume(500, poll_s)
-            yield [to_org_record(org, m) for m in messages if m.error() is None]
+            yield [m for m in messages if m.error() is None]
     finally:
         consumer.close()
 

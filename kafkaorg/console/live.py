@@ -19,9 +19,12 @@ from pydantic import BaseModel
 
 from kafkaorg import metrics
 from kafkaorg.config import Settings
-from kafkaorg.record_lookup import OrgRecord, RecordFilter, follow_org
+from kafkaorg.record_lookup import OrgRecord, RecordFilter, follow_org, to_org_record
 
-MAX_PER_BATCH = 200
+MAX_PER_BATCH = 100
+SEND_EVERY_S = 0.25
+"""At most about this often a batch goes to the browser (more records in between are
+merged, the newest kept)."""
 QUEUED_BATCHES = 8
 """Batches waiting for a slow browser; past this the oldest are merged into ``skipped``."""
 PREVIEW_CHARS = 240
@@ -96,15 +99,15 @@ async def stream_batches(
     def read() -> None:
         feed = follow_org(settings, org, backlog=backlog)
         try:
-            for records in feed:
+            for messages in feed:
                 if stop.is_set():
                     return
-                matching = [r for r in records if wanted.matches(r)]
+                matching = [m for m in messages if wanted.matches_message(org, m)]
                 kept = matching[-MAX_PER_BATCH:]
                 batch = RecordBatch(
-                    records=[record_view(r, org) for r in kept],
+                    records=[record_view(to_org_record(org, m), org) for m in kept],
                     skipped=len(matching) - len(kept),
-                    seen=len(records),
+                    seen=len(messages),
                 )
                 loop.call_soon_threadsafe(offer, batch)
         except BaseException as exc:  # handed to the stream, which ends with it
@@ -119,7 +122,7 @@ async def stream_batches(
         pending = RecordBatch(records=[])
         while not await disconnected():
             with contextlib.suppress(TimeoutError):
-                item = await asyncio.wait_for(queue.get(), timeout=0.25)
+                item = await asyncio.wait_for(queue.get(), timeout=SEND_EVERY_S)
                 if isinstance(item, BaseException):
                     raise item
                 merged = pending.records + item.records

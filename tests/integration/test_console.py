@@ -189,6 +189,7 @@ async def test_a_record_sent_with_the_cli_appears_in_the_live_view(
 
     # A filter narrows the stream on the server: only the agent's outputs.
     await page.select_option("select[name=topic]", "outbox")
+    await page.fill("#filters input[name=source]", "agent:echo")
     await page.click("#filters button[type=submit]")
     await expect(page.locator("#stream-state")).to_have_text("live", timeout=15_000)
     await expect(page.locator("#records tbody tr", has_text=marker)).to_have_count(
