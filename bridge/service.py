@@ -502,13 +502,21 @@ class Bridge:
     async def _traced_signal(
         self, org: str, agent: str, items: list[Accepted], delivery: Delivery
     ) -> None:
-        spans = [self._spans.get(i.origin) for i in items]
+        # Only sampled records carry their context on: an unsampled one would add bytes to
+        # the workflow's history for spans nobody records.
+        spans = [
+            span if span is not None and span.get_span_context().trace_flags.sampled else None
+            for span in (self._spans.get(i.origin) for i in items)
+        ]
+        if not any(spans):
+            await self._deliver(org, agent, items, delivery)
+            return
         delivery.traces = {
             i.record.id: tracing.carrier_of(span)
             for i, span in zip(items, spans, strict=True)
             if span is not None
         }
-        first = spans[0]
+        first = next(span for span in spans if span is not None)
         with tracing.span(
             f"bridge.signal {agent}",
             parent=tracing.carrier_of(first) if first is not None else None,
