@@ -142,6 +142,15 @@ async def test_anonymous_requests_are_refused_and_a_viewer_cannot_pause(
 # ---- views in a real browser -----------------------------------------------------------------
 
 
+async def _send_with_cli(org: str, marker: str) -> None:
+    """``kafkaorg send`` of one task to the org's inbox, as a user would."""
+    payload = json.dumps({"m": marker})
+    sent = await asyncio.to_thread(
+        run_cli, "send", org, "inbox", "--type", "task.request", "--payload", payload
+    )
+    assert sent.returncode == 0, sent.stderr
+
+
 async def test_a_record_sent_with_the_cli_appears_in_the_live_view(
     platform: Platform, open_console: str, page: Page
 ) -> None:
@@ -151,17 +160,7 @@ async def test_a_record_sent_with_the_cli_appears_in_the_live_view(
     await expect(page.locator("#stream-state")).to_have_text("live", timeout=15_000)
 
     marker = f"hello-{org}"
-    sent = await asyncio.to_thread(
-        run_cli,
-        "send",
-        org,
-        "inbox",
-        "--type",
-        "task.request",
-        "--payload",
-        json.dumps({"m": marker}),
-    )
-    assert sent.returncode == 0, sent.stderr
+    await _send_with_cli(org, marker)
     rows = page.locator("#records tbody tr", has_text=marker)
     # The input on inbox and the echo agent's output on outbox, both live.
     await expect(rows).to_have_count(2, timeout=20_000)
@@ -170,16 +169,7 @@ async def test_a_record_sent_with_the_cli_appears_in_the_live_view(
     # Pausing the view holds new records back until resume.
     await page.click("#pause")
     second = f"second-{org}"
-    await asyncio.to_thread(
-        run_cli,
-        "send",
-        org,
-        "inbox",
-        "--type",
-        "task.request",
-        "--payload",
-        json.dumps({"m": second}),
-    )
+    await _send_with_cli(org, second)
     await expect(page.locator("#stream-state")).to_contain_text("waiting", timeout=20_000)
     await expect(page.locator("#records tbody tr", has_text=second)).to_have_count(0)
     await page.click("#pause")
