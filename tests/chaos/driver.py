@@ -74,7 +74,9 @@ class Restartable:
     def _restart(self, service: Any) -> None:
         if not service.stop():
             raise RuntimeError(f"{service.title} was not started by this stack; cannot restart it")
-        self.stack.up(workers=False)
+        # Only what was stopped comes back: the trace backend (Phoenix) takes tens of seconds
+        # to start, and the chain would run on meanwhile, past the next events' thresholds.
+        self.stack.up(workers=False, trace_backend=False)
 
 
 class ChaosEvent(BaseModel):
@@ -310,6 +312,10 @@ async def run_chaos(
     input_ids = {r.id for r in inputs}
     seq_of = {r.id: (int(str(r.payload["key"])), int(str(r.payload["seq"]))) for r in inputs}
     held_back = max(1, records // 10)  # sent after the last event, so every event meets flow
+    # Inputs are sent no further than the next event's threshold plus the window until that
+    # event has happened: a slow event cannot let the chain run past the ones after it, and
+    # every event still meets records in flight (and inputs sent after it, for its recovery).
+    upcoming = [0]
     mid, out = _Seen(), _Seen()
     readers = [
         _Reader(settings, kafka_topic(org, "mid"), mid, lambda r: r.causation_id or ""),
@@ -325,7 +331,12 @@ async def run_chaos(
     def allowed() -> int:
         with out.lock:
             ahead = len(out.effects) + window
-        return ahead if release_rest.is_set() else min(ahead, records - held_back)
+        if release_rest.is_set():
+            return ahead
+        limit = records - held_back
+        if upcoming[0] < len(schedule):
+            limit = min(limit, int(schedule[upcoming[0]][0] * records) + window)
+        return min(ahead, limit)
 
     producing = threading.Thread(
         target=_gated_produce,
@@ -348,6 +359,7 @@ async def run_chaos(
                 await asyncio.sleep(0.1)
             at, began, first_after = progress(), time.monotonic(), sent[0]
             log(f"chaos: {kind} at {at:.1%}")
+            upcoming[0] += 1  # inputs may go on towards the next event's threshold
             await asyncio.to_thread(targets.run, kind)
             events.append(ChaosEvent(kind=kind, at_progress=at, took_s=time.monotonic() - began))
             # Recovered: an input sent after the event began has come out the other end.
