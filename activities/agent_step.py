@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from confluent_kafka import Producer
 from pydantic import BaseModel
@@ -77,10 +78,14 @@ class _StepSpans:
 
     def carrier_for(
         self, record_id: str, parent: dict[str, str] | None, **attributes: str
-    ) -> dict[str, str] | None:
-        """The carrier the record's outputs are produced under (None when off)."""
+    ) -> Mapping[str, str] | None:
+        """The carrier the record's outputs are produced under: None when tracing is off,
+        ``NOT_SAMPLED`` for a record with no sampled trace (no span, and its outputs never
+        join the trace of another record of the batch)."""
         if not self._on:
             return None
+        if not parent:
+            return tracing.NOT_SAMPLED
         if record_id not in self._spans:
             self._spans[record_id] = tracing.start_span(
                 self._name,
@@ -90,7 +95,7 @@ class _StepSpans:
                 nest=True,
             )
         span = self._spans[record_id]
-        return tracing.carrier_of(span) if span is not None else None
+        return tracing.carrier_of(span) if span is not None else tracing.NOT_SAMPLED
 
     def end(self, exc: BaseException | None = None) -> None:
         tracing.end_spans(self._spans.values(), exc)
@@ -108,7 +113,11 @@ class AgentStepActivities:
         self._transactions = transactions
 
     def _outgoing(
-        self, org: str, emission: Emission, mark: str | None, trace: dict[str, str] | None = None
+        self,
+        org: str,
+        emission: Emission,
+        mark: str | None,
+        trace: Mapping[str, str] | None = None,
     ) -> Outgoing:
         """The record bound for Kafka; one over the size limit fails the step for good."""
         item = Outgoing(

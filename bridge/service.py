@@ -17,10 +17,12 @@ Metrics (``kafkaorg/metrics.py``): records accepted per org/topic, records deliv
 topic→agent edge (counted once Temporal accepted the signal, so a retried batch counts
 once), DLQ entries by reason, batch sizes, signal latency, lag and inbox sizes.
 
-Traces (``kafkaorg/tracing.py``, when on): a ``bridge.consume`` span per record, child of
-the context in its ``traceparent`` header; a ``bridge.signal`` span per signal, child of
-its first record's and linked to the others'; each record's own context goes to the
-agent in ``Delivery.traces``, and a poison record's dead letter is produced under it.
+Traces (``kafkaorg/tracing.py``, when on): a ``bridge.consume`` span per sampled record,
+child of the context in its ``traceparent`` header (a record from outside without one
+starts a trace at the sample ratio); a ``bridge.signal`` span per signal with a sampled
+record, child of the first one's and linked to the others'; each sampled record's own
+context goes to the agent in ``Delivery.traces``, and a poison record's dead letter is
+produced under it. Unsampled records cost no span.
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ class Bridge:
         self._status_written: tuple[float, object] = (float("-inf"), None)
         self._recent = RecentRecords()
         """Recently seen records, for the chain a ``hop-limit`` dead letter names."""
-        self._spans: dict[Origin, tracing.Span | None] = {}
+        self._spans: dict[Origin, tracing.Span] = {}
+        """This batch's recorded ``bridge.consume`` spans (sampled records only)."""
         """The batch's ``bridge.consume`` span of each record (empty when tracing is off)."""
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -328,7 +331,14 @@ class Bridge:
             self._spans = {}
 
     def _consume_span(self, message: Message, item: Accepted | Poison) -> tracing.Span | None:
-        """The record's ``bridge.consume`` span, a child of its producer's (if it had one)."""
+        """The record's ``bridge.consume`` span, a child of its producer's (if it had one),
+        or None: not sampled. A record with no ``traceparent`` starts a trace (at the sample
+        ratio) only if it comes from outside: an agent's output without one answers a
+        record that was not sampled."""
+        parent = tracing.carrier_from_headers(message.headers())
+        from_agent = isinstance(item, Accepted) and item.record.source.startswith("agent:")
+        if not parent and from_agent:
+            return None
         origin = item.origin
         attributes: dict[str, str | int] = {
             "messaging.system": "kafka",
@@ -345,10 +355,11 @@ class Bridge:
             attributes["kafkaorg.dlq.reason"] = item.reason
         return tracing.start_span(
             f"bridge.consume {origin.kafka_topic}",
-            parent=tracing.carrier_from_headers(message.headers()),
+            parent=parent,
             kind=tracing.SpanKind.CONSUMER,
             attributes=attributes,
             current_parent=False,
+            new_trace=True,
         )
 
     async def _handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
@@ -356,7 +367,9 @@ class Bridge:
         pairs = [(m, d) for m in messages if (d := self._decode(m)) is not None]
         decoded = [d for _, d in pairs]
         if tracing.enabled():
-            self._spans = {d.origin: self._consume_span(m, d) for m, d in pairs}
+            self._spans = {
+                d.origin: span for m, d in pairs if (span := self._consume_span(m, d)) is not None
+            }
         subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
         accepted: list[Accepted] = []
         poison = [d for d in decoded if isinstance(d, Poison)]
@@ -494,7 +507,7 @@ class Bridge:
             },
             marks={i.record.id: i.mark for i in items if i.mark},
         )
-        if self._spans:
+        if tracing.enabled():
             await self._traced_signal(org, agent, items, delivery)
             return
         await self._deliver(org, agent, items, delivery)
@@ -502,14 +515,12 @@ class Bridge:
     async def _traced_signal(
         self, org: str, agent: str, items: list[Accepted], delivery: Delivery
     ) -> None:
-        # Only sampled records carry their context on: an unsampled one would add bytes to
-        # the workflow's history for spans nobody records.
-        spans = [
-            span if span is not None and span.get_span_context().trace_flags.sampled else None
-            for span in (self._spans.get(i.origin) for i in items)
-        ]
+        # Only sampled records have a span and carry their context on: an unsampled one
+        # would add bytes to the workflow's history for spans nobody records.
+        spans = [self._spans.get(i.origin) for i in items]
         if not any(spans):
-            await self._deliver(org, agent, items, delivery)
+            with tracing.unsampled():  # the interceptor's spans: not recorded, and say so
+                await self._deliver(org, agent, items, delivery)
             return
         delivery.traces = {
             i.record.id: tracing.carrier_of(span)
@@ -519,7 +530,7 @@ class Bridge:
         first = next(span for span in spans if span is not None)
         with tracing.span(
             f"bridge.signal {agent}",
-            parent=tracing.carrier_of(first) if first is not None else None,
+            parent=tracing.carrier_of(first),
             kind=tracing.SpanKind.PRODUCER,
             attributes={
                 "kafkaorg.org": org,
@@ -559,7 +570,7 @@ class Bridge:
                 target = PLATFORM_DLQ_TOPIC
             record, headers = dead_letter(p, now)
             span = self._spans.get(p.origin)
-            trace = tracing.carrier_of(span) if span is not None else None
+            trace = tracing.carrier_of(span) if span is not None else tracing.NOT_SAMPLED
             outgoing.append(Outgoing(target, record, tuple(headers), trace=trace))
             counted[(PLATFORM_ORG if target == PLATFORM_DLQ_TOPIC else p.origin.org, p.reason)] += 1
             log.info(

@@ -10,7 +10,12 @@ no context). Two changes, both on the workflow side:
   (the bridge's ``bridge.signal`` span), and links the workflow's context instead;
 - an activity started for records (its input has a ``trace`` carrier, or ``traces``: the
   records' carriers, see ``Delivery.traces``) gets its ``StartActivity`` span under the
-  first record's context, so the activity's ``RunActivity`` span joins that trace too.
+  first record's context, so the activity's ``RunActivity`` span joins that trace too; an
+  agent step for records none of which is sampled gets no span and no context at all
+  (stock, it would join the workflow's start trace, and be recorded whenever that was).
+
+And one on the activity side: an activity whose start carried no context makes no
+``RunActivity`` span (stock, it would start a trace of its own at the sample ratio).
 
 Imported only when tracing is on (``kafkaorg.tracing.temporal_interceptors``). Spans are
 made the interceptor's way (``_completed_span``: zero-duration, never on replay) from data
@@ -27,7 +32,10 @@ import temporalio.workflow
 from opentelemetry.trace import SpanKind
 from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
 from temporalio.contrib.opentelemetry._context import attached_context
-from temporalio.contrib.opentelemetry._interceptor import _TracingWorkflowOutboundInterceptor
+from temporalio.contrib.opentelemetry._interceptor import (
+    _TracingActivityInboundInterceptor,
+    _TracingWorkflowOutboundInterceptor,
+)
 
 from kafkaorg.contracts.handlers import AgentSignal
 
@@ -49,12 +57,23 @@ def record_carrier(args: Sequence[Any]) -> dict[str, str] | None:
     return None
 
 
+def unsampled_step(args: Sequence[Any]) -> bool:
+    """An agent step's input (its ``traces`` parallel to its records) with no sampled record."""
+    for arg in args:
+        traces = getattr(arg, "traces", None)
+        if isinstance(traces, list):
+            return not any(isinstance(c, Mapping) and c.get("traceparent") for c in traces)
+    return False
+
+
 class _WorkflowOutbound(_TracingWorkflowOutboundInterceptor):
     def start_activity(
         self, input: temporalio.worker.StartActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
         carrier = record_carrier(input.args)
         if carrier is None:
+            if unsampled_step(input.args):  # past the stock span: nothing to record
+                return temporalio.worker.WorkflowOutboundInterceptor.start_activity(self, input)
             return super().start_activity(input)
         context = self.root._set_on_context(self.root.text_map_propagator.extract(carrier))
         with attached_context(context):
@@ -82,7 +101,19 @@ class _WorkflowInbound(TracingWorkflowInboundInterceptor):
             await temporalio.worker.WorkflowInboundInterceptor.handle_signal(self, input)
 
 
+class _ActivityInbound(_TracingActivityInboundInterceptor):
+    async def execute_activity(self, input: temporalio.worker.ExecuteActivityInput) -> Any:
+        if not input.headers.get(self.root.header_key):
+            return await temporalio.worker.ActivityInboundInterceptor.execute_activity(self, input)
+        return await super().execute_activity(input)
+
+
 class KafkaorgTracingInterceptor(TracingInterceptor):
+    def intercept_activity(
+        self, next: temporalio.worker.ActivityInboundInterceptor
+    ) -> temporalio.worker.ActivityInboundInterceptor:
+        return _ActivityInbound(next, self)
+
     def workflow_interceptor_class(
         self, input: temporalio.worker.WorkflowInterceptorClassInput
     ) -> type[TracingWorkflowInboundInterceptor]:

@@ -107,7 +107,8 @@ class Outgoing:
     extra_headers: tuple[tuple[str, str | bytes | None], ...] = ()
     trace: Mapping[str, str] | None = field(default=None, compare=False, hash=False)
     """W3C carrier of the span this record is produced under (the record it answers);
-    None: the current context. Only read when tracing is on (kafkaorg/tracing.py)."""
+    None: the current span, if recorded; ``tracing.NOT_SAMPLED``: no span and no trace
+    header. Only read when tracing is on (kafkaorg/tracing.py)."""
 
     @cached_property
     def value(self) -> bytes:

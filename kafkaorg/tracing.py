@@ -30,6 +30,15 @@ context. Records are batched twice, and a span has one parent, so the joins are:
 So a single record's path, CLI to last agent, is one trace whatever the batching; a
 batch's shared work (the signal, the transaction) appears in the first record's trace and
 is linked from the others.
+
+**Sampling costs nothing for the records it leaves out.** A trace is decided where a
+record enters the org (``KAFKAORG_TRACE_SAMPLE_RATIO``, parent-based after that; records
+a person sends with the CLI are always traced). Only a sampled record has a carrier: an
+unsampled one gets no span object anywhere, no context in the workflow and no header on
+its outputs, and a record an agent produced without a ``traceparent`` is known to be
+unsampled (it does not start a trace of its own at the next agent). Work done for records
+(an agent step and its produce) never falls back to the workflow's or the activity's
+context: the interceptor leaves unsampled record work alone (``_tracing_temporal.py``).
 """
 
 from __future__ import annotations
@@ -37,10 +46,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -73,7 +84,10 @@ SERVICE_CLI = "kafkaorg-cli"
 _TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
 _content = False
+_entry = False
+_root_ratio = 1.0
 
 Carrier = dict[str, str]
 HeaderPairs = Sequence[tuple[str, str | bytes | None]]
@@ -95,6 +109,16 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
 
 
+ENTRY_SERVICES = frozenset({SERVICE_CLI, SERVICE_CONSOLE})
+"""Where people act: their processes start traces (a span with no parent is a new trace,
+and every one is recorded: a record a person sends by hand is the one they want to follow,
+whatever the ratio for the org's traffic). Elsewhere only the bridge starts traces, for
+records from outside the platform; other work with no sampled parent is not traced."""
+NOT_SAMPLED: Mapping[str, str] = MappingProxyType({})
+"""An ``Outgoing.trace`` (or a ``start_span`` parent) that says: the record this work is
+for is not sampled, so no span, whatever the current context."""
+
+
 def configure(settings: Settings, service_name: str, exporter: Any = None) -> bool:
     """Install the exporting provider once per process; a later call is a no-op.
 
@@ -103,7 +127,7 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
     provider is this module's own, not OpenTelemetry's global one: nothing else in the
     process starts exporting because kafkaorg does.
     """
-    global _provider, _content
+    global _provider, _tracer, _content, _entry, _root_ratio
     if _provider is not None:
         return True
     if not settings.otlp_endpoint and exporter is None:
@@ -112,13 +136,15 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
+    # Roots are decided in ``start_span`` before any span object exists; children follow
+    # their parent's decision (parent-based), so the SDK only ever sees sampled roots.
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": service_name, "openinference.project.name": PROJECT_NAME}
         ),
-        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
+        sampler=ParentBased(ALWAYS_ON),
     )
     provider.add_span_processor(_service_attribute(service_name))
     if exporter is None:
@@ -127,6 +153,9 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
         log.info("traces of %s go to %s", service_name, otlp_traces_url(settings.otlp_endpoint))
     provider.add_span_processor(BatchSpanProcessor(exporter))
     _provider, _content = provider, settings.trace_llm_content
+    _entry = service_name in ENTRY_SERVICES
+    _root_ratio = 1.0 if _entry else settings.trace_sample_ratio
+    _tracer = provider.get_tracer("kafkaorg")  # once: get_tracer builds a new one per call
     return True
 
 
@@ -144,14 +173,14 @@ def _service_attribute(service_name: str) -> Any:
 
 def shutdown() -> None:
     """Flush what the batch processor holds and stop it (at a clean exit)."""
-    global _provider
+    global _provider, _tracer
     if _provider is not None:
         try:
             _provider.force_flush(10_000)
             _provider.shutdown()
         except Exception as exc:  # never fail an exit for the traces
             log.warning("traces not flushed: %s", exc)
-        _provider = None
+        _provider, _tracer = None, None
 
 
 @contextlib.contextmanager
@@ -168,9 +197,7 @@ def process_tracing(settings: Settings, service_name: str) -> Iterator[bool]:
 
 def tracer() -> trace.Tracer:
     """kafkaorg's tracer (a no-op one when tracing is off)."""
-    if _provider is None:
-        return trace.NoOpTracer()
-    return _provider.get_tracer("kafkaorg")
+    return _tracer if _tracer is not None else trace.NoOpTracer()
 
 
 def force_flush() -> None:
@@ -199,6 +226,47 @@ def inject(ctx: Context | None = None) -> Carrier:
 
 def carrier_of(span: Span) -> Carrier:
     return inject(trace.set_span_in_context(span))
+
+
+def sampled_carrier(span: Span | None) -> Carrier | None:
+    """The carrier to pass on for work done under ``span``: None unless it is recorded."""
+    if span is None or not span.get_span_context().trace_flags.sampled:
+        return None
+    return carrier_of(span)
+
+
+def is_sampled(carrier: Mapping[str, str] | None) -> bool:
+    """Whether a carrier names a recorded trace (its ``traceparent`` flags say sampled)."""
+    value = (carrier or {}).get(TRACEPARENT)
+    if not value or _TRACEPARENT_RE.match(value) is None:
+        return False
+    return bool(int(value[-2:], 16) & 0x01)
+
+
+@contextlib.contextmanager
+def unsampled() -> Iterator[None]:
+    """Run the block under a valid, not-sampled context: spans made in it (the Temporal
+    interceptor's) are not recorded, and what they propagate says so, instead of starting
+    traces of their own at the sample ratio."""
+    if not enabled():
+        yield
+        return
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    ids = random.getrandbits(192)
+    parent = NonRecordingSpan(
+        SpanContext(
+            trace_id=(ids >> 64) or 1,
+            span_id=(ids & 0xFFFF_FFFF_FFFF_FFFF) or 1,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+        )
+    )
+    token = otel_context.attach(trace.set_span_in_context(parent, Context()))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def extract(carrier: Mapping[str, str] | None) -> Context | None:
@@ -303,34 +371,50 @@ def start_span(
     links: Iterable[Span | None] = (),
     current_parent: bool = True,
     nest: bool = False,
+    new_trace: bool | None = None,
 ) -> Span | None:
-    """A started span (the caller ends it), or None when tracing is off.
+    """A started, recorded span (the caller ends it), or None: tracing off, or nothing to
+    record. No span object is made for work that is not sampled.
 
-    ``parent``: a carrier; without one the current context is the parent (or, with
-    ``current_parent`` False, the span starts a trace of its own). ``links``: spans to link
-    to (None entries and the current span, when it is the parent, are skipped). ``nest``:
-    when the current span is already in the carrier's trace (the interceptor's
-    ``RunActivity`` of a record's activity), the new span goes under it instead.
+    ``parent``: a carrier. A not-sampled one (or ``NOT_SAMPLED``) means no span. Without
+    one the current span is the parent if it is recorded (and ``current_parent``);
+    failing that the span starts a trace only if ``new_trace`` (default: in the processes
+    where people act, ``ENTRY_SERVICES``), at the sample ratio. ``links``: spans to link to
+    (None entries and the parent are skipped). ``nest``: when the current span is already
+    in the carrier's trace (the interceptor's ``RunActivity`` of a record's activity), the
+    new span goes under it instead.
     """
     if not enabled():
         return None
-    ctx = extract(parent)
-    if nest and ctx is not None and _same_trace(ctx, trace.get_current_span()):
-        ctx = None  # already inside that trace (e.g. the interceptor's span): nest under it
-    if ctx is None and not current_parent:
-        ctx = Context()
+    if parent is not None and (parent or parent is NOT_SAMPLED):
+        if not is_sampled(parent):
+            return None
+        ctx: Context | None = _PROPAGATOR.extract(dict(parent))
+        if nest and _same_trace(ctx, trace.get_current_span()):
+            ctx = None  # already inside that trace (e.g. the interceptor's span): nest under it
+    else:
+        current = trace.get_current_span()
+        if current_parent and current.is_recording():
+            ctx = None
+        elif (new_trace if new_trace is not None else _entry) and (
+            _root_ratio >= 1.0 or random.random() < _root_ratio
+        ):
+            ctx = Context()
+        else:
+            return None
     parent_span = trace.get_current_span(ctx)
     link_list = [
         Link(s.get_span_context())
         for s in links
         if s is not None and s.get_span_context().is_valid and s is not parent_span
     ]
-    return tracer().start_span(
+    started = tracer().start_span(
         name, context=ctx, kind=kind, attributes=dict(attributes or {}), links=link_list
     )
+    return started if started.is_recording() else None
 
 
-def _same_trace(ctx: Context, current: Span) -> bool:
+def _same_trace(ctx: Context | None, current: Span) -> bool:
     here = current.get_span_context()
     return (
         here.is_valid and trace.get_current_span(ctx).get_span_context().trace_id == here.trace_id
@@ -389,6 +473,8 @@ def span(
 
 
 __all__ = [
+    "ENTRY_SERVICES",
+    "NOT_SAMPLED",
     "TRACE_HEADERS",
     "Carrier",
     "Span",
@@ -404,14 +490,17 @@ __all__ = [
     "extract",
     "header_pairs",
     "inject",
+    "is_sampled",
     "process_tracing",
     "read_trace",
+    "sampled_carrier",
     "shutdown",
     "span",
     "start_span",
     "temporal_interceptors",
     "trace_id_of",
     "trace_url",
+    "unsampled",
 ]
 
 
