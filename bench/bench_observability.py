@@ -12,7 +12,8 @@ order over several rounds:
   (both topics) to a live view, read here as a browser's EventSource would.
 
 Reported: median throughput and p50/p99 latency per variant and the ratios to the
-variant below it (metrics/bare, traced/metrics, sampled/metrics, streamed/metrics); for
+variant below it (metrics/bare, traced/metrics, sampled/metrics, streamed/metrics) and
+to bare (sampled/bare: metrics and traces at the default sampling against neither); for
 streamed, how many records the live view received and skipped (it shows a bounded
 window; nothing queues without bound); with ``--otlp-endpoint sink``, the spans each
 variant's processes exported per record (what sampling leaves out costs no span).
@@ -273,6 +274,8 @@ def summary(results: dict[str, list[PhaseResult]]) -> dict[str, Any]:
         ("traced", "metrics"),
         ("sampled", "metrics"),
         ("streamed", "metrics"),
+        ("sampled", "bare"),  # all of it on (the default sampling) against all of it off
+        ("traced", "bare"),
     ):
         if over in out and under in out:
             ratio = out[over]["records_per_s"] / out[under]["records_per_s"]

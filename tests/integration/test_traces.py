@@ -1,8 +1,10 @@
-"""One record through the demo's rule → tool → echo chain is one trace in Phoenix.
+"""One record through the demo's rule → tool → echo chain is one trace in Phoenix; a
+record from outside is sampled once, where it enters, and every hop follows that decision.
 
 Everything real: Phoenix from its own virtualenv (started here if it is not up), the
 worker, bridge and sandbox worker restarted with ``KAFKAORG_OTLP_ENDPOINT`` pointing at it,
-the record sent by ``kafkaorg send``; the trace is read back from Phoenix's REST API.
+the record sent by ``kafkaorg send`` or a plain Kafka producer; traces are read back from
+Phoenix's REST API. The model is the scripted stand-in.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import pytest
 
 from kafkaorg.config import Settings
 from kafkaorg.devstack._phoenix import PhoenixService, phoenix_venv
+from kafkaorg.envelope import Record, new_record
 from kafkaorg.examples import demo_spec
+from kafkaorg.kafka import Outgoing, create_producer, produce_and_wait
 from kafkaorg.names import agent_workflow_id, kafka_topic
 from kafkaorg.tracing import TraceSpan, carrier_from_headers, read_trace, trace_id_of, trace_url
 from tests.browser import start_console
+from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import Platform, ProcessHandle, raw_messages, run_cli, unique_org
 
 AGENTS = ("triage", "scorer", "recorder")
@@ -61,8 +66,9 @@ def traced(
     bridge: ProcessHandle,
     sandbox_worker: ProcessHandle,
 ) -> Iterator[dict[str, str]]:
-    """The platform's three processes replaced, for one test, by ones exporting traces."""
-    env = {"KAFKAORG_OTLP_ENDPOINT": phoenix.otlp_endpoint}
+    """The platform's three processes replaced, for one test, by ones exporting traces
+    (every record from outside sampled, so a test can tell a decision from chance)."""
+    env = {"KAFKAORG_OTLP_ENDPOINT": phoenix.otlp_endpoint, "KAFKAORG_TRACE_SAMPLE_RATIO": "1.0"}
     with (
         platform.replaced(worker, **env) as traced_worker,
         platform.replaced(bridge, **env) as traced_bridge,
@@ -193,3 +199,106 @@ async def test_one_record_through_the_demo_chain_is_one_trace(
         assert f'href="{url}"' in page.text
     finally:
         console.stop()
+
+
+UNSAMPLED_TRACE = "5a1e0000000000000000000000000001"
+
+
+async def test_a_record_from_outside_is_sampled_where_it_enters_and_every_hop_follows(
+    platform: Platform, traced: dict[str, str], scripted_llm: ScriptedLLM
+) -> None:
+    """An llm agent answers, an echo agent relays. A plain producer's record without trace
+    context starts a trace at the bridge, and its path is one tree down to the model call;
+    one whose producer chose not to sample carries that choice through every hop: no
+    ``traceparent`` on what the agents produce, and no span in Phoenix, although this
+    bridge samples every record that starts a trace."""
+    org = unique_org("sampling")
+    await platform.start_org(
+        {
+            "org": org,
+            "topics": [{"name": n, "partitions": 1} for n in ("tasks", "answers", "out")],
+            "agents": [
+                {
+                    "name": "thinker",
+                    "kind": "llm",
+                    "instructions": "Answer each task on answers.",
+                    "subscribes": ["tasks"],
+                    "publishes": ["answers"],
+                },
+                {"name": "relay", "kind": "echo", "subscribes": ["answers"], "publishes": ["out"]},
+            ],
+        }
+    )
+
+    def answer(messages: list[dict[str, Any]]) -> ScriptedReply:
+        if messages and messages[-1].get("role") == "tool":  # published: the turn ends
+            return ScriptedReply(content="answered")
+        call = ScriptedToolCall(
+            name="publish", arguments={"topic": "answers", "type": "task.answer", "payload": {}}
+        )
+        return ScriptedReply(tool_calls=[call])
+
+    scripted_llm.add_rule("thinker", lambda _: True, answer, times=None)
+    sampled = new_record(org=org, type="task.request", source="external", payload={"n": 1})
+    unsampled = new_record(org=org, type="task.request", source="external", payload={"n": 2})
+    not_sampled = f"00-{UNSAMPLED_TRACE}-00000000000000a1-00".encode()
+    await asyncio.to_thread(
+        produce_and_wait,
+        create_producer(platform.settings),
+        [
+            Outgoing(kafka_topic(org, "tasks"), sampled),
+            Outgoing(kafka_topic(org, "tasks"), unsampled, (("traceparent", not_sampled),)),
+        ],
+    )
+
+    def by_input(topic: str, count: int) -> dict[str, tuple[Record, str | None]]:
+        """Each output by the task it descends from, with the trace id in its headers."""
+        messages = raw_messages(platform.settings, kafka_topic(org, topic), count)
+        out = {}
+        for message in messages:
+            record = Record.model_validate_json(message.value())
+            out[record.causation_id or ""] = (
+                record,
+                trace_id_of(carrier_from_headers(message.headers())),
+            )
+        return out
+
+    await platform.collect(org, "out", 2)
+    answers = await asyncio.to_thread(by_input, "answers", 2)
+    outs = await asyncio.to_thread(by_input, "out", 2)
+    (answer_of_sampled, trace_id) = answers[sampled.id]
+    (answer_of_unsampled, no_trace) = answers[unsampled.id]
+    assert trace_id is not None and no_trace is None
+    assert outs[answer_of_sampled.id][1] == trace_id
+    assert outs[answer_of_unsampled.id][1] is None, "the relay hop started no trace"
+
+    # The sampled path: rooted at the bridge's consume, the model call inside it.
+    topics = {t: kafka_topic(org, t) for t in ("tasks", "answers", "out")}
+    wanted = {
+        f"bridge.consume {topics['tasks']}",
+        "llm.call",
+        f"kafka.produce {topics['answers']}",
+        f"bridge.consume {topics['answers']}",
+        "agent.step relay",
+        f"kafka.produce {topics['out']}",
+    }
+    spans = await _wait_for_trace(
+        platform.settings, trace_id, lambda spans: wanted <= {s.name for s in spans}
+    )
+    names = {s.name for s in spans}
+    assert wanted <= names, f"missing {sorted(wanted - names)}; got {sorted(names)}"
+    roots = [s for s in spans if s.parent_id is None]
+    assert [(r.name, r.service) for r in roots] == [
+        (f"bridge.consume {topics['tasks']}", "kafkaorg-bridge")
+    ]
+    ids = {s.span_id for s in spans}
+    assert not [s.name for s in spans if s.parent_id and s.parent_id not in ids]
+    calls = _named(spans, "llm.call")
+    assert len(calls) == 2  # the publish, then the reply that ends the turn
+    assert {c.service for c in calls} == {"kafkaorg-worker"}
+    assert all(c.kind == "LLM" for c in calls), [(c.kind, c.attributes) for c in calls]
+    assert all(c.attributes.get("llm.token_count.total") == 18 for c in calls), [
+        c.attributes for c in calls
+    ]
+    # The unsampled task's chain exported nothing under the trace id its producer chose.
+    assert await asyncio.to_thread(read_trace, platform.settings, UNSAMPLED_TRACE) == []
