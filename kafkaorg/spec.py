@@ -101,6 +101,9 @@ class AgentSpec(_Strict):
     """``tool`` agents: the output type (default ``<input type>.result``)."""
     can_create_agents: bool = False
     can_create_tools: bool = False
+    on_text_reply: Literal["publish", "drop", "dlq"] = "publish"
+    """``llm`` agents: what becomes of a plain-text answer to a record they published
+    nothing for (``kafkaorg.contracts.enums.TextReply``)."""
 
     @field_validator("name")
     @classmethod

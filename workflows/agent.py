@@ -43,8 +43,9 @@ with workflow.unsafe.imports_passed_through():
         OrgSignal,
         SpecUpdate,
         StopRequest,
+        TextReply,
     )
-    from kafkaorg.envelope import Record
+    from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission, tool_emissions
     from kafkaorg.llm.conversation import MAX_CONVERSATION_CHARS, trim_conversation, with_note
     from kafkaorg.llm.prompts import record_message
@@ -260,8 +261,13 @@ class AgentWorkflow:
         from temporalio.langgraph import graph
 
         with workflow.unsafe.imports_passed_through():
-            from kafkaorg.llm.failures import AGENT_FAILURES, MODEL_CALL_RETRY, LlmFailure
-            from workflows.llm_graph import CALL_FAILURE_PATCH
+            from kafkaorg.llm.failures import (
+                AGENT_FAILURES,
+                MODEL_CALL_RETRY,
+                LlmFailure,
+                reply_text,
+            )
+            from workflows.llm_graph import CALL_FAILURE_PATCH, TEXT_REPLY_PATCH
 
         state = self._state
         record, mark = state.inbox[0], state.inbox_marks[0]
@@ -309,6 +315,10 @@ class AgentWorkflow:
                 await self._dead_letter(
                     [record], result["failure"], result.get("failure_detail") or ""
                 )
+            elif not result.get("published"):
+                text = reply_text(result["messages"][-1])
+                if text and workflow.patched(TEXT_REPLY_PATCH):
+                    await self._text_reply(spec, record, mark, text)
             kept, moved = trim_conversation(result["messages"], max_chars)
             if moved and workflow.patched(ARCHIVE_CONVERSATION_PATCH):
                 # Stored before it leaves the state: a crash here retries, never loses a turn.
@@ -333,6 +343,48 @@ class AgentWorkflow:
         self._take_from_inbox(1)
         state.processed += 1
         self._steps_this_run += 1
+
+    async def _text_reply(
+        self, spec: AgentSpec, record: Record, mark: str | None, text: str
+    ) -> None:
+        """``on_text_reply``: an answer in prose (the agent published nothing for the
+        record) is published, dropped or dead-lettered; never lost unseen."""
+        with workflow.unsafe.imports_passed_through():
+            from kafkaorg.llm.failures import LLM_REPLY_TYPE, LlmFailure
+
+        state = self._state
+        outcome = TextReply(spec.on_text_reply)
+        if outcome is TextReply.DLQ:
+            await self._dead_letter([record], LlmFailure.TEXT_REPLY.value, text)
+            return
+        if outcome is TextReply.DROP or not spec.publishes:
+            state.text_replies_dropped += 1
+            return
+        workflow_id = workflow.info().workflow_id
+        scope = f"{workflow_id}#{mark}" if mark else workflow_id
+        reply = Record.model_validate(
+            {
+                "id": derived_id(scope, record.id, "llm-text-reply"),
+                "type": LLM_REPLY_TYPE,
+                "source": f"agent:{spec.name}",
+                "timestamp": workflow.now(),
+                "payload": {"text": text},
+                **caused_by(record),
+            }
+        )
+        await workflow.execute_activity_method(
+            AgentStepActivities.publish_emissions,
+            EmissionsInput(
+                org=self._input.org,
+                emissions=[Emission(topic=spec.publishes[0], record=reply)],
+                marks=[mark],
+                kind=spec.kind,
+                traces=[state.traces.get(record.id)],
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        state.published += 1
 
     async def _tool_step(self, spec: AgentSpec) -> None:
         """Run the agent's tool in the sandbox on each record and publish each result.
@@ -584,4 +636,5 @@ class AgentWorkflow:
             tokens=s.tokens,
             conversation_messages=len(s.conversation),
             last_step_at=s.last_step_at,
+            text_replies_dropped=s.text_replies_dropped,
         )

@@ -37,12 +37,17 @@ CALL_FAILURE_PATCH = "llm-call-failure-dead-letters"
 """``AgentWorkflow._llm_step``: a model call that fails after every retry dead-letters the
 record and the agent goes on; histories from before failed the agent."""
 
+TEXT_REPLY_PATCH = "llm-text-reply-outcome"
+"""``AgentWorkflow._text_reply``: a prose answer follows the agent's ``on_text_reply``;
+histories from before ended such a record with nothing published."""
+
 __all__ = [
     "CALL_CAP_PATCH",
     "CALL_FAILURE_PATCH",
     "EMPTY_REPLY_PATCH",
     "GRAPH_NAME",
     "MAX_MODEL_CALLS_PER_RECORD",
+    "TEXT_REPLY_PATCH",
     "build_llm_graph",
     "langgraph_plugin",
 ]

@@ -23,6 +23,7 @@ from kafkaorg.contracts.enums import (
     AgentStatus,
     OrgPhase,
     RefusalType,
+    TextReply,
     ToolStatus,
 )
 from kafkaorg.contracts.handlers import AgentQuery, AgentSignal, OrgQuery, OrgSignal, OrgUpdate
@@ -80,6 +81,7 @@ __all__ = [
     "RollbackToolRequest",
     "SpecUpdate",
     "StopRequest",
+    "TextReply",
     "ToolStatus",
     "ToolVersionState",
     "refuse",

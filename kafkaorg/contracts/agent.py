@@ -68,6 +68,9 @@ class AgentState(BaseModel):
     tokens: int = 0
     last_step_at: datetime | None = None
     """When the agent last finished a step (workflow time): the console's last activity."""
+    text_replies_dropped: int = 0
+    """``llm`` agents: plain-text answers not published (``on_text_reply: drop``, or no
+    output topic to publish them on)."""
 
 
 class AgentInput(BaseModel):
@@ -103,6 +106,7 @@ class AgentReport(BaseModel):
     inbox_bytes: int = 0
     """Serialized size of the inbox (the bridge's byte bound compares against it)."""
     last_step_at: datetime | None = None
+    text_replies_dropped: int = 0
 
 
 class AgentConversation(BaseModel):

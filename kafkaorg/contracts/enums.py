@@ -16,6 +16,19 @@ class AgentKind(StrEnum):
     TOOL = "tool"
 
 
+class TextReply(StrEnum):
+    """What an ``llm`` agent does with a plain-text answer to a record it published nothing
+    for (``on_text_reply``): small models often answer in prose instead of calling
+    ``publish``, and an answer must never vanish unseen."""
+
+    PUBLISH = "publish"
+    """The text goes to the agent's first output topic as an ``llm.reply`` record."""
+    DROP = "drop"
+    """Kept in the conversation only; counted in the agent's status."""
+    DLQ = "dlq"
+    """The record is dead-lettered (``llm-text-reply``) with the text as the detail."""
+
+
 class AgentStatus(StrEnum):
     STARTING = "starting"
     RUNNING = "running"

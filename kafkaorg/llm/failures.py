@@ -10,6 +10,9 @@ workflow waits for ever:
   a second one dead-letters the record (``llm-empty-reply``);
 - a record that spends ``MAX_MODEL_CALLS_PER_RECORD`` calls without a final answer is
   dead-lettered (``llm-call-cap``);
+- a final answer in plain text for a record the agent published nothing for follows the
+  agent's ``on_text_reply``: published as an ``llm.reply`` record (the default), dropped
+  (counted), or dead-lettered (``llm-text-reply``);
 - a provider that keeps failing (429, 5xx, timeouts) after the client's retries and the
   activity's retry policy dead-letters the record (``llm-call-failed``) and the agent
   keeps working: a provider outage is not the agent's fault. Only what no retry can
@@ -27,6 +30,8 @@ from temporalio.common import RetryPolicy
 
 MAX_MODEL_CALLS_PER_RECORD: Final = 12
 EMPTY_REPLY_NUDGE: Final = "Your reply was empty; answer or call a tool."
+LLM_REPLY_TYPE: Final = "llm.reply"
+"""The type of a prose answer published for ``on_text_reply: publish`` (payload ``text``)."""
 
 
 class LlmFailure(StrEnum):
@@ -35,6 +40,9 @@ class LlmFailure(StrEnum):
     CALL_FAILED = "llm-call-failed"
     EMPTY_REPLY = "llm-empty-reply"
     CALL_CAP = "llm-call-cap"
+    TEXT_REPLY = "llm-text-reply"
+    """Not a failure of the model: the agent's ``on_text_reply: dlq`` sends a record it
+    answered in prose (publishing nothing) here, the text as the detail."""
 
 
 class ModelErrorType(StrEnum):
@@ -58,14 +66,20 @@ MODEL_CALL_RETRY: Final = RetryPolicy(
 (``KAFKAORG_LLM_MAX_RETRIES``); ``AgentWorkflow`` counts a record's attempts by it."""
 
 
-def is_empty_reply(message: dict[str, Any]) -> bool:
-    """An assistant turn with no tool calls and no text (whitespace is no text)."""
+def reply_text(message: dict[str, Any]) -> str:
+    """The text of an assistant turn without tool calls ("" for one with tool calls), its
+    parts joined (a provider may send content as a list of parts), stripped."""
     if message.get("tool_calls"):
-        return False
+        return ""
     content = message.get("content")
     if isinstance(content, list):
-        return not any(
-            str(part.get("text") or "").strip() if isinstance(part, dict) else str(part).strip()
-            for part in content
+        parts = (
+            str(part.get("text") or "") if isinstance(part, dict) else str(part) for part in content
         )
-    return not str(content or "").strip()
+        return "\n".join(p.strip() for p in parts if p.strip())
+    return str(content or "").strip()
+
+
+def is_empty_reply(message: dict[str, Any]) -> bool:
+    """An assistant turn with no tool calls and no text (whitespace is no text)."""
+    return not message.get("tool_calls") and not reply_text(message)

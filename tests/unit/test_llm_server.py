@@ -15,7 +15,7 @@ from langchain_core.messages import convert_to_openai_messages
 from activities.llm import keep_invalid_tool_calls, to_langchain
 from kafkaorg.config import Settings
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model, require_llm_for
-from kafkaorg.llm.failures import is_empty_reply
+from kafkaorg.llm.failures import is_empty_reply, reply_text
 from kafkaorg.llm.prompts import argument_problems
 from kafkaorg.spec import AgentSpec
 from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
@@ -254,3 +254,15 @@ def test_empty_replies_are_told_apart_from_answers() -> None:
     assert is_empty_reply({"role": "assistant", "content": [{"type": "text", "text": ""}]})
     assert not is_empty_reply({"role": "assistant", "content": "done"})
     assert not is_empty_reply({"role": "assistant", "content": "", "tool_calls": [{"id": "x"}]})
+
+
+def test_the_text_of_a_prose_answer() -> None:
+    """What ``on_text_reply`` publishes: the text, stripped, parts joined; none for a turn
+    that calls tools (its content is a preamble, not the answer)."""
+    assert reply_text({"role": "assistant", "content": "  The sky is blue.\n"}) == (
+        "The sky is blue."
+    )
+    parts = [{"type": "text", "text": "Blue."}, {"type": "text", "text": " "}, "Mostly."]
+    assert reply_text({"role": "assistant", "content": parts}) == "Blue.\nMostly."
+    assert reply_text({"role": "assistant", "content": "I'll publish.", "tool_calls": [{}]}) == ""
+    assert reply_text({"role": "assistant", "content": None}) == ""

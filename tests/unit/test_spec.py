@@ -85,3 +85,15 @@ def test_unparseable_and_missing_files(tmp_path: Path) -> None:
         load_spec(tmp_path / "absent.yaml")
     with pytest.raises(SpecError, match="expected a mapping"):
         parse_spec_text("- just a list")
+
+
+def test_on_text_reply_defaults_to_publish_and_takes_only_its_outcomes() -> None:
+    base = "org: acme\ntopics: [{name: tasks}]\nagents:\n  - {name: a, kind: llm, "
+    spec = parse_spec_text(base + "instructions: x, subscribes: [tasks]}\n")
+    assert spec.agents[0].on_text_reply == "publish"
+    spec = parse_spec_text(base + "instructions: x, subscribes: [tasks], on_text_reply: dlq}\n")
+    assert spec.agents[0].on_text_reply == "dlq"
+    with pytest.raises(SpecError) as info:
+        parse_spec_text(base + "instructions: x, subscribes: [tasks], on_text_reply: shout}\n")
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("agents.0.on_text_reply:")
