@@ -74,11 +74,11 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     """OTLP/HTTP collector base URL (``/v1/traces`` is added), e.g. Phoenix's
     ``http://127.0.0.1:6006``; unset, nothing is traced and nothing costs."""
-    trace_sample_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
+    trace_sample_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of the records from outside the platform (a client's own producer) whose path
     is traced, decided at the bridge and followed downstream (parent-based). Records a
     person sends with the CLI or the console are always traced. An unsampled record costs
-    no span: 1.0 traces everything at about half the throughput (bench/README.md)."""
+    no span; 1.0 traces everything, at about 0.4 of the throughput (bench/README.md)."""
     trace_llm_content: bool = False
     """Put model prompts and replies into the model-call spans (they may hold user data)."""
     phoenix_port: int = 6006
