@@ -47,6 +47,7 @@ from confluent_kafka import (
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
+from bridge import flows
 from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
 from bridge.loop_guard import RecentRecords, over_hop_limit
 from bridge.mapping import (
@@ -414,6 +415,9 @@ class Bridge:
             log.warning("Temporal accepted the batch after %.1f s; resuming partitions", down_s)
             self._temporal_down_since = None
             await self._apply_pauses()
+        await flows.signal_runs(self._client, accepted, stop, self._service_consumer)
+        if stop.is_set():
+            return  # not committed: the records come again after restart
         inject(FaultPoint.BRIDGE_AFTER_SIGNAL)
         positions = commit_positions(d.origin for d in decoded)
         offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items()]
