@@ -25,7 +25,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -379,10 +379,9 @@ async def start_flow(
     run = run or uuid.uuid4().hex[:12]
     if not RUN_NAME_RE.match(run):
         raise BadInputError(f"run name {run!r} is not valid (it must match {RUN_NAME_RE.pattern})")
-    workflow_id = flow_workflow_id(org, flow, run)
     try:
-        return await client.start_workflow(
-            FLOW_WORKFLOW_TYPE,
+        return await start_flow_run(
+            client,
             FlowInput(
                 org=org,
                 flow=definition,
@@ -390,13 +389,23 @@ async def start_flow(
                 run=run,
                 continue_as_new_after_steps=continue_as_new_after_steps,
             ),
-            id=workflow_id,
-            task_queue=TASK_QUEUE,
-            search_attributes=flow_search_attributes(org, flow),
-            result_type=FlowResult,
         )
     except WorkflowAlreadyStartedError:
-        raise BadInputError(f"flow run {workflow_id} already exists") from None
+        raise BadInputError(f"flow run {flow_workflow_id(org, flow, run)} already exists") from None
+
+
+async def start_flow_run(client: Client, input: FlowInput) -> WorkflowHandle[Any, Any]:
+    """Start a run from its complete input (the bridge's triggers). A run of that id that
+    exists or existed raises ``WorkflowAlreadyStartedError``: a name is used once."""
+    return await client.start_workflow(
+        FLOW_WORKFLOW_TYPE,
+        input,
+        id=flow_workflow_id(input.org, input.flow.name, input.run),
+        task_queue=TASK_QUEUE,
+        search_attributes=flow_search_attributes(input.org, input.flow.name),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        result_type=FlowResult,
+    )
 
 
 async def find_flow_run(client: Client, org: str, run: str) -> str:
@@ -514,6 +523,7 @@ __all__ = [
     "signal_flow_replies",
     "start_agent",
     "start_flow",
+    "start_flow_run",
     "start_org",
     "stop_org",
     "wait_until_applied",

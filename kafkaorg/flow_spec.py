@@ -69,6 +69,18 @@ class OutputSpec(_Strict):
     type: str = Field(pattern=RECORD_TYPE_PATTERN)
 
 
+class TriggerSpec(_Strict):
+    """A record on ``topic`` (of type ``type``, any if not given) starts a run with its
+    payload as input; the run's name derives from the record's id, so a redelivered
+    record never starts a second run."""
+
+    topic: str
+    type: str | None = Field(default=None, pattern=RECORD_TYPE_PATTERN)
+
+    def matches(self, topic: str, type_: str) -> bool:
+        return topic == self.topic and self.type in (None, type_)
+
+
 class ApprovalSpec(_Strict):
     timeout_s: float = Field(default=3600.0, gt=0, le=30 * 86_400)
     default: Literal["approve", "deny"] = "deny"
@@ -146,6 +158,7 @@ class FlowSpec(_Strict):
     name: str
     description: str = ""
     steps: list[FlowStep] = Field(min_length=1)
+    trigger: TriggerSpec | None = None
     output: OutputSpec | None = None
     on_failure: list[AskSpec] = Field(default_factory=list)
     """Asked (in order) after the steps' own compensations when a run fails."""
@@ -258,6 +271,8 @@ def flow_problems(
             check_target(step.next, f"{at}.next")
         if step.compensate is not None:
             check_ask(step.compensate, f"{at}.compensate")
+    if flow.trigger is not None and flow.trigger.topic not in topics:
+        problems.append(f"{where}.trigger.topic: unknown topic {flow.trigger.topic!r}")
     if flow.output is not None and flow.output.topic not in topics:
         problems.append(f"{where}.output.topic: unknown topic {flow.output.topic!r}")
     for j, ask in enumerate(flow.on_failure):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bridge.flows import trigger_run
 from kafkaorg import client as service
 from kafkaorg.contracts import (
     AgentAction,
@@ -27,6 +28,7 @@ from kafkaorg.contracts import (
     FlowReport,
     FlowStatus,
 )
+from kafkaorg.envelope import new_record
 from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
 from tests.support import (
     Platform,
@@ -43,7 +45,11 @@ AGENTS = ("a", "b", "c", "silent", "janitor")
 
 def flows_spec(org: str) -> dict[str, Any]:
     """Echo agents (each reads its own topic, all answer on ``replies``) and the flows."""
-    topics = [{"name": f"{a}-in"} for a in AGENTS] + [{"name": "replies"}, {"name": "results"}]
+    topics = [{"name": f"{a}-in"} for a in AGENTS] + [
+        {"name": "replies"},
+        {"name": "results"},
+        {"name": "requests"},
+    ]
     agents = [
         {"name": a, "kind": "echo", "subscribes": [f"{a}-in"], "publishes": ["replies"]}
         for a in AGENTS
@@ -117,6 +123,12 @@ def flows_spec(org: str) -> dict[str, Any]:
                 {"id": "sign-off", "approval": {"timeout_s": 2, "default": "approve"}},
                 {"id": "publish", "emit": {"topic": "results", "type": "quick.done"}},
             ],
+        },
+        {
+            "name": "triggered",
+            "trigger": {"topic": "requests", "type": "review.request"},
+            "steps": [{"id": "answer", "ask": "a"}],
+            "output": {"topic": "requests", "type": "review.request"},  # cannot retrigger
         },
         {
             "name": "undo",
@@ -388,3 +400,26 @@ async def test_a_run_continues_as_new_carrying_its_state(platform: Platform) -> 
     assert result.result == {"prev": {"n": 3, "by": "a"}, "by": "b"}
     state = (await service.flow_status(platform.client, org, "can")).state
     assert state.runs == 2 and [h.step for h in state.history] == ["one", "two", "three"]
+
+
+async def test_a_trigger_record_starts_one_run_even_when_redelivered(platform: Platform) -> None:
+    org = await _org(platform)
+    request = new_record(org=org, type="review.request", source="user:test", payload={"doc": "d1"})
+    other = new_record(org=org, type="something.else", source="user:test", payload={})
+    # The same record twice (as after a crash before the bridge's commit), and one that
+    # does not match the trigger.
+    await platform.send(org, "requests", [request, other, request])
+    wf_id = flow_workflow_id(org, "triggered", trigger_run(org, "triggered", request.id))
+    report = await _report(platform, org, wf_id, lambda r: r.state.status != "running")
+    assert report.state.status == FlowStatus.COMPLETED
+    assert report.state.input == {"doc": "d1"}
+    # The run's output has the trigger's type on the trigger's topic: it starts nothing.
+    out = await platform.collect(org, "requests", 3, timeout=30, settle=3.0)
+    assert [c.record.type for c in out].count("review.request") == 3
+    deadline = time.monotonic() + 30
+    while True:
+        runs = await service.list_flows(platform.client, org)
+        if runs or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert [r.workflow_id for r in runs] == [wf_id]

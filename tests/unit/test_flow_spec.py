@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bridge.flows import flow_replies
+from bridge.flows import flow_replies, trigger_run, triggered_runs
 from bridge.mapping import Accepted, Origin
 from kafkaorg.envelope import new_record
 from kafkaorg.names import flow_workflow_id, is_flow_workflow_id
@@ -164,3 +164,25 @@ def test_the_bridge_routes_only_agents_records_of_the_runs_own_org() -> None:
         ]
     )
     assert routed == {run: [reply.record]}
+
+
+def test_a_trigger_starts_one_named_run_per_record_and_never_its_own() -> None:
+    data = _spec({"id": "a", "ask": "writer"}, trigger={"topic": "tasks", "type": "review.ask"})
+    flow = validate_spec(data).flows[0]
+    triggers = {("acme", "tasks"): [flow]}
+    ask = new_record(org="acme", type="review.ask", source="user:x", payload={"doc": 1})
+    other = new_record(org="acme", type="review.other", source="user:x", payload={})
+    own = new_record(
+        org="acme",
+        type="review.ask",
+        source="system:flow",
+        payload={},
+        correlation_id=flow_workflow_id("acme", "review", "r1"),
+    )
+    items = [Accepted(Origin("acme.tasks", 0, i), r, 10) for i, r in enumerate([ask, other, own])]
+    items.append(Accepted(Origin("acme.tasks", 0, 9), ask, 10))  # redelivered
+    runs = triggered_runs(items, triggers)
+    assert [r.run for r in runs] == [trigger_run("acme", "review", ask.id)] * 2
+    assert runs[0].input == {"doc": 1}
+    bad = _spec({"id": "a", "ask": "writer"}, trigger={"topic": "nowhere"})
+    assert "flows.0(review).trigger.topic: unknown topic 'nowhere'" in _problems(bad)
