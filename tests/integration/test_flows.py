@@ -29,6 +29,7 @@ from kafkaorg.contracts import (
     FlowStatus,
 )
 from kafkaorg.envelope import new_record
+from kafkaorg.examples import review_spec
 from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
 from tests.support import (
     Platform,
@@ -122,6 +123,14 @@ def flows_spec(org: str) -> dict[str, Any]:
             "steps": [
                 {"id": "sign-off", "approval": {"timeout_s": 2, "default": "approve"}},
                 {"id": "publish", "emit": {"topic": "results", "type": "quick.done"}},
+            ],
+        },
+        {
+            "name": "crash",
+            "steps": [
+                {"id": "one", "ask": "a"},
+                {"id": "two", "ask": "silent", "timeout_s": 180},
+                {"id": "three", "ask": "c"},
             ],
         },
         {
@@ -423,3 +432,57 @@ async def test_a_trigger_record_starts_one_run_even_when_redelivered(platform: P
             break
         await asyncio.sleep(0.5)
     assert [r.workflow_id for r in runs] == [wf_id]
+
+
+async def test_worker_and_bridge_killed_mid_run_the_run_completes_with_one_request_per_step(
+    platform: Platform,
+) -> None:
+    org = await _org(platform, pause_silent=True)
+    handle = await service.start_flow(platform.client, org, "crash", {"k": 1}, run="k1")
+    await _report(platform, org, "k1", lambda r: r.waiting_for == ["silent"])
+    platform.worker.restart_after_kill()
+    platform.bridge.restart_after_kill()
+    await service.change_agent(
+        platform.client, org, AgentCommand(agent="silent", action=AgentAction.RESUME)
+    )
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == FlowStatus.COMPLETED and result.result == {"k": 1}
+    for topic in ("a-in", "silent-in", "c-in"):
+        asks = await platform.collect(org, topic, 1, timeout=30, settle=1.0)
+        assert len({c.record.id for c in asks}) == 1, f"{topic}: one request id per step"
+    platform.worker.ensure_alive()
+    platform.bridge.ensure_alive()
+
+
+async def test_the_shipped_review_example_runs_through_a_rule_agent_and_a_sign_off(
+    platform: Platform,
+) -> None:
+    org = unique_org("review")
+    await platform.start_org({**review_spec().model_dump(mode="json", by_alias=True), "org": org})
+    await platform.send(
+        org,
+        "requests",
+        [new_record(org=org, type="review.request", source="user:test", payload={"score": 9})],
+    )
+    deadline = time.monotonic() + 60
+    while not (runs := await service.list_flows(platform.client, org, running=True)):
+        assert time.monotonic() < deadline, "the trigger started no run"
+        await asyncio.sleep(0.5)
+    run = runs[0].workflow_id
+    report = await _report(platform, org, run, lambda r: "approval:sign-off" in r.waiting_for)
+    verdict: Any = report.state.steps["verdict"]
+    assert verdict["payload"] == {"score": 9, "drafts": [{"score": 9}, {"score": 9}]}
+    await service.decide_approval(
+        platform.client, org, run, ApprovalDecision(step="sign-off", approve=True)
+    )
+    done = await _report(platform, org, run, lambda r: r.state.status != "running")
+    assert done.state.status == FlowStatus.COMPLETED
+    assert [h.step for h in done.state.history] == [
+        "drafts",
+        "verdict",
+        "route",
+        "sign-off",
+        "publish",
+    ]
+    out = await platform.collect(org, "results", 2)
+    assert sorted(c.record.type for c in out) == ["review.done", "review.published"]

@@ -9,6 +9,7 @@ import pytest
 from bridge.flows import flow_replies, trigger_run, triggered_runs
 from bridge.mapping import Accepted, Origin
 from kafkaorg.envelope import new_record
+from kafkaorg.examples import review_spec
 from kafkaorg.names import flow_workflow_id, is_flow_workflow_id
 from kafkaorg.spec import SpecError, validate_spec
 
@@ -186,3 +187,9 @@ def test_a_trigger_starts_one_named_run_per_record_and_never_its_own() -> None:
     assert runs[0].input == {"doc": 1}
     bad = _spec({"id": "a", "ask": "writer"}, trigger={"topic": "nowhere"})
     assert "flows.0(review).trigger.topic: unknown topic 'nowhere'" in _problems(bad)
+
+
+def test_the_shipped_review_example_is_valid() -> None:
+    flow = review_spec().flow("review")
+    assert flow is not None and flow.trigger is not None
+    assert [s.kind for s in flow.steps] == ["parallel", "ask", "switch", "ask", "approval", "emit"]
