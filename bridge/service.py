@@ -49,6 +49,7 @@ from confluent_kafka import (
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
+from bridge import flows
 from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
 from bridge.loop_guard import RecentRecords, over_hop_limit
 from bridge.mapping import (
@@ -134,8 +135,10 @@ class Bridge:
         consumer: Consumer,
         producer: Producer,
         subscriptions: SubscriptionCache,
+        flow_triggers: flows.FlowTriggers | None = None,
     ) -> None:
         self._settings = settings
+        self._flow_triggers = flow_triggers
         self._client = client
         self._consumer = consumer
         self._producer = producer
@@ -427,6 +430,10 @@ class Bridge:
             log.warning("Temporal accepted the batch after %.1f s; resuming partitions", down_s)
             self._temporal_down_since = None
             await self._apply_pauses()
+        if not await flows.route_flows(
+            self._client, accepted, stop, self._service_consumer, self._flow_triggers
+        ):
+            return  # stopped first; not committed: the records come again after restart
         inject(FaultPoint.BRIDGE_AFTER_SIGNAL)
         positions = commit_positions(d.origin for d in decoded)
         offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items()]
@@ -622,6 +629,7 @@ async def _serve(settings: Settings, client: Client) -> None:
         Consumer(consumer_config(settings)),
         create_producer(settings),
         SubscriptionCache(sessions, ttl_s=settings.bridge_subscription_ttl_s),
+        flows.FlowTriggers(sessions),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,18 +12,20 @@ A refusal by the org (a rule said no, in a validator or under the lock) comes ba
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import uuid
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -36,12 +38,21 @@ from kafkaorg.contracts import (
     AgentQuery,
     AgentReport,
     AgentSignal,
+    ApprovalDecision,
     ApproveToolRequest,
     ChangeResult,
     CreateAgentRequest,
     CreateToolRequest,
     CreateTopicRequest,
     Delivery,
+    FlowInput,
+    FlowQuery,
+    FlowReplies,
+    FlowReport,
+    FlowResult,
+    FlowRunInfo,
+    FlowSignal,
+    FlowUpdate,
     OrgInput,
     OrgPhase,
     OrgQuery,
@@ -54,14 +65,21 @@ from kafkaorg.contracts import (
     SpecUpdate,
     StopRequest,
 )
+from kafkaorg.envelope import Record
 from kafkaorg.errors import BadInputError, KafkaorgError
 from kafkaorg.kafka import check_kafka
 from kafkaorg.names import (
     AGENT_WORKFLOW_TYPE,
+    FLOW_ATTR,
+    FLOW_WORKFLOW_TYPE,
+    ORG_ATTR,
     ORG_WORKFLOW_TYPE,
     TASK_QUEUE,
     agent_search_attributes,
     agent_workflow_id,
+    flow_search_attributes,
+    flow_workflow_id,
+    is_flow_workflow_id,
     org_search_attributes,
     org_workflow_id,
 )
@@ -331,6 +349,147 @@ async def agent_report(
     )
 
 
+# ---- flows ------------------------------------------------------------------------------
+
+VISIBILITY_LAG_S = 3.0
+"""How long a run's name is looked for: Temporal lists a new run after a moment."""
+RUN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+def flow_handle(client: Client, workflow_id: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(workflow_id, result_type=FlowResult)
+
+
+async def start_flow(
+    client: Client,
+    org: str,
+    flow: str,
+    input: dict[str, JsonValue],
+    *,
+    run: str | None = None,
+    continue_as_new_after_steps: int | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start a run of one of the org's flows, its definition taken from the running org's
+    spec (so the run is self-contained): the very call ``temporal workflow start`` makes."""
+    spec = await org_spec(client, org)
+    definition = spec.flow(flow)
+    if definition is None:
+        known = ", ".join(f.name for f in spec.flows) or "none"
+        raise BadInputError(f"org {org!r} has no flow {flow!r} (its flows: {known})")
+    run = run or uuid.uuid4().hex[:12]
+    if not RUN_NAME_RE.match(run):
+        raise BadInputError(f"run name {run!r} is not valid (it must match {RUN_NAME_RE.pattern})")
+    try:
+        return await start_flow_run(
+            client,
+            FlowInput(
+                org=org,
+                flow=definition,
+                input=input,
+                run=run,
+                continue_as_new_after_steps=continue_as_new_after_steps,
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        raise BadInputError(f"flow run {flow_workflow_id(org, flow, run)} already exists") from None
+
+
+async def start_flow_run(client: Client, input: FlowInput) -> WorkflowHandle[Any, Any]:
+    """Start a run from its complete input (the bridge's triggers). A run of that id that
+    exists or existed raises ``WorkflowAlreadyStartedError``: a name is used once."""
+    return await client.start_workflow(
+        FLOW_WORKFLOW_TYPE,
+        input,
+        id=flow_workflow_id(input.org, input.flow.name, input.run),
+        task_queue=TASK_QUEUE,
+        search_attributes=flow_search_attributes(input.org, input.flow.name),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        result_type=FlowResult,
+    )
+
+
+async def find_flow_run(client: Client, org: str, run: str) -> str:
+    """The workflow id of a run, given that id or the run's name."""
+    if is_flow_workflow_id(run):
+        if run.split(":")[1] != org:
+            raise BadInputError(f"flow run {run} is not a run of org {org!r}")
+        return run
+    deadline = time.monotonic() + VISIBILITY_LAG_S
+    while True:
+        matches = [r.workflow_id for r in await list_flows(client, org) if r.run == run]
+        if matches or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)  # a run started a moment ago may not be listed yet
+    if not matches:
+        raise BadInputError(f"org {org!r} has no flow run {run!r} (see `kafkaorg flow list {org}`)")
+    if len(matches) > 1:
+        raise BadInputError(f"run name {run!r} is ambiguous: give one of {', '.join(matches)}")
+    return matches[0]
+
+
+async def flow_status(client: Client, org: str, run: str) -> FlowReport:
+    """The run's state (the ``state`` query; a finished run is queried from its history)."""
+    workflow_id = await find_flow_run(client, org, run)
+    try:
+        return await flow_handle(client, workflow_id).query(
+            FlowQuery.STATE, result_type=FlowReport, rpc_timeout=timedelta(seconds=10)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BadInputError(f"no flow run {workflow_id}") from None
+        raise
+
+
+async def list_flows(client: Client, org: str, *, running: bool = False) -> list[FlowRunInfo]:
+    """The org's flow runs, newest first (Temporal's visibility: it lags a second or so);
+    a run that continued-as-new is one row, its latest execution's."""
+    query = f"WorkflowType = '{FLOW_WORKFLOW_TYPE}' AND {ORG_ATTR.name} = '{org}'"
+    if running:
+        query += " AND ExecutionStatus = 'Running'"
+    rows: list[FlowRunInfo] = []
+    seen: set[str] = set()
+    async for execution in client.list_workflows(query):
+        if execution.id in seen:
+            continue
+        seen.add(execution.id)
+        _, _, flow, run = execution.id.split(":", 3)
+        attrs = execution.typed_search_attributes
+        rows.append(
+            FlowRunInfo(
+                workflow_id=execution.id,
+                flow=attrs.get(FLOW_ATTR) or flow,
+                run=run,
+                status=execution.status.name.lower() if execution.status else "unknown",
+                started_at=execution.start_time,
+                closed_at=execution.close_time,
+            )
+        )
+    return rows
+
+
+async def decide_approval(
+    client: Client, org: str, run: str, decision: ApprovalDecision
+) -> ApprovalDecision:
+    """Approve or deny a run's waiting ``approval`` step; a run not waiting for that step
+    refuses (bad input)."""
+    workflow_id = await find_flow_run(client, org, run)
+    try:
+        return await flow_handle(client, workflow_id).execute_update(
+            FlowUpdate.DECIDE, decision, result_type=ApprovalDecision
+        )
+    except WorkflowUpdateFailedError as err:
+        raise refusal_of(err) from None
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise BadInputError(f"flow run {workflow_id} is not running ({exc.message})") from None
+        raise
+
+
+async def signal_flow_replies(client: Client, workflow_id: str, records: list[Record]) -> None:
+    """The bridge's path: agents' records of a run, to the run."""
+    await flow_handle(client, workflow_id).signal(FlowSignal.REPLY, FlowReplies(records=records))
+
+
 __all__ = [
     "RefusalType",
     "RequestRefused",
@@ -345,9 +504,14 @@ __all__ = [
     "create_agent",
     "create_tool",
     "create_topic",
+    "decide_approval",
     "deliver",
+    "find_flow_run",
+    "flow_handle",
+    "flow_status",
     "is_running",
     "launch_org",
+    "list_flows",
     "org_handle",
     "org_spec",
     "org_status",
@@ -356,7 +520,10 @@ __all__ = [
     "rollback_tool",
     "running_org",
     "send_update",
+    "signal_flow_replies",
     "start_agent",
+    "start_flow",
+    "start_flow_run",
     "start_org",
     "stop_org",
     "wait_until_applied",

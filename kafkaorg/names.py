@@ -16,9 +16,14 @@ BRIDGE_GROUP_ID: Final = "kafkaorg-bridge"
 
 ORG_WORKFLOW_TYPE: Final = "OrgWorkflow"
 AGENT_WORKFLOW_TYPE: Final = "AgentWorkflow"
+FLOW_WORKFLOW_TYPE: Final = "FlowWorkflow"
+FLOW_ID_PREFIX: Final = "flow:"
+"""A flow run's workflow id is also its records' correlation id: the bridge routes an
+agent's record with such a correlation id back to the run."""
 
 ORG_ATTR: Final = SearchAttributeKey.for_keyword("KafkaorgOrg")
 AGENT_ATTR: Final = SearchAttributeKey.for_keyword("KafkaorgAgent")
+FLOW_ATTR: Final = SearchAttributeKey.for_keyword("KafkaorgFlow")
 
 ORG_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 TOPIC_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,99}$")
@@ -42,6 +47,16 @@ def org_workflow_id(org: str) -> str:
 
 def agent_workflow_id(org: str, agent: str) -> str:
     return f"agent:{org}:{agent}"
+
+
+def flow_workflow_id(org: str, flow: str, run: str) -> str:
+    return f"{FLOW_ID_PREFIX}{org}:{flow}:{run}"
+
+
+def is_flow_workflow_id(value: str) -> bool:
+    """Whether a correlation id names a flow run (``flow:<org>:<flow>:<run>``)."""
+    parts = value.split(":")
+    return len(parts) == 4 and parts[0] == FLOW_ID_PREFIX[:-1] and all(parts[1:])
 
 
 def kafka_topic(org: str, topic: str) -> str:
@@ -74,3 +89,10 @@ def agent_search_attributes(org: str, agent: str) -> TypedSearchAttributes:
 
 def org_search_attributes(org: str) -> TypedSearchAttributes:
     return TypedSearchAttributes([SearchAttributePair(ORG_ATTR, org)])
+
+
+def flow_search_attributes(org: str, flow: str) -> TypedSearchAttributes:
+    """What the Web UI filters flow runs by."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(ORG_ATTR, org), SearchAttributePair(FLOW_ATTR, flow)]
+    )

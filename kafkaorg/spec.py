@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kafkaorg.flow_spec import FlowSpec, flow_problems
 from kafkaorg.names import (
     AGENT_NAME_RE,
     ORG_NAME_RE,
@@ -179,6 +180,8 @@ class OrgSpec(_Strict):
     policy: OrgPolicy = Field(default_factory=OrgPolicy)
     reconcile_interval_s: int = Field(default=60, ge=1, le=86_400)
     """How often the OrgWorkflow looks for drift (a topic deleted, an agent terminated)."""
+    flows: list[FlowSpec] = Field(default_factory=list)
+    """Multi-agent workflows (``kafkaorg.flow_spec``); each run is a ``FlowWorkflow``."""
 
     @field_validator("org")
     @classmethod
@@ -197,6 +200,9 @@ class OrgSpec(_Strict):
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
+
+    def flow(self, name: str) -> FlowSpec | None:
+        return next((f for f in self.flows if f.name == name), None)
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -297,6 +303,14 @@ def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozense
             problems.append(f"{where}.name: duplicate agent {agent.name!r}")
         seen_agents.add(agent.name)
         problems.extend(agent_problems(agent, seen_topics, where, seen_tools | registered_tools))
+    subscriptions = {a.name: a.subscribes for a in spec.agents}
+    seen_flows: set[str] = set()
+    for i, flow in enumerate(spec.flows):
+        where = f"flows.{i}({flow.name})"
+        if flow.name in seen_flows:
+            problems.append(f"{where}.name: duplicate flow {flow.name!r}")
+        seen_flows.add(flow.name)
+        problems.extend(flow_problems(flow, where, subscriptions, seen_topics))
     if len(spec.agents) > spec.limits.max_agents:
         problems.append(
             f"agents: {len(spec.agents)} agents exceed limits.max_agents ({spec.limits.max_agents})"

@@ -38,6 +38,11 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
 - ``agent_tool.json``: a ``tool`` agent running a registered tool in the sandbox on
   each record (``load_current``, ``run_code``, ``publish_emissions``; one input the
   tool fails on goes to the DLQ);
+- ``flow_workflow.json``: a FlowWorkflow run through an ``ask`` (answered by a ``reply``
+  signal, as the bridge sends it), a ``parallel`` quorum, a ``switch``, an ``approval``
+  decided by the ``decide`` update, an ``emit`` and the run's output;
+- ``flow_failed.json``: a FlowWorkflow run whose ``ask`` times out: the completed step's
+  compensation (answered), the failure record to ``sys.dlq``;
 - ``agent_llm.json``: an ``llm`` agent's LangGraph step against the scripted
   OpenAI-compatible server of ``tests/llm_server.py`` (a model call, a ``call_tool``
   run in the sandbox, a ``publish``, a final answer).
@@ -61,6 +66,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +81,15 @@ from kafkaorg.contracts import (
     AgentCommand,
     AgentInput,
     AgentReport,
+    ApprovalDecision,
     ApproveToolRequest,
     CreateAgentRequest,
     CreateToolRequest,
     CreateTopicRequest,
     Delivery,
+    FlowQuery,
+    FlowReport,
+    Outstanding,
     RollbackToolRequest,
     StopRequest,
 )
@@ -526,6 +536,7 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
             histories = await _drive(client, settings, base)
             histories |= await _org_updates(client, settings, f"{base}-u", llm)
             histories |= await _drift_timer(client, settings, f"{base}-d")
+            histories |= await _flows(client, settings, f"{base}-f")
     print(f"recorded from orgs {base!r}, {base + '-u'!r}, {base + '-d'!r} (stopped)")
 
     # Stable ids in the files' names; the replayer needs only some id per history.
@@ -538,6 +549,19 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
         print("nothing written: restart workers running older code and re-run", file=sys.stderr)
         return None
     return named
+
+
+async def _record_flows(settings: Settings) -> dict[str, WorkflowHistory] | None:
+    await asyncio.to_thread(upgrade_to_head, settings.database_url)
+    client = await connect_temporal(settings)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+        async with build_worker(client, settings, executor):
+            histories = await _flows(client, settings, f"golden-{uuid.uuid4().hex[:8]}-f")
+    named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
+    bad = [r for r in await replay_histories(named.values()) if not r.ok]
+    for r in bad:
+        print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
+    return None if bad else named
 
 
 def _one_event_a_line(history: WorkflowHistory) -> str:
@@ -559,7 +583,129 @@ def write(out_dir: Path, histories: dict[str, WorkflowHistory]) -> None:
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
 
+# ---- flows ------------------------------------------------------------------------------
+
+
+def _flows_spec(org: str) -> OrgSpec:
+    io = {"kind": "echo", "subscribes": ["inbox"], "publishes": ["outbox"]}
+    return validate_spec(
+        {
+            "org": org,
+            "topics": [{"name": "inbox", "partitions": 1}, {"name": "outbox", "partitions": 1}],
+            "agents": [{"name": "a", **io}, {"name": "b", **io}, {"name": "c", **io}],
+            "flows": [
+                {
+                    "name": "golden",
+                    "steps": [
+                        {"id": "ask", "ask": "a", "input": {"n": "$.input.n"}},
+                        {
+                            "id": "fan",
+                            "parallel": [{"ask": "a"}, {"ask": "b"}, {"ask": "c"}],
+                            "gather": "quorum:2",
+                            "timeout_s": 60,
+                        },
+                        {
+                            "id": "route",
+                            "switch": [
+                                {"when": "steps.ask.payload.n > `1`", "goto": "sign"},
+                                {"goto": "end"},
+                            ],
+                        },
+                        {"id": "sign", "approval": {"timeout_s": 600}},
+                        {"id": "say", "emit": {"topic": "outbox", "type": "golden.said"}},
+                    ],
+                    "output": {"topic": "outbox", "type": "golden.done"},
+                },
+                {
+                    "name": "failing",
+                    "steps": [
+                        {"id": "prep", "ask": "a", "compensate": {"ask": "b"}},
+                        {"id": "stuck", "ask": "c", "timeout_s": 1},
+                    ],
+                },
+            ],
+        }
+    )
+
+
+async def _flow_report(client: Client, wf_id: str) -> FlowReport | None:
+    try:
+        return await client.get_workflow_handle(wf_id).query(
+            FlowQuery.STATE, result_type=FlowReport
+        )
+    except RPCError:
+        return None
+
+
+async def _answer(client: Client, wf_id: str, step: str, waiting: int = 1) -> None:
+    """Play agent and bridge: answer ``waiting`` requests of ``step`` of the run."""
+
+    def of_step(report: FlowReport) -> list[Outstanding]:
+        return [o for o in report.state.outstanding if o.step == step]
+
+    async def ready() -> bool:
+        report = await _flow_report(client, wf_id)
+        return report is not None and len(of_step(report)) >= waiting
+
+    await _until(f"{waiting} request(s) of step {step} of {wf_id}", ready)
+    report = await _flow_report(client, wf_id)
+    assert report is not None
+    replies = [
+        Record(
+            id=str(uuid.uuid4()),
+            type="flow.request",
+            org=report.org,
+            source=f"agent:{o.agent}",
+            correlation_id=wf_id,
+            causation_id=o.request_id,
+            timestamp=datetime.now(UTC),
+            payload={"n": 2, "by": o.agent},
+            hops=1,
+        )
+        for o in of_step(report)[:waiting]
+    ]
+    await service.signal_flow_replies(client, wf_id, replies)
+
+
+async def _flows(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
+    await launch_org(settings, _flows_spec(org))
+    run = await service.start_flow(client, org, "golden", {"n": 2}, run="golden")
+    await _answer(client, run.id, "ask")
+    await _answer(client, run.id, "fan", 3)  # three replies in one signal (quorum: two)
+
+    async def approval_waits() -> bool:
+        report = await _flow_report(client, run.id)
+        return report is not None and "approval:sign" in report.waiting_for
+
+    await _until("the approval step", approval_waits)
+    await service.decide_approval(
+        client, org, run.id, ApprovalDecision(step="sign", approve=True, by=USER)
+    )
+    await run.result()
+    failing = await service.start_flow(client, org, "failing", {"n": 1}, run="failing")
+    await _answer(client, failing.id, "prep")
+    await _answer(client, failing.id, "compensate:prep")  # after "stuck" timed out
+    await failing.result()
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await org_handle.result()
+    return {
+        "flow_workflow": await run.fetch_history(),
+        "flow_failed": await failing.fetch_history(),
+    }
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--only-flows"]:
+        # FlowWorkflow histories only, the others left as they are (a new workflow type).
+        histories = asyncio.run(_record_flows(get_settings()))
+        if histories is None:
+            sys.exit(1)
+        for name, history in histories.items():
+            path = GOLDEN_DIR / f"{name}.json"
+            path.write_text(_one_event_a_line(history))
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        return
     with _scripted_llm() as llm:
         # Before the settings are first read: the worker's model calls go to the script.
         os.environ["KAFKAORG_LLM_BASE_URL"] = llm.base_url

@@ -36,12 +36,13 @@ from kafkaorg.names import TASK_QUEUE
 from kafkaorg.temporal import connect_temporal
 from kafkaorg.worker_slots import process_worker_id
 from workflows.agent import AgentWorkflow
+from workflows.flow import FlowWorkflow
 from workflows.llm_graph import langgraph_plugin
 from workflows.org import OrgWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [OrgWorkflow, AgentWorkflow]
+WORKFLOWS = [OrgWorkflow, AgentWorkflow, FlowWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:

@@ -18,6 +18,7 @@ from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
 from kafkaorg.cli.dlq import dlq_app
+from kafkaorg.cli.flows import flow_app
 from kafkaorg.cli.org import org_app
 from kafkaorg.cli.processes import bridge, console, worker
 from kafkaorg.cli.records import send, tail
@@ -43,6 +44,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(tool_app, name="tool")
+app.add_typer(flow_app, name="flow")
 app.command()(worker)
 app.command()(bridge)
 app.command()(console)

@@ -16,8 +16,12 @@ from ._base import Port, Service
 from ._models import StackError
 from ._processes import find_binary, port_open, spawn, split_host_port
 
-SEARCH_ATTRIBUTES = {"KafkaorgOrg": "Keyword", "KafkaorgAgent": "Keyword"}
-"""Registered at start so the Web UI can filter workflows by org and agent (DESIGN.md)."""
+SEARCH_ATTRIBUTES = {
+    "KafkaorgOrg": "Keyword",
+    "KafkaorgAgent": "Keyword",
+    "KafkaorgFlow": "Keyword",
+}
+"""Registered at start so the Web UI can filter workflows by org, agent and flow (DESIGN.md)."""
 
 
 class TemporalService(Service):

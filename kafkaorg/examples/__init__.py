@@ -12,3 +12,10 @@ def demo_spec() -> OrgSpec:
     examples = resources.files("kafkaorg.examples")
     text = examples.joinpath("demo.yaml").read_text(encoding="utf-8")
     return parse_spec_text(text, "kafkaorg/examples/demo.yaml", examples)
+
+
+def review_spec() -> OrgSpec:
+    """An org with a ``review`` flow over echo and rule agents (no model needed)."""
+    examples = resources.files("kafkaorg.examples")
+    text = examples.joinpath("review.yaml").read_text(encoding="utf-8")
+    return parse_spec_text(text, "kafkaorg/examples/review.yaml", examples)

