@@ -136,15 +136,14 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
-    # Roots are decided in ``start_span`` before any span object exists; children follow
-    # their parent's decision (parent-based), so the SDK only ever sees sampled roots.
+    # kafkaorg's roots are decided in ``start_span`` before any span object exists;
+    # children follow their parent's decision (parent-based).
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": service_name, "openinference.project.name": PROJECT_NAME}
         ),
-        sampler=ParentBased(ALWAYS_ON),
+        sampler=_sampler(1.0 if service_name in ENTRY_SERVICES else settings.trace_sample_ratio),
     )
     provider.add_span_processor(_service_attribute(service_name))
     if exporter is None:
@@ -157,6 +156,50 @@ def configure(settings: Settings, service_name: str, exporter: Any = None) -> bo
     _root_ratio = 1.0 if _entry else settings.trace_sample_ratio
     _tracer = provider.get_tracer("kafkaorg")  # once: get_tracer builds a new one per call
     return True
+
+
+ROOT_DECIDED = "kafkaorg.trace.root"
+"""Attribute of a root span ``start_span`` already sampled (the SDK does not decide again)."""
+
+
+def _sampler(ratio: float) -> Any:
+    """Parent-based; a root is recorded if ``start_span`` decided so, else (the Temporal
+    interceptor's own roots: a query, a client call outside any record's work) at
+    ``ratio``."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_ON,
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+        TraceIdRatioBased,
+    )
+
+    if ratio >= 1.0:
+        return ParentBased(ALWAYS_ON)
+    by_ratio = TraceIdRatioBased(ratio)
+
+    class Root(Sampler):
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if attributes and attributes.get(ROOT_DECIDED):
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+            return by_ratio.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return f"KafkaorgRoot{{{by_ratio.get_description()}}}"
+
+    return ParentBased(Root())
 
 
 def _service_attribute(service_name: str) -> Any:
@@ -400,6 +443,7 @@ def start_span(
             _root_ratio >= 1.0 or random.random() < _root_ratio
         ):
             ctx = Context()
+            attributes = {**(attributes or {}), ROOT_DECIDED: True}
         else:
             return None
     parent_span = trace.get_current_span(ctx)

@@ -247,3 +247,21 @@ def test_people_s_processes_record_every_trace_they_start() -> None:
         assert tracing.start_span("bridge.consume", new_trace=True) is None  # ratio 0
     finally:
         tracing.shutdown()
+
+
+def test_roots_the_interceptor_makes_are_sampled_at_the_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A root ``start_span`` decided is recorded (the SDK does not draw again); a root the
+    Temporal interceptor starts on its own (a bridge's query) follows the ratio."""
+    exporter = InMemorySpanExporter()
+    assert tracing.configure(Settings(trace_sample_ratio=0.0), "kafkaorg-bridge", exporter=exporter)
+    try:
+        assert not tracing.tracer().start_span("QueryWorkflow:status").is_recording()
+        monkeypatch.setattr(tracing, "_root_ratio", 1.0)  # as if the draw said yes
+        span = tracing.start_span("bridge.consume", new_trace=True)
+        assert span is not None and span.is_recording()
+        span.end()
+    finally:
+        tracing.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == ["bridge.consume"]
