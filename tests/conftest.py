@@ -2,12 +2,18 @@
 
 Each test gets its own org name and topics, so tests never share state; the
 worker and bridge are real ``kafkaorg`` processes, so a test can SIGKILL them.
+
+One stack per machine: its ports are fixed, so a second suite (another checkout, a
+bench) waits on ``/tmp/kafkaorg-stack.lock`` until the first is done. Do not wrap
+pytest in ``flock`` on that file yourself: the suite takes it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,8 +44,23 @@ def settings() -> Settings:
     return get_settings()
 
 
+STACK_LOCK = Path(os.environ.get("KAFKAORG_STACK_LOCK", "/tmp/kafkaorg-stack.lock"))
+
+
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Iterator[Settings]:
+def machine_lock() -> Iterator[None]:
+    """Held for the whole session, so two suites never start two stacks on the same ports."""
+    with STACK_LOCK.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {STACK_LOCK}: another suite's stack is running", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings, machine_lock: None) -> Iterator[Settings]:
     """The local stack; started (and afterwards stopped) by the suite if it is not up."""
     from kafkaorg.devstack import DevStack
 
