@@ -32,7 +32,8 @@ from kafkaorg import tracing
 from kafkaorg.config import get_settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model
-from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType
+from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType, ModelRetryType
+from kafkaorg.llm.limits import OrgAtCallLimitError, org_call_slot, retry_after
 from kafkaorg.llm.prompts import system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
@@ -176,7 +177,6 @@ def _trace_call(
 
 
 def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, Any]:
-    info = activity.info()
     settings = get_settings()
     org = state["org"]
     agent = AgentSpec.model_validate(state["agent"])
@@ -195,6 +195,25 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     messages = to_langchain(
         [{"role": "system", "content": system_prompt(org, agent)}, *state["messages"]]
     )
+    try:
+        with org_call_slot(org, limit=settings.llm_org_concurrency, wait_s=settings.llm_org_wait_s):
+            return _answer(state, span, model, messages, agent)
+    except OrgAtCallLimitError as exc:
+        raise ApplicationError(
+            str(exc), type=ModelRetryType.ORG_AT_LIMIT, next_retry_delay=timedelta(seconds=1)
+        ) from None
+
+
+def _answer(
+    state: LlmGraphState,
+    span: tracing.Span | None,
+    model: Any,
+    messages: list[BaseMessage],
+    agent: AgentSpec,
+) -> dict[str, Any]:
+    info = activity.info()
+    settings = get_settings()
+    org = state["org"]
     started = time.perf_counter()
     try:
         reply = model.invoke(messages)
@@ -205,6 +224,19 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
             f"model endpoint rejected the request: {exc.message}",
             type=ModelErrorType.REQUEST_REJECTED,
             non_retryable=True,
+        ) from None
+    except openai.APIStatusError as exc:
+        _count_call(org, agent.name, type(exc).__name__, started)
+        delay = retry_after(exc.response.headers)
+        if delay is None:
+            raise  # the retry policy's backoff
+        # The client already waited as asked between its own tries; the activity's next
+        # attempt waits as asked too, instead of the policy's shorter interval.
+        raise ApplicationError(
+            f"model endpoint answered {exc.status_code} and asked to wait "
+            f"{delay.total_seconds():g} s: {exc.message}",
+            type=ModelRetryType.PROVIDER_WAIT,
+            next_retry_delay=delay,
         ) from None
     except Exception as exc:  # retried by Temporal (timeouts, 429, 5xx after the client's own)
         _count_call(org, agent.name, type(exc).__name__, started)

@@ -152,6 +152,11 @@ LLM_CALL_SECONDS = Histogram(
     ["org", "agent"],
     buckets=_SLOW_BUCKETS,
 )
+LLM_CALLS_WAITING = Gauge(
+    "kafkaorg_llm_calls_waiting",
+    "Model calls waiting for a place under the org's limit (KAFKAORG_LLM_ORG_CONCURRENCY).",
+    ["org"],
+)
 
 
 # -- console ----------------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class ScriptedReply(BaseModel):
     """The error body's message (a default names the status)."""
     delay_s: float = 0.0
     """Seconds to wait before answering (past the client's timeout, the client gives up)."""
+    retry_after_s: int | None = None
+    """Sent as a ``Retry-After`` header (with an error status: how long a provider asks
+    its clients to wait)."""
 
     @classmethod
     def failure(cls, status: int, message: str | None = None, **fields: Any) -> ScriptedReply:
@@ -90,6 +93,7 @@ class _Answer(BaseModel):
     status: int
     body: dict[str, Any]
     delay_s: float = 0.0
+    retry_after_s: int | None = None
 
 
 class ScriptedLLM:
@@ -102,6 +106,11 @@ class ScriptedLLM:
         self._rules: dict[str, list[_Rule]] = {}
         self._ids = itertools.count(1)
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        """``time.monotonic()`` of each request, in the order of ``requests``."""
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        """Per org: the most requests it had open at once (answered or not)."""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,6 +136,19 @@ class ScriptedLLM:
     def requests_for(self, agent: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.requests if _agent_of(r) == agent]
+
+    def arrivals_for(self, agent: str) -> list[float]:
+        """When each of ``agent``'s requests came in (``time.monotonic()``)."""
+        with self._lock:
+            return [t for r, t in zip(self.requests, self.arrivals, strict=True)
+                    if _agent_of(r) == agent]  # fmt: skip
+
+    def _opened(self, org: str | None, delta: int) -> None:
+        if org is None:
+            return
+        with self._lock:
+            now = self._in_flight[org] = self._in_flight.get(org, 0) + delta
+            self.max_in_flight[org] = max(self.max_in_flight.get(org, 0), now)
 
     @property
     def base_url(self) -> str:
@@ -173,6 +195,7 @@ class ScriptedLLM:
         messages: Messages = list(body.get("messages") or [])
         with self._lock:
             self.requests.append(body)
+            self.arrivals.append(time.monotonic())
             agent = _agent_of(body)
             if agent is None:
                 return _Answer(
@@ -192,7 +215,10 @@ class ScriptedLLM:
         if reply.status != 200:
             message = reply.error or f"scripted error status {reply.status}"
             return _Answer(
-                status=reply.status, body=_error(message, reply.status), delay_s=reply.delay_s
+                status=reply.status,
+                body=_error(message, reply.status),
+                delay_s=reply.delay_s,
+                retry_after_s=reply.retry_after_s,
             )
         return _Answer(status=200, body=self._completion(body, reply), delay_s=reply.delay_s)
 
@@ -233,10 +259,19 @@ class ScriptedLLM:
 
 
 def _agent_of(body: dict[str, Any]) -> str | None:
+    match = _agent_line(body)
+    return match.group(1) if match else None
+
+
+def _org_of(body: dict[str, Any]) -> str | None:
+    match = _agent_line(body)
+    return match.group(2) if match else None
+
+
+def _agent_line(body: dict[str, Any]) -> re.Match[str] | None:
     for message in body.get("messages") or []:
         if message.get("role") == "system":
-            match = AGENT_LINE.search(str(message.get("content") or ""))
-            return match.group(1) if match else None
+            return AGENT_LINE.search(str(message.get("content") or ""))
     return None
 
 
@@ -266,18 +301,27 @@ def _handler(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send(404, _error(f"no route {self.path}", 404))
                 return
+            org = _org_of(body)
+            llm._opened(org, +1)
             try:
-                answer = llm._answer(body)
-            except Exception as exc:  # a broken script: fail the test loudly, not the socket
-                answer = _Answer(status=500, body=_error(f"script raised {exc!r}"))
-            if answer.delay_s:
-                time.sleep(answer.delay_s)
-            self._send(answer.status, answer.body)
+                try:
+                    answer = llm._answer(body)
+                except Exception as exc:  # a broken script: fail the test loudly, not the socket
+                    answer = _Answer(status=500, body=_error(f"script raised {exc!r}"))
+                if answer.delay_s:
+                    time.sleep(answer.delay_s)
+                self._send(answer.status, answer.body, retry_after_s=answer.retry_after_s)
+            finally:
+                llm._opened(org, -1)
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
+        def _send(
+            self, status: int, payload: dict[str, Any], retry_after_s: int | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)
+                if retry_after_s is not None:
+                    self.send_header("Retry-After", str(retry_after_s))
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -53,6 +53,16 @@ class ModelErrorType(StrEnum):
     REQUEST_REJECTED = "LLMRequestRejected"
 
 
+class ModelRetryType(StrEnum):
+    """``ApplicationError.type`` of the model activity's failures that are retried at a
+    time the failure names (``next_retry_delay``), not the retry policy's."""
+
+    PROVIDER_WAIT = "LLMProviderAskedToWait"
+    """429/503 with ``Retry-After``: the next attempt comes when the provider asked."""
+    ORG_AT_LIMIT = "LLMOrgAtCallLimit"
+    """The org had ``KAFKAORG_LLM_ORG_CONCURRENCY`` calls in flight for the whole wait."""
+
+
 AGENT_FAILURES: Final = frozenset({ModelErrorType.NOT_CONFIGURED, ModelErrorType.BUDGET_EXCEEDED})
 """Failures of the model call that stop the agent (every later record would fail alike)."""
 

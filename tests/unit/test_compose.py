@@ -63,6 +63,9 @@ NOT_FOR_SERVICES = {
     "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
     "worker_id": "defaults to <hostname>-<slot>, unique per worker process (worker_slots.py)",
     "step_transactions": "on by default; off only to trade atomic steps for throughput",
+    "llm_local_port": "`kafkaorg dev up --llm`'s local model; compose users name an endpoint",
+    "llm_local_model_file": "`kafkaorg dev up --llm`'s local model",
+    "llm_local_threads": "`kafkaorg dev up --llm`'s local model",
 }
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
