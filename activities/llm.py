@@ -34,7 +34,7 @@ from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model
 from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType, ModelRetryType
 from kafkaorg.llm.limits import OrgAtCallLimitError, org_call_slot, retry_after
-from kafkaorg.llm.prompts import system_prompt, tool_schemas
+from kafkaorg.llm.prompts import first_call_tool_choice, system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
 from kafkaorg.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
@@ -183,7 +183,9 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     try:
         with _sessions()() as session:
             check_budget(session, org)
-        model = create_chat_model(settings).bind_tools(tool_schemas(agent))
+        model = create_chat_model(settings).bind_tools(
+            tool_schemas(agent), tool_choice=first_call_tool_choice(agent, state["messages"])
+        )
     except LLMNotConfiguredError as exc:
         raise ApplicationError(
             str(exc), type=ModelErrorType.NOT_CONFIGURED, non_retryable=True

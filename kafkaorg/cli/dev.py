@@ -43,12 +43,52 @@ def _table(statuses: list[ServiceStatus]) -> Table:
 
 
 @dev_app.command()
-def install() -> None:
-    """Fetch Kafka's jars from Maven Central into the cache (once)."""
+def install(
+    llm: Annotated[
+        bool,
+        typer.Option(
+            "--llm",
+            help="Also build the local model server (llama-cpp-python, ~5 min on 2 cores, once).",
+        ),
+    ] = False,
+) -> None:
+    """Fetch Kafka's jars from Maven Central into the cache (once); ``--llm``: the local model."""
     try:
         _stack().install()
+        if llm:
+            _install_local_model()
     except StackError as exc:
         _fail(exc)
+
+
+def _install_local_model() -> None:
+    from kafkaorg.devstack import (
+        LLAMA_CPP_VERSION,
+        install_local_model,
+        llm_venv,
+        model_file,
+        server_installed,
+    )
+
+    settings = get_settings()
+    venv = llm_venv(settings)
+    if server_installed(settings) and model_file(settings) is not None:
+        _err.print(f"[green]✓[/] local model present in {venv}", highlight=False)
+        return
+    started = time.monotonic()
+    what = f"Building llama-cpp-python {LLAMA_CPP_VERSION} (llama.cpp from source) into {venv}"
+    with _err.status(what + " …") as status:
+
+        def progress(line: str) -> None:
+            elapsed = time.monotonic() - started
+            status.update(f"{what} … {elapsed // 60:.0f}:{elapsed % 60:02.0f}  [dim]{line[:80]}[/]")
+
+        took = install_local_model(settings, progress)
+    _err.print(
+        f"[green]✓[/] local model installed in {took // 60:.0f} min {took % 60:.0f} s: "
+        f"SmolLM2-135M-Instruct ({model_file(settings)}); start it with kafkaorg dev up --llm",
+        highlight=False,
+    )
 
 
 @dev_app.command()
@@ -56,11 +96,19 @@ def up(
     workers: Annotated[
         bool, typer.Option("--workers", help="Also start `kafkaorg worker` and `kafkaorg bridge`.")
     ] = False,
+    llm: Annotated[
+        bool,
+        typer.Option(
+            "--llm",
+            help="Also serve the local model (kafkaorg dev install --llm) and point llm agents"
+            " at it when KAFKAORG_LLM_BASE_URL is unset.",
+        ),
+    ] = False,
 ) -> None:
     """Start whatever is not running yet and wait until it answers."""
     started = time.monotonic()
     try:
-        statuses = _stack().up(workers=workers)
+        statuses = _stack().up(workers=workers, llm=llm)
     except StackError as exc:
         _fail(exc)
     _out.print(_table(statuses))

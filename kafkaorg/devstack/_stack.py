@@ -16,6 +16,7 @@ from kafkaorg.config import Settings, get_settings
 from ._base import Service
 from ._console import ConsoleService
 from ._kafka import KAFKA_VERSION, KafkaService
+from ._local_model import LocalModelService
 from ._models import ServiceStatus, StackError
 from ._phoenix import PhoenixService
 from ._postgres import PostgresService
@@ -42,6 +43,7 @@ class DevStack:
         self.prometheus = PrometheusService(self.settings)
         self.console_service = ConsoleService(self.settings)
         self.phoenix = PhoenixService(self.settings)
+        self.local_model = LocalModelService(self.settings)
         self.optional: list[Service] = [self.prometheus, self.console_service]
         """Started by every ``up`` when they can be; a missing one is a warning."""
         self.platform: list[Service] = [
@@ -89,11 +91,14 @@ class DevStack:
             self.kafka.install()
         self._say(f"[green]✓[/] Kafka {KAFKA_VERSION} jars installed in {self.kafka.libs_dir}")
 
-    def up(self, workers: bool = False, trace_backend: bool = True) -> list[ServiceStatus]:
+    def up(
+        self, workers: bool = False, trace_backend: bool = True, llm: bool = False
+    ) -> list[ServiceStatus]:
         """Start what is not healthy yet, wait until everything answers, migrate the schema.
 
         ``trace_backend``: Phoenix too, when installed (the test suite starts it only for
-        the tests that read traces).
+        the tests that read traces). ``llm``: the local model too (it must be installed),
+        the endpoint of every process started without ``KAFKAORG_LLM_BASE_URL``.
         """
         with self._lock():
             to_launch: list[Service] = []
@@ -113,6 +118,7 @@ class DevStack:
             for service in to_launch:
                 service.launch()
             phoenix_launched = self._launch_phoenix() if trace_backend else False
+            model_launched = self._launch_local_model() if llm else False
             for service in to_wait:
                 self._wait(service)
             for service in self.core:
@@ -120,6 +126,8 @@ class DevStack:
             self._migrate()
             if trace_backend:
                 self._wait_phoenix(phoenix_launched)
+            if llm:
+                self._wait_local_model(model_launched)
             for service in self.optional:
                 self._start_optional(service)
             if workers:
@@ -134,7 +142,7 @@ class DevStack:
     def down(self) -> list[str]:
         """Stop the processes we started (worker and bridge first); returns their names."""
         with self._lock():
-            extras = [*self.optional, *self.platform, self.phoenix]
+            extras = [*self.optional, *self.platform, self.phoenix, self.local_model]
             stopped = [s.name for s in extras if s.stop()]
             running = [s for s in self.core if s.our_pid() is not None]
             if running:
@@ -152,7 +160,7 @@ class DevStack:
         """The state of every service, checked with a real client of each."""
         with ThreadPoolExecutor(len(self.core)) as pool:
             core = list(pool.map(lambda s: s.status(), self.core))
-        extras = [*self.optional, self.phoenix, *self.platform]
+        extras = [*self.optional, self.phoenix, self.local_model, *self.platform]
         return core + [s.status() for s in extras]
 
     def is_up(self) -> bool:
@@ -206,6 +214,41 @@ class DevStack:
             update = {"otlp_endpoint": phoenix.otlp_endpoint}
             for service in self.platform:
                 service.settings = service.settings.model_copy(update=update)
+
+    def _launch_local_model(self) -> bool:
+        """Start the local model unless it runs; asked for, a missing install is an error."""
+        model = self.local_model
+        if model.healthy() or model.our_pid() is not None:
+            return False
+        model.preflight()
+        self._check_ports(model)
+        model.launch()
+        return True
+
+    def _wait_local_model(self, launched: bool) -> None:
+        """Once it answers, it is the endpoint of the processes ``up`` starts, unless
+        ``KAFKAORG_LLM_BASE_URL`` names another."""
+        model = self.local_model
+        if launched or model.our_pid() is not None:
+            self._wait(model)
+        elif model.healthy():
+            self._say(f"[green]✓[/] {model.title} already running on {model.address}")
+        model.after_healthy()
+        if self.settings.llm_base_url and self.settings.llm_base_url != model.base_url:
+            self._say(
+                f"[yellow]![/] KAFKAORG_LLM_BASE_URL is {self.settings.llm_base_url}: llm agents"
+                " use that endpoint, not the local model"
+            )
+            return
+        update = {"llm_base_url": model.base_url, "llm_model": model.model_name}
+        for service in self.platform:
+            service.settings = service.settings.model_copy(update=update)
+        running = [s.title for s in self.platform if s.our_pid() is not None]
+        if launched and running:
+            self._say(
+                f"[yellow]![/] {', '.join(running)} started before the local model: restart them"
+                " (kafkaorg dev down, then up --llm --workers) so llm agents reach it"
+            )
 
     def _check_ports(self, service: Service) -> None:
         for port in service.ports():

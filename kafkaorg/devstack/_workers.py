@@ -32,6 +32,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.otlp_endpoint:  # traces (kafkaorg/tracing.py): dev up may point them at Phoenix
         env["KAFKAORG_OTLP_ENDPOINT"] = settings.otlp_endpoint
+    if settings.llm_base_url:  # dev up --llm may point them at the local model
+        env["KAFKAORG_LLM_BASE_URL"] = settings.llm_base_url
+        env["KAFKAORG_LLM_MODEL"] = settings.llm_model
     return env
 
 

@@ -14,6 +14,13 @@ def demo_spec() -> OrgSpec:
     return parse_spec_text(text, "kafkaorg/examples/demo.yaml", examples)
 
 
+def demo_llm_spec() -> OrgSpec:
+    """The org ``kafkaorg demo --llm`` runs: one llm agent answering questions."""
+    examples = resources.files("kafkaorg.examples")
+    text = examples.joinpath("demo-llm.yaml").read_text(encoding="utf-8")
+    return parse_spec_text(text, "kafkaorg/examples/demo-llm.yaml", examples)
+
+
 def review_spec() -> OrgSpec:
     """An org with a ``review`` flow over echo and rule agents (no model needed)."""
     examples = resources.files("kafkaorg.examples")

@@ -7,7 +7,8 @@ once, from ``KAFKAORG_LLM_*``, and no other module talks HTTP to a model.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -48,12 +49,9 @@ def require_llm_for(agents: Iterable[AgentSpec], settings: Settings | None = Non
 
 def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
     """A chat model for the configured endpoint; ``LLMNotConfiguredError`` without one."""
-    # Imported on first use: the OpenAI client costs a second of start-up every CLI call.
-    from langchain_openai import ChatOpenAI
-
     settings = settings or get_settings()
     require_llm(settings)
-    return ChatOpenAI(
+    return _chat_model_class()(
         base_url=settings.llm_base_url,
         # Local servers ignore the key, but the client insists on one.
         api_key=SecretStr(settings.llm_api_key or "not-needed"),
@@ -63,3 +61,25 @@ def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
         max_completion_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )
+
+
+@cache
+def _chat_model_class() -> type[ChatOpenAI]:
+    # Imported on first use: the OpenAI client costs a second of start-up every CLI call.
+    from langchain_openai import ChatOpenAI
+
+    class CompatibleChatOpenAI(ChatOpenAI):
+        """Sends an assistant turn that only called tools with ``content: ""``, not
+        ``null``: OpenAI takes either, llama-cpp-python's server refuses ``null`` (500), so
+        an agent's second call on a record, after its first tool call, would fail there."""
+
+        def _get_request_payload(
+            self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any
+        ) -> dict[str, Any]:
+            payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+            for message in payload.get("messages", []):
+                if message.get("role") == "assistant" and message.get("content") is None:
+                    message["content"] = ""
+            return payload
+
+    return CompatibleChatOpenAI

@@ -6,6 +6,7 @@ call may use) and the model activity (which sends them) always agree.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -166,11 +167,34 @@ def _json_type(value: Any) -> str:
 
 
 def tool_schemas(agent: AgentSpec) -> list[dict[str, Any]]:
-    """OpenAI function-tool definitions for ``allowed_tools(agent)``."""
-    return [
-        {"type": "function", "function": {"name": name, **BUILTIN_TOOLS[name]}}
-        for name in allowed_tools(agent)
+    """OpenAI function-tool definitions for ``allowed_tools(agent)``; ``publish``'s topic
+    is an enum of the agent's own topics, so an endpoint that constrains tool calls by
+    their schema (llama.cpp's grammars) cannot name another."""
+    functions: list[dict[str, Any]] = [
+        {"name": name, **copy.deepcopy(BUILTIN_TOOLS[name])} for name in allowed_tools(agent)
     ]
+    for function in functions:
+        if function["name"] == "publish" and agent.publishes:
+            function["parameters"]["properties"]["topic"]["enum"] = list(agent.publishes)
+    return [{"type": "function", "function": f} for f in functions]
+
+
+def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str | None:
+    """The ``tool_choice`` of this call: the agent's ``first_tool_choice`` for the first
+    call on a record (the newest message hands it the record), else the model's choice."""
+    if agent.first_tool_choice == "auto" or not messages or messages[-1].get("role") != "user":
+        return None
+    return agent.first_tool_choice
+
+
+_TEXT_REPLY_LINES = {
+    "publish": "a plain-text reply to a record you published nothing for is published as "
+    "your answer.",
+    "drop": "your text replies are not published.",
+    "dlq": "a plain-text reply to a record you published nothing for sends that record to "
+    "the dead-letter queue.",
+}
+"""What the model is told becomes of its prose (the agent's ``on_text_reply``)."""
 
 
 def system_prompt(org: str, agent: AgentSpec) -> str:
@@ -178,8 +202,8 @@ def system_prompt(org: str, agent: AgentSpec) -> str:
     topics = ", ".join(agent.publishes) or "none"
     lines = [
         f"You are agent {agent.name} of org {org}.",
-        "You work on records from a Kafka event log, one at a time. Act only through your "
-        "tools; your text replies are not published.",
+        "You work on records from a Kafka event log, one at a time. Act through your tools; "
+        + _TEXT_REPLY_LINES[agent.on_text_reply],
         f"You may publish to these topics: {topics}.",
         "When you need a capability you lack, write a tool with tests (create_tool) if you "
         "may, then call it (call_tool). When you are done with a record, reply with a short "

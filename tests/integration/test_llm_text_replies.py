@@ -105,3 +105,36 @@ async def test_a_prose_answer_is_published_dropped_or_dead_lettered_as_the_spec_
         replayed = await run_cli_async("workflow", "replay", agent_workflow_id(org, name))
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         assert "0 failed" in replayed.stdout
+
+
+async def test_first_tool_choice_makes_the_first_call_on_each_record_call_publish(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    """Small models answer in prose unless made to act: the first call on a record asks
+    the endpoint for a ``publish`` call; the next one leaves the choice to the model."""
+    org, agent = unique_org("llmfirst"), "made-to-act"
+    spec = _spec(org)
+    spec["topics"].append({"name": "to-made-to-act", "partitions": 1})
+    spec["agents"] = [
+        {
+            "name": agent,
+            "kind": "llm",
+            "instructions": "Answer each task.",
+            "subscribes": ["to-made-to-act"],
+            "publishes": ["answers"],
+            "first_tool_choice": "publish",
+        }
+    ]
+    publish = ScriptedToolCall(
+        name="publish", arguments={"topic": "answers", "type": "answer", "payload": {"a": 1}}
+    )
+    scripted_llm.script(agent, [ScriptedReply(tool_calls=[publish]), ScriptedReply(content="ok")])
+    await platform.start_org(spec)
+    await platform.send(org, "to-made-to-act", [task(org, 1)])
+    report = await _report(platform, org, agent)
+    first, closing = scripted_llm.requests_for(agent)
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "publish"}}
+    assert "tool_choice" not in closing
+    [topic] = [t for t in first["tools"] if t["function"]["name"] == "publish"]
+    assert topic["function"]["parameters"]["properties"]["topic"]["enum"] == ["answers"]
+    assert (report.processed, report.published) == (1, 1)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from kafkaorg.llm.conversation import RECALL_TOOL, trim_conversation, turn_text, with_note
-from kafkaorg.llm.prompts import allowed_tools, system_prompt, tool_schemas
+from kafkaorg.llm.prompts import (
+    allowed_tools,
+    first_call_tool_choice,
+    system_prompt,
+    tool_schemas,
+)
 from kafkaorg.spec import AgentSpec
 
 
@@ -70,3 +75,25 @@ def test_the_system_prompt_names_the_agent_on_its_first_line() -> None:
     assert prompt.splitlines()[0] == "You are agent scout of org acme."
     assert "Find things." in prompt
     assert "out" in prompt
+
+
+def test_publish_may_name_only_the_agents_own_topics() -> None:
+    agent = AgentSpec(name="a", kind="llm", publishes=["out", "log"])
+    [publish] = [s["function"] for s in tool_schemas(agent) if s["function"]["name"] == "publish"]
+    assert publish["parameters"]["properties"]["topic"]["enum"] == ["out", "log"]
+    other = AgentSpec(name="b", kind="llm", publishes=["elsewhere"])
+    [theirs] = [s["function"] for s in tool_schemas(other) if s["function"]["name"] == "publish"]
+    assert theirs["parameters"]["properties"]["topic"]["enum"] == ["elsewhere"]
+
+
+def test_the_first_call_on_a_record_follows_first_tool_choice_and_later_calls_do_not() -> None:
+    agent = AgentSpec(name="a", kind="llm", publishes=["out"], first_tool_choice="publish")
+    record = {"role": "user", "content": "New record: ..."}
+    called = {"role": "assistant", "content": "", "tool_calls": [{"id": "c1"}]}
+    answered = {"role": "tool", "tool_call_id": "c1", "content": "{}"}
+    assert first_call_tool_choice(agent, [record]) == "publish"
+    assert first_call_tool_choice(agent, [record, called, answered]) is None
+    assert (
+        first_call_tool_choice(agent.model_copy(update={"first_tool_choice": "auto"}), [record])
+        is None
+    )
