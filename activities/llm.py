@@ -36,6 +36,7 @@ from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType
 from kafkaorg.llm.prompts import system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
+from kafkaorg.mcp_tools import McpCatalog
 from kafkaorg.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 from kafkaorg.spec import AgentSpec
 
@@ -180,10 +181,11 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     settings = get_settings()
     org = state["org"]
     agent = AgentSpec.model_validate(state["agent"])
+    mcp = McpCatalog.model_validate(state["mcp"]) if state.get("mcp") else None
     try:
         with _sessions()() as session:
             check_budget(session, org)
-        model = create_chat_model(settings).bind_tools(tool_schemas(agent))
+        model = create_chat_model(settings).bind_tools(tool_schemas(agent, mcp))
     except LLMNotConfiguredError as exc:
         raise ApplicationError(
             str(exc), type=ModelErrorType.NOT_CONFIGURED, non_retryable=True
@@ -193,7 +195,7 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
             str(exc), type=ModelErrorType.BUDGET_EXCEEDED, non_retryable=True
         ) from None
     messages = to_langchain(
-        [{"role": "system", "content": system_prompt(org, agent)}, *state["messages"]]
+        [{"role": "system", "content": system_prompt(org, agent, mcp)}, *state["messages"]]
     )
     started = time.perf_counter()
     try:

@@ -153,6 +153,13 @@ LLM_CALL_SECONDS = Histogram(
     buckets=_SLOW_BUCKETS,
 )
 
+MCP_CALLS = Counter(
+    "kafkaorg_mcp_calls_total",
+    "MCP tool calls of llm agents per server, by outcome (ok, tool-error, invalid-arguments, "
+    "unreachable, protocol-error, error).",
+    ["server", "outcome"],
+)
+
 
 # -- console ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from kafkaorg.envelope import Record
 from kafkaorg.llm.conversation import RECALL_TOOL
+from kafkaorg.mcp_tools import McpCatalog
 from kafkaorg.spec import AgentSpec
 
 BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
@@ -165,15 +166,16 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def tool_schemas(agent: AgentSpec) -> list[dict[str, Any]]:
-    """OpenAI function-tool definitions for ``allowed_tools(agent)``."""
-    return [
+def tool_schemas(agent: AgentSpec, mcp: McpCatalog | None = None) -> list[dict[str, Any]]:
+    """OpenAI function-tool definitions for ``allowed_tools(agent)``, then its MCP tools."""
+    builtin = [
         {"type": "function", "function": {"name": name, **BUILTIN_TOOLS[name]}}
         for name in allowed_tools(agent)
     ]
+    return builtin + (mcp.schemas() if mcp else [])
 
 
-def system_prompt(org: str, agent: AgentSpec) -> str:
+def system_prompt(org: str, agent: AgentSpec, mcp: McpCatalog | None = None) -> str:
     """The first line names the agent: logs, and the test server, tell agents apart by it."""
     topics = ", ".join(agent.publishes) or "none"
     lines = [
@@ -185,6 +187,12 @@ def system_prompt(org: str, agent: AgentSpec) -> str:
         "may, then call it (call_tool). When you are done with a record, reply with a short "
         "summary and no tool calls.",
     ]
+    if mcp and mcp.tools:
+        servers = ", ".join(sorted({t.server for t in mcp.tools}))
+        lines.append(
+            f"You also have the tools of MCP server(s) {servers}, named mcp__<server>__<tool>; "
+            "their results come back as tool messages."
+        )
     if agent.instructions:
         lines += ["", "Your instructions:", agent.instructions]
     return "\n".join(lines)
