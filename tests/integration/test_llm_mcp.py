@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kafkaorg.mcp_tools import MAX_RESULT_BYTES
+from kafkaorg.mcp_tools import CALL_ACTIVITY, DISCOVER_ACTIVITY, MAX_RESULT_BYTES
 from kafkaorg.names import agent_workflow_id, dlq_topic
 from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.mcp_server import FACTS, McpTestServer, free_port
@@ -131,6 +131,18 @@ async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed
     status = await platform.agent_status(org, agent, until=lambda s: s.processed == 2, timeout=30)
     assert status.failed_reason is None
     assert mcp_server.calls_of("lookup").count({"key": "kafka"}) == 1
+
+    # Listed once for both records: the second took the catalog from the replayed history.
+    history = await platform.client.get_workflow_handle(
+        agent_workflow_id(org, agent)
+    ).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count(DISCOVER_ACTIVITY) == 1
+    assert scheduled.count(CALL_ACTIVITY) == 1
 
     replayed = await run_cli_async("workflow", "replay", agent_workflow_id(org, agent))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

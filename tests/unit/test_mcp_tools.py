@@ -180,3 +180,42 @@ def test_the_model_is_offered_the_catalog_after_the_builtins() -> None:
     assert "Look a key up." in offered["description"]
     assert "mcp__<server>__<tool>" in system_prompt("acme", agent, catalog)
     assert "mcp__" not in str(tool_schemas(agent))
+
+
+def test_header_values_are_read_from_the_worker_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from activities.mcp_client import _headers
+    from kafkaorg.spec import McpServerSpec
+
+    server = McpServerSpec(
+        name="docs", url="http://a/mcp", headers={"Authorization": "Bearer ${DOCS_TOKEN}"}
+    )
+    monkeypatch.setenv("DOCS_TOKEN", "s3cret")
+    assert _headers(server) == {"Authorization": "Bearer s3cret"}
+    monkeypatch.delenv("DOCS_TOKEN")
+    with pytest.raises(ApplicationError) as caught:
+        _headers(server)
+    assert caught.value.non_retryable and "${DOCS_TOKEN}" in str(caught.value)
+
+
+def test_result_blocks_become_text_for_the_model() -> None:
+    from mcp import types
+
+    from activities.mcp_client import content_text
+
+    result = types.CallToolResult(
+        content=[
+            types.TextContent(type="text", text="hello"),
+            types.ImageContent(type="image", data="aGk=", mimeType="image/png"),
+            types.EmbeddedResource(
+                type="resource",
+                resource=types.TextResourceContents(uri="file:///a.txt", text="inside"),
+            ),
+        ]
+    )
+    assert content_text(result) == "hello\n[image image/png, 4 base64 chars]\ninside"
+    structured = types.CallToolResult(content=[], structuredContent={"n": 1})
+    assert content_text(structured) == '{"n": 1}'
