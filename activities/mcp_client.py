@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from kafkaorg import tracing
 from kafkaorg.db.models import Org
 from kafkaorg.mcp_tools import (
     CALL_ACTIVITY,
@@ -228,7 +229,34 @@ class McpActivities:
 
     @activity.defn(name=CALL_ACTIVITY)
     async def call_mcp_tool(self, input: McpCallInput) -> McpCallResult:
-        """One ``tools/call``; the result's text bounded to ``MAX_RESULT_BYTES``."""
+        """One ``tools/call``; the result's text bounded to ``MAX_RESULT_BYTES``.
+
+        Traced (when on) as an OpenInference ``TOOL`` span under the record's trace.
+        """
+        with tracing.span(
+            "mcp.call",
+            parent=input.trace,
+            kind=tracing.SpanKind.CLIENT,
+            attributes={
+                "openinference.span.kind": "TOOL",
+                "tool.name": input.tool,
+                "kafkaorg.mcp.server": input.server.name,
+                "kafkaorg.agent": input.agent,
+            },
+            links=[tracing.current_span_for_link()],
+            nest=True,
+        ) as span:
+            result = await self._call(input)
+            if span is not None:
+                span.set_attributes(
+                    {
+                        "kafkaorg.mcp.is_error": result.is_error,
+                        "kafkaorg.mcp.result_bytes": result.size_bytes,
+                    }
+                )
+            return result
+
+    async def _call(self, input: McpCallInput) -> McpCallResult:
         server = input.server
         problems = _argument_problems(input.input_schema, input.arguments)
         if problems:

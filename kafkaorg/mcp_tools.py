@@ -149,6 +149,8 @@ class McpCallInput(BaseModel):
     """Checked before the call: arguments that do not fit never reach the server."""
     agent: str = ""
     """For logs and spans only."""
+    trace: dict[str, str] | None = None
+    """The record's trace carrier: the call's ``mcp.call`` span joins that trace."""
 
 
 class McpCallResult(BaseModel):

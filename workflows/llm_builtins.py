@@ -134,6 +134,7 @@ class BuiltinTools:
                     arguments=args,
                     input_schema=tool.input_schema,
                     agent=self._agent.name,
+                    trace=self._trace,
                 ),
                 result_type=McpCallResult,
                 start_to_close_timeout=timedelta(seconds=server.timeout_s) + MCP_CALL_MARGIN,
