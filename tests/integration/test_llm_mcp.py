@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from kafkaorg import client as service
 from kafkaorg.mcp_tools import CALL_ACTIVITY, DISCOVER_ACTIVITY, MAX_RESULT_BYTES
 from kafkaorg.names import agent_workflow_id, dlq_topic
+from kafkaorg.spec import validate_spec
 from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.mcp_server import FACTS, McpTestServer, free_port
 from tests.support import (
@@ -217,6 +219,25 @@ async def test_an_agent_gets_only_the_mcp_tools_its_spec_allows(
     assert refused["ok"] is False and f"no tool {LOOKUP!r}" in refused["error"]
     assert len(mcp_server.calls_of("explode")) == explodes_before
     assert len(mcp_server.calls_of("lookup")) == lookups_before
+
+
+async def test_a_changed_allow_list_is_listed_again_on_the_next_record(
+    platform: Platform, scripted_llm: ScriptedLLM, mcp_server: McpTestServer
+) -> None:
+    org, agent = unique_org("mcp"), "looker-e"
+    scripted_llm.script(agent, [ScriptedReply(content="first"), ScriptedReply(content="second")])
+    await platform.start_org(_spec(org, mcp_server.url, _agent(agent, mcp=["docs.lookup"])))
+    await platform.send(org, "tasks", [task(org, 1)])
+    [before] = await _requests(scripted_llm, agent, 1)
+    assert [n for n in _offered(before) if n.startswith("mcp__")] == [LOOKUP]
+
+    wider = validate_spec(_spec(org, mcp_server.url, _agent(agent, mcp=["docs"])))
+    applied = await service.apply_spec(platform.client, wider)
+    assert applied.changed and any("mcp changed" in line for line in applied.summary)
+    await platform.agent_status(org, agent, until=lambda s: s.version >= 2, timeout=30)
+    await platform.send(org, "tasks", [task(org, 2)])
+    after = (await _requests(scripted_llm, agent, 2))[1]
+    assert {LOOKUP, "mcp__docs__explode", "mcp__docs__big"} <= set(_offered(after))
 
 
 async def test_a_server_down_at_discovery_dead_letters_the_record_and_the_agent_goes_on(
