@@ -37,6 +37,7 @@ from kafkaorg.llm.limits import OrgAtCallLimitError, org_call_slot, retry_after
 from kafkaorg.llm.prompts import first_call_tool_choice, system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
+from kafkaorg.mcp_tools import McpCatalog
 from kafkaorg.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 from kafkaorg.spec import AgentSpec
 
@@ -180,11 +181,13 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     settings = get_settings()
     org = state["org"]
     agent = AgentSpec.model_validate(state["agent"])
+    mcp = McpCatalog.model_validate(state["mcp"]) if state.get("mcp") else None
     try:
         with _sessions()() as session:
             check_budget(session, org)
         model = create_chat_model(settings).bind_tools(
-            tool_schemas(agent), tool_choice=first_call_tool_choice(agent, state["messages"])
+            tool_schemas(agent, mcp),
+            tool_choice=first_call_tool_choice(agent, state["messages"]),
         )
     except LLMNotConfiguredError as exc:
         raise ApplicationError(
@@ -195,7 +198,7 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
             str(exc), type=ModelErrorType.BUDGET_EXCEEDED, non_retryable=True
         ) from None
     messages = to_langchain(
-        [{"role": "system", "content": system_prompt(org, agent)}, *state["messages"]]
+        [{"role": "system", "content": system_prompt(org, agent, mcp)}, *state["messages"]]
     )
     try:
         with org_call_slot(org, limit=settings.llm_org_concurrency, wait_s=settings.llm_org_wait_s):

@@ -158,6 +158,13 @@ LLM_CALLS_WAITING = Gauge(
     ["org"],
 )
 
+MCP_CALLS = Counter(
+    "kafkaorg_mcp_calls_total",
+    "MCP tool calls of llm agents per server, by outcome (ok, tool-error, invalid-arguments, "
+    "unreachable, protocol-error, error).",
+    ["server", "outcome"],
+)
+
 
 # -- console ----------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from kafkaorg.contracts.org import (
     RollbackToolRequest,
 )
 from kafkaorg.contracts.refusals import Refusal
+from kafkaorg.mcp_tools import exceeding_entries
 from kafkaorg.reconcile import diff_specs
 from kafkaorg.spec import AgentSpec, OrgSpec, agent_problems, semantic_problems
 
@@ -142,6 +143,8 @@ def exceeds_parent(child: AgentSpec, parent: AgentSpec) -> list[Refusal]:
     for name in child.publishes:
         if name not in parent.publishes:
             problems.append(f"publishes: {name!r} is not writable by the parent")
+    for entry in exceeding_entries(child.mcp, parent.mcp):
+        problems.append(f"mcp: {entry!r} is not granted to the parent")
     return [Refusal(p, _NOT_PERMITTED) for p in problems]
 
 
@@ -178,7 +181,11 @@ def create_agent_problems(view: OrgView, request: CreateAgentRequest, now: float
     problems += [
         Refusal(p)
         for p in agent_problems(
-            spec, {t.name for t in view.spec.topics}, "agent", set(view.known_tools())
+            spec,
+            {t.name for t in view.spec.topics},
+            "agent",
+            set(view.known_tools()),
+            {m.name for m in view.spec.mcp_servers},
         )
     ]
     live = view.live_agents()
@@ -354,6 +361,15 @@ def apply_spec_problems(view: OrgView, spec: OrgSpec) -> list[Refusal]:
                 problems.append(
                     Refusal(
                         f"topic {name!r} is still used by agent {dyn.spec.name!r}",
+                        RefusalType.CONFLICT,
+                    )
+                )
+        for entry in dyn.spec.mcp:
+            server = entry.partition(".")[0]
+            if spec.mcp_server(server) is None:
+                problems.append(
+                    Refusal(
+                        f"MCP server {server!r} is still used by agent {dyn.spec.name!r}",
                         RefusalType.CONFLICT,
                     )
                 )

@@ -35,6 +35,9 @@ class SpecDiff(BaseModel):
     tools_to_change: list[str] = Field(default_factory=list)
     """New code or tests: a new immutable version, tested in the sandbox before it is current."""
     limits_changed: bool = False
+    mcp_servers_changed: list[str] = Field(default_factory=list)
+    """``+ name``, ``~ name`` or ``- name``: MCP servers declared, changed or dropped (agents
+    list the tools again when they next start a run or within ``MCP_CATALOG_TTL``)."""
     problems: list[str] = Field(default_factory=list)
     """Changes the platform refuses to make in place (e.g. fewer partitions)."""
 
@@ -50,6 +53,7 @@ class SpecDiff(BaseModel):
             or self.tools_to_add
             or self.tools_to_change
             or self.limits_changed
+            or self.mcp_servers_changed
         )
 
     def summary_lines(self) -> list[str]:
@@ -69,6 +73,7 @@ class SpecDiff(BaseModel):
         ]
         if self.limits_changed:
             lines.append("~ limits")
+        lines += [f"{change[0]} mcp server {change[2:]}" for change in self.mcp_servers_changed]
         return lines
 
 
@@ -124,4 +129,12 @@ def diff_specs(current: OrgSpec | None, desired: OrgSpec) -> SpecDiff:
         elif (old_tool.code, old_tool.tests) != (tool.code, tool.tests):
             diff.tools_to_change.append(tool.name)
     diff.limits_changed = current.limits != desired.limits
+    old_servers = {s.name: s for s in current.mcp_servers}
+    new_servers = {s.name: s for s in desired.mcp_servers}
+    for name, server in new_servers.items():
+        if name not in old_servers:
+            diff.mcp_servers_changed.append(f"+ {name}")
+        elif old_servers[name] != server:
+            diff.mcp_servers_changed.append(f"~ {name}")
+    diff.mcp_servers_changed += [f"- {name}" for name in old_servers if name not in new_servers]
     return diff

@@ -43,6 +43,9 @@ class TopicClass(StrEnum):
 _DAY_MS = 24 * 3600 * 1000
 
 TOOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
+MCP_SERVER_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+"""No ``_`` or ``.``: a server's tools are offered as ``mcp__<server>__<tool>`` and an
+agent's ``mcp:`` entries read ``<server>`` or ``<server>.<tool>``."""
 RECORD_TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,99}$"
 
 TOPIC_CLASS_CONFIGS: dict[TopicClass, dict[str, str]] = {
@@ -109,6 +112,9 @@ class AgentSpec(_Strict):
     """``llm`` agents: what the first model call for each record must do: as the model
     likes (``auto``), call some tool (``required``) or call ``publish``. Small models answer
     in prose unless made to act; the calls after it are ``auto``, so the model can finish."""
+    mcp: list[str] = Field(default_factory=list)
+    """``llm`` agents: the org's MCP servers whose tools this agent may call, each
+    ``<server>`` (all its tools) or ``<server>.<tool>`` (that tool only)."""
 
     @field_validator("name")
     @classmethod
@@ -156,6 +162,49 @@ class ToolSpec(_Strict):
         return self.code or ""
 
 
+class McpServerSpec(_Strict):
+    """An MCP server the org's ``llm`` agents may use (``AgentSpec.mcp`` says which).
+
+    ``url``: a streamable-HTTP endpoint, reached from the workers. ``headers`` are sent
+    with every request; ``${NAME}`` in a value is read from the worker's environment
+    when connecting, so a secret stays out of the spec and the workflow histories.
+    """
+
+    name: str
+    url: str | None = None
+    command: list[str] | None = None
+    """A stdio server to start: not supported yet (refused with a clear message)."""
+    description: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long one call (or the tool listing) may take, per attempt."""
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per call when the server cannot be reached or times out (1: a tool with
+    side effects is never sent twice). A tool's own error is never retried."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not MCP_SERVER_NAME_RE.match(value):
+            raise ValueError(f"MCP server name {value!r} must match {MCP_SERVER_NAME_RE.pattern}")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"url {value!r} must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> McpServerSpec:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(
+                "an MCP server needs exactly one of 'url' (streamable HTTP) or 'command' (stdio)"
+            )
+        return self
+
+
 class OrgPolicy(_Strict):
     tool_approval: Literal["auto", "human"] = "auto"
     """``human``: a tool version that passed its tests waits for ``kafkaorg tool approve``."""
@@ -186,6 +235,8 @@ class OrgSpec(_Strict):
     """How often the OrgWorkflow looks for drift (a topic deleted, an agent terminated)."""
     flows: list[FlowSpec] = Field(default_factory=list)
     """Multi-agent workflows (``kafkaorg.flow_spec``); each run is a ``FlowWorkflow``."""
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list)
+    """MCP servers whose tools ``llm`` agents may call (each agent's ``mcp`` says which)."""
 
     @field_validator("org")
     @classmethod
@@ -207,6 +258,9 @@ class OrgSpec(_Strict):
 
     def flow(self, name: str) -> FlowSpec | None:
         return next((f for f in self.flows if f.name == name), None)
+
+    def mcp_server(self, name: str) -> McpServerSpec | None:
+        return next((m for m in self.mcp_servers if m.name == name), None)
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -236,11 +290,38 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def agent_problems(
-    agent: AgentSpec, topics: set[str], where: str, tools: set[str] | None = None
-) -> list[str]:
-    """Problems of one agent against the org's topic names (and tool names, when known)."""
+def mcp_problems(agent: AgentSpec, servers: set[str], where: str) -> list[str]:
+    """An agent's ``mcp`` entries against the org's declared MCP servers."""
     problems: list[str] = []
+    declared = ", ".join(sorted(servers)) or "none"
+    for j, entry in enumerate(agent.mcp):
+        server, _, tool = entry.partition(".")
+        if server not in servers:
+            problems.append(
+                f"{where}.mcp.{j}: agent {agent.name!r} names unknown MCP server {server!r} "
+                f"(declared in mcp_servers: {declared})"
+            )
+        elif "." in entry and not tool:
+            problems.append(f"{where}.mcp.{j}: {entry!r} names no tool after the '.'")
+    return problems
+
+
+def agent_problems(
+    agent: AgentSpec,
+    topics: set[str],
+    where: str,
+    tools: set[str] | None = None,
+    mcp_servers: set[str] | None = None,
+) -> list[str]:
+    """Problems of one agent against the org's topic names (and tool and MCP server
+    names, when known)."""
+    problems: list[str] = []
+    if agent.mcp and agent.kind != "llm":
+        problems.append(
+            f"{where}.mcp: only llm agents use MCP tools, {agent.name!r} is {agent.kind}"
+        )
+    elif mcp_servers is not None:
+        problems.extend(mcp_problems(agent, mcp_servers, where))
     if agent.kind not in SUPPORTED_KINDS:
         supported = ", ".join(sorted(SUPPORTED_KINDS))
         problems.append(
@@ -295,6 +376,16 @@ def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozense
                 f"tools.{i}: 'file'/'tests_file' are only read when loading a spec file; "
                 "pass the code inline ('code', 'tests')"
             )
+    seen_servers: set[str] = set()
+    for i, server in enumerate(spec.mcp_servers):
+        if server.name in seen_servers:
+            problems.append(f"mcp_servers.{i}.name: duplicate MCP server {server.name!r}")
+        seen_servers.add(server.name)
+        if server.command is not None:
+            problems.append(
+                f"mcp_servers.{i}({server.name}).command: stdio MCP servers are not supported "
+                "yet; run the server with streamable HTTP and give its 'url'"
+            )
     seen_topics: set[str] = set()
     for i, topic in enumerate(spec.topics):
         if topic.name in seen_topics:
@@ -306,7 +397,9 @@ def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozense
         if agent.name in seen_agents:
             problems.append(f"{where}.name: duplicate agent {agent.name!r}")
         seen_agents.add(agent.name)
-        problems.extend(agent_problems(agent, seen_topics, where, seen_tools | registered_tools))
+        problems.extend(
+            agent_problems(agent, seen_topics, where, seen_tools | registered_tools, seen_servers)
+        )
     subscriptions = {a.name: a.subscribes for a in spec.agents}
     seen_flows: set[str] = set()
     for i, flow in enumerate(spec.flows):

@@ -45,7 +45,11 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
   compensation (answered), the failure record to ``sys.dlq``;
 - ``agent_llm.json``: an ``llm`` agent's LangGraph step against the scripted
   OpenAI-compatible server of ``tests/llm_server.py`` (a model call, a ``call_tool``
-  run in the sandbox, a ``publish``, a final answer).
+  run in the sandbox, a ``publish``, a final answer);
+- ``agent_mcp.json``: an ``llm`` agent with MCP tools (the SDK-built server of
+  ``tests/mcp_server.py``): ``discover_mcp_tools``, a ``call_mcp_tool`` that answers,
+  one whose tool fails (told to the model), a ``publish``, a final answer. Recorded
+  alone, leaving the other files as they are, with ``--only-mcp``.
 
 Needs Kafka, Temporal and PostgreSQL (``kafkaorg dev up``) and a host that can run
 nsjail. The script runs a worker and a sandbox worker of its own in this process, so
@@ -115,6 +119,7 @@ from workflows.org import OrgStopRequest, OrgWorkflow
 
 if TYPE_CHECKING:
     from tests.llm_server import ScriptedLLM
+    from tests.mcp_server import McpTestServer
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_DIR = ROOT / "tests" / "golden"
@@ -472,6 +477,82 @@ def _llm_script() -> list[Any]:
     ]
 
 
+# ---- MCP tools --------------------------------------------------------------------------
+
+
+def _mcp_server() -> McpTestServer:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.mcp_server import McpTestServer
+
+    return McpTestServer()
+
+
+def _mcp_script() -> list[Any]:
+    from tests.llm_server import ScriptedReply, ScriptedToolCall
+
+    def call(tool: str, **arguments: Any) -> ScriptedReply:
+        return ScriptedReply(tool_calls=[ScriptedToolCall(name=tool, arguments=arguments)])
+
+    return [
+        call("mcp__docs__lookup", key="kafka"),
+        call("mcp__docs__explode", reason="golden"),
+        call("publish", topic="outbox", type="fact.found", payload={"fact": "an event log"}),
+        ScriptedReply(content="Looked it up and published it."),
+    ]
+
+
+async def _mcp(
+    client: Client, settings: Settings, org: str, llm: ScriptedLLM, url: str
+) -> dict[str, WorkflowHistory]:
+    llm.script("looker", _mcp_script())
+    spec = validate_spec(
+        {
+            "org": org,
+            "topics": [{"name": "inbox", "partitions": 1}, {"name": "outbox", "partitions": 1}],
+            "mcp_servers": [{"name": "docs", "url": url}],
+            "agents": [
+                {
+                    "name": "looker",
+                    "kind": "llm",
+                    "instructions": "Look facts up with the docs server; publish them.",
+                    "subscribes": ["inbox"],
+                    "publishes": ["outbox"],
+                    "mcp": ["docs"],
+                }
+            ],
+        }
+    )
+    await launch_org(settings, spec)
+    looker_id = agent_workflow_id(org, "looker")
+    await service.deliver(client, org, "looker", Delivery(records=_records(org, 1)))
+    await _until("looker to process a record", lambda: _processed(client, looker_id, 1))
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await asyncio.wait_for(org_handle.result(), WAIT_S)
+    looker = client.get_workflow_handle(looker_id)
+    await asyncio.wait_for(looker.result(), WAIT_S)
+    return {"agent_mcp": await looker.fetch_history()}
+
+
+async def _record_mcp(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHistory] | None:
+    await asyncio.to_thread(upgrade_to_head, settings.database_url)
+    client = await connect_temporal(settings)
+    with (
+        _mcp_server() as server,
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor,
+    ):
+        async with build_worker(client, settings, executor):
+            histories = await _mcp(
+                client, settings, f"golden-{uuid.uuid4().hex[:8]}-m", llm, server.url
+            )
+    named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
+    bad = [r for r in await replay_histories(named.values()) if not r.ok]
+    for r in bad:
+        print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
+    return None if bad else named
+
+
 # ---- the drift timer ------------------------------------------------------------------
 
 
@@ -526,6 +607,7 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
         )
     worker_settings = settings.model_copy(update={"max_record_bytes": MAX_RECORD_BYTES})
     with (
+        _mcp_server() as mcp_server,
         ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor,
         ThreadPoolExecutor(max_workers=4, thread_name_prefix="sandbox") as jails,
     ):
@@ -537,6 +619,7 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
             histories |= await _org_updates(client, settings, f"{base}-u", llm)
             histories |= await _drift_timer(client, settings, f"{base}-d")
             histories |= await _flows(client, settings, f"{base}-f")
+            histories |= await _mcp(client, settings, f"{base}-m", llm, mcp_server.url)
     print(f"recorded from orgs {base!r}, {base + '-u'!r}, {base + '-d'!r} (stopped)")
 
     # Stable ids in the files' names; the replayer needs only some id per history.
@@ -696,6 +779,19 @@ async def _flows(client: Client, settings: Settings, org: str) -> dict[str, Work
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--only-mcp"]:
+        # The MCP agent's history only, the others left as they are (a new path).
+        with _scripted_llm() as llm:
+            os.environ["KAFKAORG_LLM_BASE_URL"] = llm.base_url
+            get_settings.cache_clear()
+            histories = asyncio.run(_record_mcp(get_settings(), llm))
+        if histories is None:
+            sys.exit(1)
+        for name, history in histories.items():
+            path = GOLDEN_DIR / f"{name}.json"
+            path.write_text(_one_event_a_line(history))
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        return
     if sys.argv[1:] == ["--only-flows"]:
         # FlowWorkflow histories only, the others left as they are (a new workflow type).
         histories = asyncio.run(_record_flows(get_settings()))

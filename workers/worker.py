@@ -19,6 +19,7 @@ from activities.conversation import ConversationActivities
 from activities.directory import DirectoryActivities
 from activities.kafka import KafkaActivities
 from activities.lifecycle import LifecycleActivities
+from activities.mcp_client import McpActivities
 from activities.org_requests import OrgRequestActivities
 from activities.state import StateActivities
 from activities.tool_registry import ToolActivities
@@ -63,6 +64,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     directory = DirectoryActivities(sessions)
     conversations = ConversationActivities(sessions)
     org_requests = OrgRequestActivities(client)
+    mcp = McpActivities(sessions)
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -98,6 +100,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             conversations.recall_turns,
             org_requests.request_create_agent,
             org_requests.request_create_tool,
+            mcp.discover_mcp_tools,
+            mcp.call_mcp_tool,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.llm.conversation import MAX_CONVERSATION_CHARS, trim_conversation, with_note
     from kafkaorg.llm.prompts import record_message
     from kafkaorg.llm.state import LlmGraphState
+    from kafkaorg.mcp_tools import DISCOVER_ACTIVITY, McpCatalog, McpDiscoverInput, McpErrorType
     from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
@@ -70,6 +71,15 @@ ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
 """Histories from before turns were archived (they were dropped) replay without the activity."""
 TOOL_RUN_HISTORY_PATCH = "tool-run-history"
 """Histories from before tool runs were recorded replay without the local activity."""
+MCP_CATALOG_TTL = timedelta(minutes=10)
+"""How long an llm agent uses the MCP tools it listed before listing them again (each
+run lists them afresh, and so does a change of the agent's ``mcp``)."""
+MCP_DISCOVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=3,
+    non_retryable_error_types=list(McpErrorType.NON_RETRYABLE),
+)
 MAX_TOOL_CALLS_PER_STEP = 16
 """A ``tool`` agent's step runs this many sandbox calls at most (each is a few events)."""
 
@@ -118,6 +128,9 @@ class AgentWorkflow:
         # and answers the bridge's byte bound. Recomputed per run rather than carried.
         self._inbox_sizes = [_record_bytes(r) for r in self._state.inbox]
         self._stop: StopRequest | None = None
+        self._mcp: McpCatalog | None = None
+        """The llm agent's MCP tools, listed once per run (not carried: a new run lists
+        them afresh, so a changed server is seen)."""
         self._steps_this_run = 0
         self._step_retry = _STEP_RETRY
         if input.step_max_attempts is not None:
@@ -274,22 +287,29 @@ class AgentWorkflow:
         workflow_id = workflow.info().workflow_id
         history = with_note(state.conversation, state.conversation_dropped)
         max_chars = self._input.conversation_max_chars or MAX_CONVERSATION_CHARS
+        graph_input = LlmGraphState(
+            org=self._input.org,
+            agent=spec.model_dump(mode="json"),
+            record=record.model_dump(mode="json"),
+            scope=f"{workflow_id}#{mark}" if mark else workflow_id,
+            mark=mark,
+            messages=[*history, record_message(None, record)],
+            **({"trace": state.traces[record.id]} if record.id in state.traces else {}),
+        )
+        if spec.mcp:
+            catalog = await self._mcp_catalog(spec, record)
+            if catalog is None:  # dead-lettered: the record is done with
+                self._forget([record])
+                self._take_from_inbox(1)
+                state.processed += 1
+                self._steps_this_run += 1
+                return
+            graph_input["mcp"] = catalog.model_dump(mode="json")
         try:
             result = (
                 await graph(GRAPH_NAME)
                 .compile()
-                .ainvoke(
-                    LlmGraphState(
-                        org=self._input.org,
-                        agent=spec.model_dump(mode="json"),
-                        record=record.model_dump(mode="json"),
-                        scope=f"{workflow_id}#{mark}" if mark else workflow_id,
-                        mark=mark,
-                        messages=[*history, record_message(None, record)],
-                        **({"trace": state.traces[record.id]} if record.id in state.traces else {}),
-                    ),
-                    {"recursion_limit": 2 * MAX_MODEL_CALLS_PER_RECORD + 4},
-                )
+                .ainvoke(graph_input, {"recursion_limit": 2 * MAX_MODEL_CALLS_PER_RECORD + 4})
             )
         except ActivityError as err:
             cause = err.cause
@@ -343,6 +363,51 @@ class AgentWorkflow:
         self._take_from_inbox(1)
         state.processed += 1
         self._steps_this_run += 1
+
+    async def _mcp_catalog(self, spec: AgentSpec, record: Record) -> McpCatalog | None:
+        """The MCP tools the agent may call: listed by an activity, then cached for this
+        run (``MCP_CATALOG_TTL``). A server that cannot list them dead-letters the record
+        (``mcp-unavailable``, the server and the reason in ``dlq.error``) and ``None`` is
+        returned; the next record tries again."""
+        with workflow.unsafe.imports_passed_through():
+            from kafkaorg.llm.failures import LlmFailure
+            from kafkaorg.llm.prompts import allowed_tools
+
+        now = workflow.now()
+        cached = self._mcp
+        if (
+            cached is not None
+            and cached.allowed == spec.mcp
+            and cached.listed_at is not None
+            and now - cached.listed_at < MCP_CATALOG_TTL
+        ):
+            return cached
+        try:
+            catalog: McpCatalog = await workflow.execute_activity(
+                DISCOVER_ACTIVITY,
+                McpDiscoverInput(
+                    org=self._input.org,
+                    agent=spec.name,
+                    allowed=list(spec.mcp),
+                    reserved_names=allowed_tools(spec),
+                ),
+                result_type=McpCatalog,
+                start_to_close_timeout=timedelta(seconds=90),
+                retry_policy=MCP_DISCOVERY_RETRY,
+                summary="list MCP tools",
+            )
+        except ActivityError as err:
+            self._mcp = None
+            await self._dead_letter(
+                [record],
+                LlmFailure.MCP_UNAVAILABLE.value,
+                str(err.cause or err),
+                attempts=_attempts(err, MCP_DISCOVERY_RETRY),
+            )
+            return None
+        catalog.listed_at = now
+        self._mcp = catalog
+        return catalog
 
     async def _text_reply(
         self, spec: AgentSpec, record: Record, mark: str | None, text: str

@@ -36,6 +36,14 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.kinds import Emission
     from kafkaorg.llm.prompts import allowed_tools, argument_problems
     from kafkaorg.llm.state import LlmGraphState
+    from kafkaorg.mcp_tools import (
+        CALL_ACTIVITY,
+        McpCallInput,
+        McpCallResult,
+        McpCatalog,
+        McpErrorType,
+        allows,
+    )
     from kafkaorg.names import SANDBOX_TASK_QUEUE
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec, ToolSpec
@@ -46,6 +54,8 @@ TOOL_ARGS_PATCH = "llm-tool-arguments-checked"
 histories from before ran such calls with what they could make of the arguments."""
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
+MCP_CALL_MARGIN = timedelta(seconds=10)
+"""Over a server's ``timeout_s``: connecting and the session's set-up."""
 MAX_OUTPUT_CHARS = 4000
 """Sandbox output handed back to the model; the rest is cut (it is in the activity result)."""
 
@@ -69,6 +79,7 @@ class BuiltinTools:
         self._mark: str | None = state.get("mark")
         self._trace: dict[str, str] | None = state.get("trace")
         self._published_before: int = state.get("published", 0)
+        self._mcp = McpCatalog.model_validate(state["mcp"]) if state.get("mcp") else None
         self.published = 0
 
     @property
@@ -79,6 +90,9 @@ class BuiltinTools:
         """The tool message content for one call: JSON with ``ok`` and a result or an error."""
         names = allowed_tools(self._agent)
         if name not in names:
+            if self._mcp is not None and self._mcp.tool(name) is not None:
+                return await self._mcp_call(name, args)
+            names += [t.name for t in self._mcp.tools] if self._mcp else []
             return _json(
                 {
                     "ok": False,
@@ -103,6 +117,42 @@ class BuiltinTools:
         except ActivityError as err:
             return _json({"ok": False, "error": f"{name} failed: {err.cause or err}"})
         return _json({"ok": True, **result})
+
+    async def _mcp_call(self, name: str, args: dict[str, Any]) -> str:
+        """One MCP tool call as an activity; whatever goes wrong is told to the model."""
+        assert self._mcp is not None
+        tool = self._mcp.tool(name)
+        server = self._mcp.server(tool.server) if tool else None
+        if tool is None or server is None or not allows(self._agent.mcp, tool.server, tool.tool):
+            return _json({"ok": False, "error": f"agent {self._agent.name} may not call {name}"})
+        try:
+            result: McpCallResult = await workflow.execute_activity(
+                CALL_ACTIVITY,
+                McpCallInput(
+                    server=server,
+                    tool=tool.tool,
+                    arguments=args,
+                    input_schema=tool.input_schema,
+                    agent=self._agent.name,
+                    trace=self._trace,
+                ),
+                result_type=McpCallResult,
+                start_to_close_timeout=timedelta(seconds=server.timeout_s) + MCP_CALL_MARGIN,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    maximum_interval=timedelta(seconds=10),
+                    maximum_attempts=server.max_attempts,
+                    non_retryable_error_types=list(McpErrorType.NON_RETRYABLE),
+                ),
+                summary=f"mcp {tool.server}/{tool.tool}",
+            )
+        except ActivityError as err:
+            return _json({"ok": False, "error": f"{name} failed: {err.cause or err}"})
+        answer: dict[str, Any] = {"ok": not result.is_error, "server": tool.server}
+        answer |= {"tool": tool.tool, "error" if result.is_error else "content": result.text}
+        if result.truncated:
+            answer["truncated"] = f"{result.size_bytes} bytes in all"
+        return _json(answer)
 
     async def _publish(self, args: dict[str, Any]) -> dict[str, Any]:
         topic = args.get("topic")

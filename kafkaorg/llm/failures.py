@@ -13,6 +13,9 @@ workflow waits for ever:
 - a final answer in plain text for a record the agent published nothing for follows the
   agent's ``on_text_reply``: published as an ``llm.reply`` record (the default), dropped
   (counted), or dead-lettered (``llm-text-reply``);
+- an MCP server of the agent's that cannot list its tools (after retries) dead-letters
+  the record (``mcp-unavailable``); an MCP tool call that fails (the tool's error, bad
+  arguments, the server unreachable after its retries) is answered to the model;
 - a provider that keeps failing (429, 5xx, timeouts) after the client's retries and the
   activity's retry policy dead-letters the record (``llm-call-failed``) and the agent
   keeps working: a provider outage is not the agent's fault. Only what no retry can
@@ -40,6 +43,9 @@ class LlmFailure(StrEnum):
     CALL_FAILED = "llm-call-failed"
     EMPTY_REPLY = "llm-empty-reply"
     CALL_CAP = "llm-call-cap"
+    MCP_UNAVAILABLE = "mcp-unavailable"
+    """The agent's MCP servers could not list their tools (after retries): the record
+    waits in the DLQ (redrive it once the server is back); the agent goes on."""
     TEXT_REPLY = "llm-text-reply"
     """Not a failure of the model: the agent's ``on_text_reply: dlq`` sends a record it
     answered in prose (publishing nothing) here, the text as the detail."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from kafkaorg.envelope import Record
 from kafkaorg.llm.conversation import RECALL_TOOL
+from kafkaorg.mcp_tools import McpCatalog
 from kafkaorg.spec import AgentSpec
 
 BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
@@ -166,17 +167,18 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def tool_schemas(agent: AgentSpec) -> list[dict[str, Any]]:
-    """OpenAI function-tool definitions for ``allowed_tools(agent)``; ``publish``'s topic
-    is an enum of the agent's own topics, so an endpoint that constrains tool calls by
-    their schema (llama.cpp's grammars) cannot name another."""
+def tool_schemas(agent: AgentSpec, mcp: McpCatalog | None = None) -> list[dict[str, Any]]:
+    """OpenAI function-tool definitions for ``allowed_tools(agent)``, then its MCP tools;
+    ``publish``'s topic is an enum of the agent's own topics, so an endpoint that
+    constrains tool calls by their schema (llama.cpp's grammars) cannot name another."""
     functions: list[dict[str, Any]] = [
         {"name": name, **copy.deepcopy(BUILTIN_TOOLS[name])} for name in allowed_tools(agent)
     ]
     for function in functions:
         if function["name"] == "publish" and agent.publishes:
             function["parameters"]["properties"]["topic"]["enum"] = list(agent.publishes)
-    return [{"type": "function", "function": f} for f in functions]
+    builtin = [{"type": "function", "function": f} for f in functions]
+    return builtin + (mcp.schemas() if mcp else [])
 
 
 def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str | None:
@@ -197,7 +199,7 @@ _TEXT_REPLY_LINES = {
 """What the model is told becomes of its prose (the agent's ``on_text_reply``)."""
 
 
-def system_prompt(org: str, agent: AgentSpec) -> str:
+def system_prompt(org: str, agent: AgentSpec, mcp: McpCatalog | None = None) -> str:
     """The first line names the agent: logs, and the test server, tell agents apart by it."""
     topics = ", ".join(agent.publishes) or "none"
     lines = [
@@ -209,6 +211,12 @@ def system_prompt(org: str, agent: AgentSpec) -> str:
         "may, then call it (call_tool). When you are done with a record, reply with a short "
         "summary and no tool calls.",
     ]
+    if mcp and mcp.tools:
+        servers = ", ".join(sorted({t.server for t in mcp.tools}))
+        lines.append(
+            f"You also have the tools of MCP server(s) {servers}, named mcp__<server>__<tool>; "
+            "their results come back as tool messages."
+        )
     if agent.instructions:
         lines += ["", "Your instructions:", agent.instructions]
     return "\n".join(lines)

@@ -24,6 +24,9 @@ class LlmGraphState(TypedDict, total=False):
     tokens: Annotated[int, operator.add]
     nudges: Annotated[int, operator.add]
     """How often the model was told its reply was empty (once per record at most)."""
+    mcp: dict[str, Any]
+    """The agent's MCP tools (a ``kafkaorg.mcp_tools.McpCatalog``), absent when it has none:
+    the model is offered them, the ``tools`` node calls them."""
     failure: str | None
     """Why the record ends unfinished (an ``LlmFailure``); unset when the model answered."""
     failure_detail: str | None

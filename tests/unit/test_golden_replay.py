@@ -72,6 +72,9 @@ ACTIVITIES_COVERED = {
     "run_agent_step",
     "publish_emissions",
     f"{GRAPH_NAME}.model",
+    # llm agents' MCP tools: listed once, then called.
+    "discover_mcp_tools",
+    "call_mcp_tool",
 }
 """Every activity a workflow schedules on the paths the golden histories record. Not yet
 recorded: what only an llm agent's model asks for (find_tools, find_agents, recall_turns,
@@ -139,6 +142,15 @@ def test_golden_histories_cover_every_update_signal_and_activity() -> None:
     ran = {name for h in GOLDEN.values() for _, name, _ in _scheduled(h)}
     missing = ACTIVITIES_COVERED - ran
     assert not missing, f"no golden history schedules {sorted(missing)}"
+
+
+def test_golden_histories_cover_an_llm_agents_mcp_tools() -> None:
+    """Listed before the first model call, then one call that answers and one that fails."""
+    ran = [(name, inputs) for _, name, inputs in _scheduled(GOLDEN["agent_mcp"])]
+    names = [name for name, _ in ran]
+    assert names.index("discover_mcp_tools") < names.index(f"{GRAPH_NAME}.model")
+    calls = [inputs[0]["tool"] for name, inputs in ran if name == "call_mcp_tool"]
+    assert calls == ["lookup", "explode"]
 
 
 def test_golden_histories_cover_a_tool_agent_step() -> None:
