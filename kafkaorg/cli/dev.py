@@ -77,11 +77,19 @@ def _install_local_model() -> None:
         return
     started = time.monotonic()
     what = f"Building llama-cpp-python {LLAMA_CPP_VERSION} (llama.cpp from source) into {venv}"
+    said_at = started
+    if not _err.is_terminal:  # CI logs: no spinner there, so a line now and then
+        _err.print(what + " …", highlight=False)
     with _err.status(what + " …") as status:
 
         def progress(line: str) -> None:
-            elapsed = time.monotonic() - started
-            status.update(f"{what} … {elapsed // 60:.0f}:{elapsed % 60:02.0f}  [dim]{line[:80]}[/]")
+            nonlocal said_at
+            now = time.monotonic()
+            elapsed = f"{(now - started) // 60:.0f}:{(now - started) % 60:02.0f}"
+            status.update(f"{what} … {elapsed}  [dim]{line[:80]}[/]")
+            if not _err.is_terminal and now - said_at >= 30:
+                said_at = now
+                _err.print(f"  … {elapsed} elapsed: {line[:100]}", highlight=False)
 
         took = install_local_model(settings, progress)
     _err.print(

@@ -46,6 +46,7 @@ from kafkaorg.console.live import record_view, stream_batches
 from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
+    ApprovalDecision,
     ApproveToolRequest,
     ChangeResult,
     CreateAgentRequest,
@@ -586,6 +587,65 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             rollback = RollbackToolRequest(tool=tool, version=version, requested_by=CONSOLE_USER)
             return await change(url, lambda c: service.rollback_tool(c, org, rollback))
         raise HTTPException(404, f"no tool action {action!r} (approve, rollback)")
+
+    # ---- flows --------------------------------------------------------------------------
+
+    @app.get("/orgs/{org}/flows", response_class=HTMLResponse)
+    async def flows_page(request: Request, org: str) -> HTMLResponse:
+        client = await console.temporal()
+        runs = await service.list_flows(client, org)
+        current = await asyncio.to_thread(queries.current_spec, settings, org)
+        flows = current.flows if current is not None else []
+        return page(request, "flows.html", org=org, runs=runs, flows=flows)
+
+    @app.post("/orgs/{org}/flows")
+    async def flow_start(org: str, form: Checked) -> Response:
+        url = f"/orgs/{org}/flows"
+        flow = str(form.get("flow", "")).strip()
+        try:
+            data = json.loads(str(form.get("input", "") or "{}"))
+        except json.JSONDecodeError as exc:
+            return back(url, error=f"input is not JSON: {exc.msg} (line {exc.lineno})")
+        if not isinstance(data, dict):
+            return back(url, error="input must be a JSON object")
+        try:
+            handle = await service.start_flow(await console.temporal(), org, flow, data)
+        except KafkaorgError as exc:
+            return back(url, error=str(exc))
+        run = handle.id.rsplit(":", 1)[-1]
+        return back(f"/orgs/{org}/flows/{run}", ChangeResult(changed=True, summary=[
+            f"started run {run} of flow {flow}"]))  # fmt: skip
+
+    @app.get("/orgs/{org}/flows/{run}", response_class=HTMLResponse)
+    async def flow_page(request: Request, org: str, run: str) -> HTMLResponse:
+        report = await service.flow_status(await console.temporal(), org, run)
+        return page(
+            request,
+            "flow.html",
+            org=org,
+            report=report,
+            state=report.state.model_dump(mode="json", exclude={"history", "decisions"}),
+            temporal_url=settings.temporal_ui_workflow_url(report.workflow_id),
+        )
+
+    @app.post("/orgs/{org}/flows/{run}/decide")
+    async def flow_decide(org: str, run: str, form: Checked) -> Response:
+        url = f"/orgs/{org}/flows/{run}"
+        verdict = str(form.get("verdict", ""))
+        if verdict not in ("approve", "deny"):
+            return back(url, error="choose approve or deny")
+        decision = ApprovalDecision(
+            step=str(form.get("step", "")),
+            approve=verdict == "approve",
+            by=CONSOLE_USER,
+            reason=str(form.get("reason", "")).strip(),
+        )
+        try:
+            decided = await service.decide_approval(await console.temporal(), org, run, decision)
+        except KafkaorgError as exc:
+            return back(url, error=str(exc))
+        done = "approved" if decided.approve else "denied"
+        return back(url, ChangeResult(changed=True, summary=[f"step {decided.step} {done}"]))
 
     # ---- DLQ and audit ------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from kafkaorg import org_queries as queries
 from kafkaorg.config import Settings
-from kafkaorg.examples import demo_spec
+from kafkaorg.examples import demo_spec, review_spec
 from kafkaorg.kafka import Outgoing, produce_and_wait
 from kafkaorg.names import dlq_topic
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_console
@@ -469,3 +469,51 @@ async def test_an_llm_agents_decisions_are_shown_turn_by_turn(
     await expect(call).to_contain_text("→")  # the platform's answer to the call
     await expect(turn.locator(".reply")).to_contain_text("Published the answer to task 7.")
     await expect(page.locator(".facts")).to_contain_text("tokens")
+
+
+async def test_a_flow_run_is_started_followed_and_approved_from_the_ui(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    """The review example: started from the flows page, its steps shown as they end, its
+    sign-off approved with a reason; the run completes and publishes its result."""
+    org = unique_org("conflow")
+    await platform.start_org({**review_spec().model_dump(mode="json", by_alias=True), "org": org})
+    await page.goto(f"{open_console}/orgs/{org}/flows")
+    await expect(page.locator("#flow-runs")).to_contain_text("No runs yet")
+    await page.fill("#start-flow textarea[name=input]", '{"topic": "console", "score": 9}')
+    await page.click("#start-run")
+    await expect(page.locator(".banner.done")).to_contain_text("started run")
+    await expect(page.locator("h1")).to_contain_text("of flow review")
+    for _ in range(60):  # the page is not live: reload until the run waits for a person
+        if await page.locator("#approve").count():
+            break
+        await asyncio.sleep(0.5)
+        await page.reload()
+    await expect(page.locator("#waiting-for")).to_have_text("approval")
+    await expect(page.locator("#current-step")).to_have_text("sign-off")
+    steps = page.locator("#steps tbody")
+    for step in ("drafts", "verdict", "route"):
+        await expect(steps).to_contain_text(step)
+    await expect(page.locator("#decisions")).to_contain_text("sign-off")  # the switch's choice
+
+    await page.fill("#decide input[name=reason]", "looks right")
+    await page.click("#approve")
+    await expect(page.locator(".banner.done")).to_contain_text("step sign-off approved")
+    for _ in range(60):
+        if (await page.locator("#run-status").inner_text()) == "completed":
+            break
+        await asyncio.sleep(0.5)
+        await page.reload()
+    await expect(page.locator("#run-status")).to_have_text("completed")
+    decision = page.locator("#decisions tbody tr", has_text="looks right")
+    await expect(decision).to_contain_text("user:console")
+    await expect(decision).to_contain_text("approve")
+    [published] = await platform.collect(org, "results", 1)
+    assert published.record.type == "review.published"
+
+    await page.goto(f"{open_console}/orgs/{org}/flows")
+    await expect(page.locator("#flow-runs tbody tr")).to_have_count(1)
+    await expect(page.locator("#flow-runs")).to_contain_text("completed")
+    # A run's page for a run that does not exist says so, as the CLI does.
+    await page.goto(f"{open_console}/orgs/{org}/flows/no-such-run")
+    await expect(page.locator("body")).to_contain_text("has no flow run 'no-such-run'")
