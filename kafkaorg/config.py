@@ -6,7 +6,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import quote
 
 from pydantic import Field, model_validator
@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     llm_max_retries: int = 2
     """The endpoint client's own retries; Temporal retries the model call on top."""
     llm_max_tokens: int = 2048
+    llm_max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    """The request field the limit goes in: OpenAI's current one, or the older ``max_tokens``
+    that llama-cpp-python's server (which ignores the other and writes until its context
+    is full), Ollama and older servers read. The local model of ``dev up --llm`` sets it."""
     llm_temperature: float = 0.0
     llm_org_concurrency: int = Field(default=4, ge=1)
     """Model calls one org may have in flight per worker process (kafkaorg/llm/limits.py),
@@ -153,6 +157,8 @@ class Settings(BaseSettings):
                 self.llm_base_url = announced["base_url"]
                 if "llm_model" not in self.model_fields_set:
                     self.llm_model = announced["model"]
+                if "llm_max_tokens_param" not in self.model_fields_set:
+                    self.llm_max_tokens_param = "max_tokens"
         return self
 
     @property

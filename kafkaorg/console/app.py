@@ -619,11 +619,16 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
     @app.get("/orgs/{org}/flows/{run}", response_class=HTMLResponse)
     async def flow_page(request: Request, org: str, run: str) -> HTMLResponse:
         report = await service.flow_status(await console.temporal(), org, run)
+        waiting = [w.removeprefix("approval:") for w in report.waiting_for]
+        approval = next(
+            (s for w, s in zip(report.waiting_for, waiting, strict=True) if w != s), None
+        )
         return page(
             request,
             "flow.html",
             org=org,
             report=report,
+            approval_step=approval,
             state=report.state.model_dump(mode="json", exclude={"history", "decisions"}),
             temporal_url=settings.temporal_ui_workflow_url(report.workflow_id),
         )

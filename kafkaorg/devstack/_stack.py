@@ -240,7 +240,11 @@ class DevStack:
                 " use that endpoint, not the local model"
             )
             return
-        update = {"llm_base_url": model.base_url, "llm_model": model.model_name}
+        update = {
+            "llm_base_url": model.base_url,
+            "llm_model": model.model_name,
+            "llm_max_tokens_param": "max_tokens",  # llama-cpp-python ignores the other
+        }
         for service in self.platform:
             service.settings = service.settings.model_copy(update=update)
         running = [s.title for s in self.platform if s.our_pid() is not None]

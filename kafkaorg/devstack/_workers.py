@@ -35,6 +35,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.llm_base_url:  # dev up --llm may point them at the local model
         env["KAFKAORG_LLM_BASE_URL"] = settings.llm_base_url
         env["KAFKAORG_LLM_MODEL"] = settings.llm_model
+        env["KAFKAORG_LLM_MAX_TOKENS_PARAM"] = settings.llm_max_tokens_param
     return env
 
 

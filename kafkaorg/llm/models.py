@@ -59,6 +59,7 @@ def create_chat_model(settings: Settings | None = None) -> ChatOpenAI:
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         max_completion_tokens=settings.llm_max_tokens,
+        max_tokens_param=settings.llm_max_tokens_param,
         temperature=settings.llm_temperature,
     )
 
@@ -73,6 +74,9 @@ def _chat_model_class() -> type[ChatOpenAI]:
         ``null``: OpenAI takes either, llama-cpp-python's server refuses ``null`` (500), so
         an agent's second call on a record, after its first tool call, would fail there."""
 
+        max_tokens_param: str = "max_completion_tokens"
+        """How the token limit is sent (``KAFKAORG_LLM_MAX_TOKENS_PARAM``)."""
+
         def _get_request_payload(
             self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any
         ) -> dict[str, Any]:
@@ -80,6 +84,10 @@ def _chat_model_class() -> type[ChatOpenAI]:
             for message in payload.get("messages", []):
                 if message.get("role") == "assistant" and message.get("content") is None:
                     message["content"] = ""
+            if self.max_tokens_param != "max_completion_tokens" and (
+                limit := payload.pop("max_completion_tokens", None)
+            ):
+                payload[self.max_tokens_param] = limit
             return payload
 
     return CompatibleChatOpenAI

@@ -489,7 +489,7 @@ async def test_a_flow_run_is_started_followed_and_approved_from_the_ui(
             break
         await asyncio.sleep(0.5)
         await page.reload()
-    await expect(page.locator("#waiting-for")).to_have_text("approval")
+    await expect(page.locator("#waiting-for")).to_have_text("approval:sign-off")
     await expect(page.locator("#current-step")).to_have_text("sign-off")
     steps = page.locator("#steps tbody")
     for step in ("drafts", "verdict", "route"):

@@ -95,6 +95,8 @@ async def test_an_llm_agent_answers_with_the_local_model(
         platform.worker,
         KAFKAORG_LLM_BASE_URL=local_model.base_url,
         KAFKAORG_LLM_MODEL=local_model.model_name,
+        KAFKAORG_LLM_MAX_TOKENS_PARAM="max_tokens",
+        KAFKAORG_LLM_MAX_TOKENS="128",
     ):
         spec = await platform.start_org(_spec(org))
         sent = task(org, 1)

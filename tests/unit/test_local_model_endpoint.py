@@ -30,6 +30,7 @@ def test_a_running_local_model_is_the_endpoint(tmp_path: Path) -> None:
     _announce(tmp_path, os.getpid())
     settings = Settings(state_dir=tmp_path)
     assert (settings.llm_base_url, settings.llm_model) == ("http://127.0.0.1:8250/v1", "smol")
+    assert settings.llm_max_tokens_param == "max_tokens"  # llama-cpp-python ignores the other
 
 
 def test_a_given_endpoint_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,6 +39,7 @@ def test_a_given_endpoint_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("KAFKAORG_LLM_MODEL", "big")
     settings = Settings(state_dir=tmp_path)
     assert (settings.llm_base_url, settings.llm_model) == ("http://models.example/v1", "big")
+    assert settings.llm_max_tokens_param == "max_completion_tokens"
 
 
 def test_a_dead_local_model_is_no_endpoint(tmp_path: Path) -> None:
