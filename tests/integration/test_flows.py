@@ -31,6 +31,7 @@ from kafkaorg.contracts import (
 from kafkaorg.envelope import new_record
 from kafkaorg.examples import review_spec
 from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
+from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
     Platform,
     assert_one_clear_line,
@@ -147,6 +148,51 @@ def flows_spec(org: str) -> dict[str, Any]:
                 {"id": "stuck", "ask": "silent", "timeout_s": 3, "retries": 1},
             ],
             "on_failure": [{"ask": "janitor", "type": "undo.all"}],
+        },
+        {
+            "name": "each",
+            "steps": [
+                {
+                    "id": "each",
+                    "map": {"over": "input.items", "ask": "a", "max_concurrency": 2},
+                    "timeout_s": 60,
+                },
+                {"id": "sum", "ask": "b", "input": {"results": "$.steps.each.payload.results"}},
+            ],
+            "output": {"topic": "results", "type": "each.done"},
+        },
+        {
+            "name": "each-silent",
+            "steps": [
+                {
+                    "id": "each",
+                    "map": {"over": "$.input.items", "ask": "silent", "timeout_s": 2},
+                    "timeout_s": 120,
+                }
+            ],
+        },
+        {
+            "name": "strict",
+            "steps": [
+                {"id": "prep", "ask": "a", "compensate": {"ask": "janitor", "type": "undo.prep"}},
+                {
+                    "id": "fan",
+                    "parallel": [{"ask": "a"}, {"ask": "silent", "timeout_s": 2}, {"ask": "c"}],
+                    "gather": "all",
+                    "timeout_s": 120,
+                },
+            ],
+        },
+        {
+            "name": "tolerant",
+            "steps": [
+                {
+                    "id": "fan",
+                    "parallel": [{"ask": "a"}, {"ask": "silent", "timeout_s": 2}, {"ask": "c"}],
+                    "gather": "quorum:2",
+                    "timeout_s": 120,
+                },
+            ],
         },
     ]
     return {"org": org, "topics": topics, "agents": agents, "flows": flows}
@@ -486,3 +532,138 @@ async def test_the_shipped_review_example_runs_through_a_rule_agent_and_a_sign_o
     ]
     out = await platform.collect(org, "results", 2)
     assert sorted(c.record.type for c in out) == ["review.done", "review.published"]
+
+
+async def test_map_fans_out_over_a_list_and_gathers_the_outputs_in_input_order(
+    platform: Platform,
+) -> None:
+    org = await _org(platform)
+    items = ["x", {"y": 1}, 3, "z"]
+    result = await _run(platform, org, "each", {"items": items}, "m1")
+    assert result.status == FlowStatus.COMPLETED
+    expected = [{"item": item, "index": i} for i, item in enumerate(items)]
+    assert result.result == {"results": expected}
+    state = (await service.flow_status(platform.client, org, "m1")).state
+    each: Any = state.steps["each"]
+    assert [b["index"] for b in each["branches"]] == [0, 1, 2, 3]
+    assert _statuses(each) == ["replied"] * 4
+    assert each["payload"] == {"results": expected}
+    asks = await platform.collect(org, "a-in", 4)
+    assert sorted(c.record.payload["index"] for c in asks) == [0, 1, 2, 3]
+    assert len({c.record.id for c in asks}) == 4
+    # A list that is not there fails the step with the reason.
+    missing = await _run(platform, org, "each", {"items": "not a list"}, "m2")
+    assert missing.status == FlowStatus.FAILED
+    assert "map.over 'input.items' is not a list (it is str)" in (missing.failure or "")
+
+
+async def test_a_branch_timing_out_fails_gather_all_with_compensation_but_not_a_quorum(
+    platform: Platform,
+) -> None:
+    org = await _org(platform, pause_silent=True)
+    began = time.monotonic()
+    strict = await _run(platform, org, "strict", {"j": 1}, "s1")
+    assert strict.status == FlowStatus.FAILED
+    assert time.monotonic() - began < 60, "the branch's own 2 s, not the step's 120 s"
+    assert "step 'fan': 2 of 3 replies (3 needed); 1 timed out (after 2 s)" in (
+        strict.failure or ""
+    )
+    state = (await service.flow_status(platform.client, org, "s1")).state
+    assert state.compensated == ["prep:janitor"]
+    janitor = await platform.collect(org, "janitor-in", 1)
+    assert janitor[0].record.type == "undo.prep"
+
+    tolerant = await _run(platform, org, "tolerant", {"j": 2}, "t1")
+    assert tolerant.status == FlowStatus.COMPLETED
+    assert tolerant.result == {"replies": [{"j": 2}, {"j": 2}]}
+    state = (await service.flow_status(platform.client, org, "t1")).state
+    assert _statuses(state.steps["fan"]) == ["replied", "pending", "replied"]
+
+    # A map's items time out each on their own clock, too.
+    began = time.monotonic()
+    silent = await _run(platform, org, "each-silent", {"items": [1, 2, 3]}, "ms")
+    assert silent.status == FlowStatus.FAILED
+    assert time.monotonic() - began < 60
+    assert "0 of 3 replies (3 needed); 3 timed out (after 2 s)" in (silent.failure or "")
+    state = (await service.flow_status(platform.client, org, "ms")).state
+    assert state.outstanding == []
+
+
+def _publish_choice(**payload: Any) -> ScriptedReply:
+    """The scripted supervisor's tool call: publish its choice as the reply."""
+    return ScriptedReply(
+        tool_calls=[
+            ScriptedToolCall(
+                name="publish",
+                arguments={"topic": "replies", "type": "handoff.choice", "payload": payload},
+            )
+        ]
+    )
+
+
+async def test_a_supervisor_hands_off_to_an_allowed_agent_and_is_refused_another(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, boss = unique_org("flow"), "boss-handoff"
+    spec = flows_spec(org)
+    spec["topics"].append({"name": "boss-in"})
+    spec["agents"].append(
+        {
+            "name": boss,
+            "kind": "llm",
+            "instructions": "Pick the agent that should handle the task.",
+            "subscribes": ["boss-in"],
+            "publishes": ["replies"],
+        }
+    )
+    spec["flows"].append(
+        {
+            "name": "delegate",
+            "steps": [
+                {
+                    "id": "pick",
+                    "handoff": {"supervisor": boss, "choices": ["a", "b"]},
+                    "timeout_s": 90,
+                },
+                {"id": "done", "emit": {"topic": "results", "type": "delegate.done"}},
+            ],
+            "on_failure": [{"ask": "janitor", "type": "undo.handoff"}],
+        }
+    )
+    await platform.start_org(spec)
+    scripted_llm.script(
+        boss,
+        [
+            _publish_choice(next="b", reason="b writes best", input={"doc": "d1", "to": "b"}),
+            ScriptedReply(content="handed to b"),
+            _publish_choice(next="janitor", reason="cleaning is all we need"),
+            ScriptedReply(content="handed to janitor"),
+        ],
+    )
+    chosen = await _run(platform, org, "delegate", {"doc": "d1"}, "h1")
+    assert chosen.status == FlowStatus.COMPLETED, chosen.failure
+    assert chosen.result == {"doc": "d1", "to": "b"}
+    state = (await service.flow_status(platform.client, org, "h1")).state
+    pick: Any = state.steps["pick"]
+    assert (pick["agent"], pick["supervisor"], pick["reason"]) == ("b", boss, "b writes best")
+    assert [(d.step, d.choice, d.by) for d in state.decisions] == [("pick", "b", f"agent:{boss}")]
+    # The supervisor was asked with the task and the choices; b got the input it chose.
+    asked = await platform.collect(org, "boss-in", 1)
+    assert asked[0].record.type == "flow.handoff"
+    assert asked[0].record.payload["choices"] == ["a", "b"]
+    assert asked[0].record.payload["task"] == {"doc": "d1"}
+    to_b = await platform.collect(org, "b-in", 1)
+    assert to_b[0].record.payload == {"doc": "d1", "to": "b"}
+
+    refused = await _run(platform, org, "delegate", {"doc": "d2"}, "h2")
+    assert refused.status == FlowStatus.FAILED
+    assert f"supervisor {boss!r} named 'janitor', not one of a, b" in (refused.failure or "")
+    state = (await service.flow_status(platform.client, org, "h2")).state
+    assert [(d.choice, d.by) for d in state.decisions] == [("(refused)", f"agent:{boss}")]
+    assert state.compensated == ["on_failure:janitor"]
+    # The refused agent was never asked the task: only the compensation reached it.
+    janitor = await platform.collect(org, "janitor-in", 1, timeout=10, settle=2.0)
+    assert [c.record.type for c in janitor] == ["undo.handoff"]
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    refusals = [c.record for c in audit if c.record.type == "flow.handoff.refused"]
+    assert len(refusals) == 1 and refusals[0].payload["named"] == "janitor"
