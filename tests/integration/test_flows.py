@@ -549,7 +549,7 @@ async def test_map_fans_out_over_a_list_and_gathers_the_outputs_in_input_order(
     assert _statuses(each) == ["replied"] * 4
     assert each["payload"] == {"results": expected}
     asks = await platform.collect(org, "a-in", 4)
-    assert sorted(c.record.payload["index"] for c in asks) == [0, 1, 2, 3]
+    assert sorted(int(str(c.record.payload["index"])) for c in asks) == [0, 1, 2, 3]
     assert len({c.record.id for c in asks}) == 4
     # A list that is not there fails the step with the reason.
     missing = await _run(platform, org, "each", {"items": "not a list"}, "m2")
