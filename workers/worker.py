@@ -98,6 +98,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             conversations.recall_turns,
             org_requests.request_create_agent,
             org_requests.request_create_tool,
+            org_requests.request_start_flow,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -406,6 +406,7 @@ class FlowWorkflow:
                 if rids[i] in self._replies:
                     branches[i].status, branches[i].reply = "replied", self._replies[rids[i]]
                     del deadlines[i]
+                    self._drop_outstanding(rids[i])
                 elif deadlines[i] <= now or (fired and deadlines[i] <= earliest):
                     branches[i].status = "timed_out"
                     del deadlines[i]
@@ -452,6 +453,10 @@ class FlowWorkflow:
         waiting = self._waiting.pop(rid, None)
         if waiting is not None:
             self._past[rid] = waiting
+        self._drop_outstanding(rid)
+
+    def _drop_outstanding(self, rid: str) -> None:
+        """A branch that ended no longer shows as awaited (``waiting_for``)."""
         self._state.outstanding = [o for o in self._state.outstanding if o.request_id != rid]
 
     async def _gather(

@@ -20,6 +20,7 @@ import pytest
 
 from bridge.flows import trigger_run
 from kafkaorg import client as service
+from kafkaorg.cli.demo import demo_flow_input, run_demo_flow
 from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
@@ -29,7 +30,7 @@ from kafkaorg.contracts import (
     FlowStatus,
 )
 from kafkaorg.envelope import new_record
-from kafkaorg.examples import review_spec
+from kafkaorg.examples import demo_spec, review_spec
 from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
 from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
@@ -667,3 +668,88 @@ async def test_a_supervisor_hands_off_to_an_allowed_agent_and_is_refused_another
     audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
     refusals = [c.record for c in audit if c.record.type == "flow.handoff.refused"]
     assert len(refusals) == 1 and refusals[0].payload["named"] == "janitor"
+
+
+def _tool_result(request: dict[str, Any]) -> dict[str, Any]:
+    """What the platform answered the model's last tool call with."""
+    tool_messages = [m for m in request["messages"] if m.get("role") == "tool"]
+    return dict(json.loads(tool_messages[-1]["content"]))
+
+
+async def test_an_llm_agent_starts_a_flow_once_per_record_and_is_told_of_unknown_flows(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, starter = unique_org("flow"), "starter-flows"
+    spec = flows_spec(org)
+    spec["topics"].append({"name": "starter-in"})
+    spec["agents"].append(
+        {
+            "name": starter,
+            "kind": "llm",
+            "instructions": "Start the seq flow for each record.",
+            "subscribes": ["starter-in"],
+            "publishes": ["replies"],
+            "can_start_flows": True,
+        }
+    )
+
+    def start(flow: str, **input: Any) -> ScriptedReply:
+        arguments = {"flow": flow, "input": input}
+        return ScriptedReply(tool_calls=[ScriptedToolCall(name="start_flow", arguments=arguments)])
+
+    scripted_llm.script(
+        starter,
+        [
+            start("seq", n=5),
+            start("nope"),
+            start("seq", n=5),  # the same record, the same flow: the same run
+            ScriptedReply(content="started seq"),
+        ],
+    )
+    await platform.start_org(spec)
+    await platform.send(
+        org, "starter-in", [new_record(org=org, type="go", source="user:t", payload={})]
+    )
+    deadline = time.monotonic() + 90
+    while len(scripted_llm.requests_for(starter)) < 4:
+        assert time.monotonic() < deadline, scripted_llm.requests_for(starter)
+        await asyncio.sleep(0.2)
+    requests = scripted_llm.requests_for(starter)
+    first, unknown, again = (_tool_result(r) for r in requests[1:4])
+    assert first["ok"] is True and first["already_started"] is False
+    assert first["workflow_id"] == flow_workflow_id(org, "seq", first["run"])
+    assert unknown["ok"] is False
+    assert f"org {org!r} has no flow 'nope' (its flows: seq, fan," in unknown["error"]
+    assert again["ok"] is True and again["already_started"] is True
+    assert again["workflow_id"] == first["workflow_id"]
+    report = await _report(
+        platform, org, first["workflow_id"], lambda r: r.state.status != "running"
+    )
+    assert report.state.status == FlowStatus.COMPLETED
+    assert report.state.input == {"n": 5}
+    assert report.state.result == {"prev": {"n": 5, "by": "a"}, "by": "b"}
+    deadline = time.monotonic() + 30
+    while not (runs := await service.list_flows(platform.client, org)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+    assert [r.workflow_id for r in runs] == [first["workflow_id"]]
+    # The tool is offered to agents with the right (``can_start_flows``).
+    assert "start_flow" in {t["function"]["name"] for t in requests[0]["tools"]}
+
+
+async def test_the_demo_flow_maps_its_tasks_through_the_triage_agent_then_emits(
+    platform: Platform,
+) -> None:
+    org = unique_org("demo")
+    await platform.start_org({**demo_spec().model_dump(mode="json", by_alias=True), "org": org})
+    run_id, result = await run_demo_flow(platform.settings, org)
+    assert result.status == FlowStatus.COMPLETED, result.failure
+    tasks: Any = (result.result or {})["tasks"]
+    sent: Any = demo_flow_input()["tasks"]
+    assert [(t["title"], t["priority"]) for t in tasks] == [
+        (t["title"], t["priority"]) for t in sent
+    ]
+    assert {t["requested_by"] for t in tasks} == {"system:flow"}
+    out = await platform.collect(org, "results", 1, timeout=30)
+    summary = [c.record for c in out if c.record.type == "batch.triaged"]
+    assert len(summary) == 1 and summary[0].correlation_id == run_id

@@ -239,3 +239,23 @@ def test_map_and_handoff_steps_are_valid_and_checked_against_the_org() -> None:
     assert any("steps.1(h).handoff.choices.2: unknown agent 'x'" in p for p in problems)
     assert any("steps.2(d).handoff.choices: an agent is named twice" in p for p in problems)
     assert any("steps.3(g).gather: only parallel and map steps gather" in p for p in problems)
+
+
+def test_start_flow_is_a_right_an_agent_has_and_passes_on_only_if_it_has_it() -> None:
+    from kafkaorg.llm.prompts import allowed_tools, argument_problems
+    from kafkaorg.org_rules import exceeds_parent
+    from kafkaorg.spec import AgentSpec
+
+    plain = AgentSpec(name="p", kind="llm", can_create_agents=True)
+    starter = AgentSpec(name="s", kind="llm", can_create_agents=True, can_start_flows=True)
+    assert "start_flow" not in allowed_tools(plain)
+    assert "start_flow" in allowed_tools(starter)
+    assert argument_problems("start_flow", {"input": []}) == [
+        "flow: required",
+        "input: expected object, got array",
+    ]
+    child = AgentSpec(name="c", kind="llm", can_start_flows=True)
+    assert [str(r) for r in exceeds_parent(child, plain)] == [
+        "can_start_flows: not granted to the parent"
+    ]
+    assert exceeds_parent(child, starter) == []
