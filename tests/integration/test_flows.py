@@ -497,6 +497,19 @@ async def test_worker_and_bridge_killed_mid_run_the_run_completes_with_one_reque
     for topic in ("a-in", "silent-in", "c-in"):
         asks = await platform.collect(org, topic, 1, timeout=30, settle=1.0)
         assert len({c.record.id for c in asks}) == 1, f"{topic}: one request id per step"
+    # Completed exactly once: one start, one end, one completion per step (a retried
+    # announcement has the same id).
+    wf_id = flow_workflow_id(org, "crash", "k1")
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    ids: dict[str, set[str]] = {}
+    for c in audit:
+        if c.record.correlation_id == wf_id:
+            ids.setdefault(c.record.type, set()).add(c.record.id)
+    assert {t: len(i) for t, i in ids.items()} == {
+        "flow.started": 1,
+        "flow.step.completed": 3,
+        "flow.completed": 1,
+    }
     platform.worker.ensure_alive()
     platform.bridge.ensure_alive()
 
