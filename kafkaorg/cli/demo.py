@@ -66,7 +66,7 @@ def _show_flow(cfg: Settings, org: str) -> None:
     if result.status != FlowStatus.COMPLETED:
         raise KafkaorgError(f"flow run {run_id} ended {result.status}: {result.failure}")
     table = Table(
-        "task", "priority", "triaged by", title=f"Flow {DEMO_FLOW!r}: map over 3 tasks, then emit"
+        "task", "priority", "requested_by", title=f"Flow {DEMO_FLOW!r}: map over 3 tasks, then emit"
     )
     tasks = (result.result or {}).get("tasks")
     for row in tasks if isinstance(tasks, list) else []:
