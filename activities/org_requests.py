@@ -11,10 +11,19 @@ from __future__ import annotations
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kafkaorg import client as service
-from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest, OrgUpdate
+from kafkaorg.contracts import (
+    CreateAgentRequest,
+    CreateToolRequest,
+    FlowInput,
+    OrgUpdate,
+    StartFlowOutcome,
+    StartFlowRequest,
+)
 from kafkaorg.errors import BadInputError
+from kafkaorg.names import flow_workflow_id
 
 
 class RequestOutcome(BaseModel):
@@ -50,3 +59,28 @@ class OrgRequestActivities:
     @activity.defn
     async def request_create_tool(self, request: CreateToolRequest) -> RequestOutcome:
         return await self._ask(OrgUpdate.CREATE_TOOL, request)
+
+    @activity.defn
+    async def request_start_flow(self, request: StartFlowRequest) -> StartFlowOutcome:
+        """Start the run, its definition from the running org's spec. The run's name is
+        the caller's deterministic one, so a retried activity (or a replayed agent) finds
+        the run it started: ``already``, not a second run. An unknown flow is a refusal."""
+        try:
+            spec = await service.org_spec(self._client, request.org)
+        except BadInputError as refused:
+            return StartFlowOutcome(started=False, reason=str(refused))
+        flow = spec.flow(request.flow)
+        if flow is None:
+            known = ", ".join(f.name for f in spec.flows) or "none"
+            return StartFlowOutcome(
+                started=False,
+                reason=f"org {request.org!r} has no flow {request.flow!r} (its flows: {known})",
+            )
+        wf_id = flow_workflow_id(request.org, flow.name, request.run)
+        run = FlowInput(org=request.org, flow=flow, input=request.input, run=request.run)
+        try:
+            await service.start_flow_run(self._client, run)
+        except WorkflowAlreadyStartedError:
+            return StartFlowOutcome(started=True, already=True, workflow_id=wf_id)
+        activity.logger.info("%s started flow run %s", request.requested_by, wf_id)
+        return StartFlowOutcome(started=True, workflow_id=wf_id)

@@ -34,6 +34,14 @@ DEFAULT_ASK_TYPE: Final = "flow.request"
 DEFAULT_ASK_TIMEOUT_S: Final = 300.0
 DEFAULT_MAX_VISITS: Final = 10
 """A step visited more often than its ``max_visits`` fails the run: loops end by themselves."""
+DEFAULT_HANDOFF_TYPE: Final = "flow.handoff"
+MAX_MAP_ITEMS: Final = 1000
+"""A ``map`` over more items fails its step: every item is a request in the run's history."""
+HANDOFF_ANSWER: Final = (
+    'answer with a record whose payload is {"next": "<one of choices>", "reason": "<why>"} '
+    '(optionally "input": {...}, the request the chosen agent gets)'
+)
+"""What a ``handoff`` supervisor is told, in its request, about the reply it must give."""
 
 
 class _Strict(BaseModel):
@@ -47,6 +55,47 @@ class AskSpec(_Strict):
     type: str = Field(default=DEFAULT_ASK_TYPE, pattern=RECORD_TYPE_PATTERN)
     input: dict[str, Any] | None = None
     """The request's payload; default: the previous step's payload (the run's input first)."""
+    timeout_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    """A ``parallel`` branch's own timeout (default: the step's): the branch is given up
+    then, and the step ends as soon as its ``gather`` is met or can no longer be."""
+
+
+class MapSpec(_Strict):
+    """Fan-out over a list in the run's state: one request to ``ask`` per item."""
+
+    over: str
+    """A JMESPath expression over the run state (``input.items``; a leading ``$.`` is
+    allowed) that must give a list."""
+    ask: str
+    type: str = Field(default=DEFAULT_ASK_TYPE, pattern=RECORD_TYPE_PATTERN)
+    input: dict[str, Any] | None = None
+    """Each request's payload; expressions see the run state plus ``item`` and ``index``
+    (``$.item.text``). Default: ``{"item": <item>, "index": <i>}``."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=MAX_MAP_ITEMS)
+    """At most this many requests awaiting their reply at once (default: all)."""
+    timeout_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
+    """Each item's timeout, counted from its request (default: the step's)."""
+
+    @property
+    def expression(self) -> str:
+        return self.over.removeprefix(EXPRESSION_PREFIX)
+
+
+class HandoffSpec(_Strict):
+    """A supervisor agent picks which of ``choices`` is asked next.
+
+    The supervisor gets a request (type ``type``) with payload ``{"task": ..., "choices":
+    [...], "step": ..., "answer": ...}`` and answers with a record whose payload is
+    ``{"next": "<one of choices>", "reason": "..."}`` (optionally ``"input": {...}``, the
+    payload the chosen agent is asked with; default: the task). A ``next`` outside
+    ``choices`` is refused: the refusal is recorded and the step fails."""
+
+    supervisor: str
+    choices: list[str] = Field(min_length=1)
+    type: str = Field(default=DEFAULT_HANDOFF_TYPE, pattern=RECORD_TYPE_PATTERN)
+    """The supervisor's request type (the chosen agent's is the step's ``type``)."""
+    input: dict[str, Any] | None = None
+    """The task; default: the previous step's payload."""
 
 
 class SwitchCase(_Strict):
@@ -90,8 +139,16 @@ class ApprovalSpec(_Strict):
     (after compensation)."""
 
 
-StepKind = Literal["ask", "parallel", "switch", "emit", "approval"]
-STEP_KINDS: Final[tuple[StepKind, ...]] = ("ask", "parallel", "switch", "emit", "approval")
+StepKind = Literal["ask", "parallel", "map", "handoff", "switch", "emit", "approval"]
+STEP_KINDS: Final[tuple[StepKind, ...]] = (
+    "ask",
+    "parallel",
+    "map",
+    "handoff",
+    "switch",
+    "emit",
+    "approval",
+)
 
 
 class FlowStep(_Strict):
@@ -101,12 +158,16 @@ class FlowStep(_Strict):
     """``ask``: the request's record type."""
     input: dict[str, Any] | None = None
     parallel: list[AskSpec] | None = None
+    map: MapSpec | None = None
+    handoff: HandoffSpec | None = None
     gather: str = "all"
-    """``parallel``: ``all``, ``first`` or ``quorum:N`` replies end the step."""
+    """``parallel``/``map``: ``all``, ``first`` or ``quorum:N`` replies end the step."""
     timeout_s: float = Field(default=DEFAULT_ASK_TIMEOUT_S, gt=0, le=30 * 86_400)
-    """``ask``/``parallel``: how long to wait for the replies (per attempt)."""
+    """``ask``/``parallel``/``map``/``handoff``: how long to wait for a reply (per attempt;
+    the default of each branch's own ``timeout_s``)."""
     retries: int = Field(default=0, ge=0, le=10)
-    """``ask``/``parallel``: new requests (new ids) after a timeout, before the run fails."""
+    """``ask``/``parallel``/``map``/``handoff``: new requests (new ids) after a timeout,
+    before the run fails."""
     switch: list[SwitchCase] | None = None
     emit: EmitSpec | None = None
     approval: ApprovalSpec | None = None
@@ -139,12 +200,18 @@ class FlowStep(_Strict):
         return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
     def branches(self) -> list[AskSpec]:
-        """The asks of an ``ask`` (one) or ``parallel`` step."""
+        """The asks of an ``ask`` (one) or ``parallel`` step (a ``map``'s are known only
+        when it runs)."""
         if self.parallel is not None:
             return self.parallel
         if self.ask is not None:
             return [AskSpec(ask=self.ask, type=self.type, input=self.input)]
         return []
+
+    def per_branch(self) -> bool:
+        """Branches wait each on its own clock (a ``map``, or a ``parallel`` step with a
+        branch's own ``timeout_s``); else all share one wait, as flows first did."""
+        return self.map is not None or any(b.timeout_s is not None for b in self.branches())
 
     def needed(self) -> int:
         """How many replies end an ``ask``/``parallel`` step."""
@@ -220,12 +287,12 @@ def flow_problems(
             problems.append(f"{where}.steps.{i}.id: duplicate step id {step_id!r}")
         seen.add(step_id)
 
-    def check_ask(ask: AskSpec, at: str) -> None:
+    def check_ask(ask: AskSpec, at: str, field: str = "ask") -> None:
         if ask.ask not in agents:
-            problems.append(f"{at}.ask: unknown agent {ask.ask!r} (not in the spec's agents)")
+            problems.append(f"{at}.{field}: unknown agent {ask.ask!r} (not in the spec's agents)")
         elif not agents[ask.ask]:
             problems.append(
-                f"{at}.ask: agent {ask.ask!r} subscribes to no topic, so it cannot be asked"
+                f"{at}.{field}: agent {ask.ask!r} subscribes to no topic, so it cannot be asked"
             )
         problems.extend(_expression_problems(ask.input, f"{at}.input"))
 
@@ -250,8 +317,37 @@ def flow_problems(
                     f"{at}.gather: {step.gather} needs more replies than the "
                     f"{len(step.parallel)} branches"
                 )
+        elif step.map is not None:
+            check_ask(
+                AskSpec(ask=step.map.ask, type=step.map.type, input=step.map.input), f"{at}.map"
+            )
+            problems.extend(compile_problem(step.map.expression, f"{at}.map.over"))
+            if gather_needed(step.gather, MAX_MAP_ITEMS) is None:
+                problems.append(
+                    f"{at}.gather: {step.gather!r} is not all, first or quorum:N (N >= 1)"
+                )
         elif step.gather != "all":
-            problems.append(f"{at}.gather: only parallel steps gather")
+            problems.append(f"{at}.gather: only parallel and map steps gather")
+        if step.handoff is not None:
+            handoff = step.handoff
+            check_ask(
+                AskSpec(ask=handoff.supervisor, input=handoff.input),
+                f"{at}.handoff",
+                "supervisor",
+            )
+            for j, choice in enumerate(handoff.choices):
+                if choice not in agents:
+                    problems.append(
+                        f"{at}.handoff.choices.{j}: unknown agent {choice!r} "
+                        "(not in the spec's agents)"
+                    )
+                elif not agents[choice]:
+                    problems.append(
+                        f"{at}.handoff.choices.{j}: agent {choice!r} subscribes to no topic, "
+                        "so it cannot be asked"
+                    )
+            if len(set(handoff.choices)) != len(handoff.choices):
+                problems.append(f"{at}.handoff.choices: an agent is named twice")
         if step.switch is not None:
             if not step.switch:
                 problems.append(f"{at}.switch: needs at least one case")

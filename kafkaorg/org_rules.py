@@ -136,6 +136,8 @@ def exceeds_parent(child: AgentSpec, parent: AgentSpec) -> list[Refusal]:
         problems.append("can_create_agents: not granted to the parent")
     if child.can_create_tools and not parent.can_create_tools:
         problems.append("can_create_tools: not granted to the parent")
+    if child.can_start_flows and not parent.can_start_flows:
+        problems.append("can_start_flows: not granted to the parent")
     parent_topics = set(parent.subscribes) | set(parent.publishes)
     for name in child.subscribes:
         if name not in parent_topics:

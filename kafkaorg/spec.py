@@ -105,6 +105,8 @@ class AgentSpec(_Strict):
     """``tool`` agents: the output type (default ``<input type>.result``)."""
     can_create_agents: bool = False
     can_create_tools: bool = False
+    can_start_flows: bool = False
+    """``llm`` agents: the ``start_flow`` built-in (a run of one of the org's flows)."""
     on_text_reply: Literal["publish", "drop", "dlq"] = "publish"
     """``llm`` agents: what becomes of a plain-text answer to a record they published
     nothing for (``kafkaorg.contracts.enums.TextReply``)."""

@@ -41,6 +41,10 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
 - ``flow_workflow.json``: a FlowWorkflow run through an ``ask`` (answered by a ``reply``
   signal, as the bridge sends it), a ``parallel`` quorum, a ``switch``, an ``approval``
   decided by the ``decide`` update, an ``emit`` and the run's output;
+- ``flow_fanout.json``: a FlowWorkflow run through a ``map`` (three items, two at a time),
+  a ``parallel`` step whose first branch's own timeout passes before the other answers,
+  and a ``handoff`` (the supervisor's choice, then the chosen agent's answer); recorded
+  with ``--add-flows`` (the other histories are left as they were);
 - ``flow_failed.json``: a FlowWorkflow run whose ``ask`` times out: the completed step's
   compensation (answered), the failure record to ``sys.dlq``;
 - ``agent_llm.json``: an ``llm`` agent's LangGraph step against the scripted
@@ -700,6 +704,27 @@ def _flows_spec(org: str) -> OrgSpec:
                     "output": {"topic": "outbox", "type": "golden.done"},
                 },
                 {
+                    "name": "fanout",
+                    "steps": [
+                        {
+                            "id": "each",
+                            "map": {"over": "input.items", "ask": "a", "max_concurrency": 2},
+                            "timeout_s": 60,
+                        },
+                        {
+                            "id": "race",
+                            "parallel": [{"ask": "a", "timeout_s": 1}, {"ask": "b"}],
+                            "gather": "first",
+                            "timeout_s": 60,
+                        },
+                        {
+                            "id": "pick",
+                            "handoff": {"supervisor": "c", "choices": ["a", "b"]},
+                            "timeout_s": 60,
+                        },
+                    ],
+                },
+                {
                     "name": "failing",
                     "steps": [
                         {"id": "prep", "ask": "a", "compensate": {"ask": "b"}},
@@ -720,15 +745,27 @@ async def _flow_report(client: Client, wf_id: str) -> FlowReport | None:
         return None
 
 
-async def _answer(client: Client, wf_id: str, step: str, waiting: int = 1) -> None:
-    """Play agent and bridge: answer ``waiting`` requests of ``step`` of the run."""
+async def _answer(
+    client: Client,
+    wf_id: str,
+    step: str,
+    waiting: int = 1,
+    payload: dict[str, Any] | None = None,
+    exactly: bool = False,
+    agent: str | None = None,
+) -> None:
+    """Play agent and bridge: answer ``waiting`` requests of ``step`` of the run (once
+    ``exactly`` that many await, with ``exactly``)."""
 
     def of_step(report: FlowReport) -> list[Outstanding]:
-        return [o for o in report.state.outstanding if o.step == step]
+        return [o for o in report.state.outstanding if o.step == step and agent in (None, o.agent)]
 
     async def ready() -> bool:
         report = await _flow_report(client, wf_id)
-        return report is not None and len(of_step(report)) >= waiting
+        if report is None:
+            return False
+        found = len(of_step(report))
+        return found == waiting if exactly else found >= waiting
 
     await _until(f"{waiting} request(s) of step {step} of {wf_id}", ready)
     report = await _flow_report(client, wf_id)
@@ -742,12 +779,23 @@ async def _answer(client: Client, wf_id: str, step: str, waiting: int = 1) -> No
             correlation_id=wf_id,
             causation_id=o.request_id,
             timestamp=datetime.now(UTC),
-            payload={"n": 2, "by": o.agent},
+            payload=payload if payload is not None else {"n": 2, "by": o.agent},
             hops=1,
         )
         for o in of_step(report)[:waiting]
     ]
     await service.signal_flow_replies(client, wf_id, replies)
+
+
+async def _fanout(client: Client, org: str) -> dict[str, WorkflowHistory]:
+    run = await service.start_flow(client, org, "fanout", {"items": [1, 2, 3]}, run="fanout")
+    await _answer(client, run.id, "each", 2)  # two at a time
+    await _answer(client, run.id, "each", 1, exactly=True)
+    await _answer(client, run.id, "race", 1, exactly=True)  # a's own 1 s passed: b answers
+    await _answer(client, run.id, "pick", 1, payload={"next": "b", "reason": "golden"})
+    await _answer(client, run.id, "pick", 1, agent="b")
+    await run.result()
+    return {"flow_fanout": await run.fetch_history()}
 
 
 async def _flows(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
@@ -765,6 +813,7 @@ async def _flows(client: Client, settings: Settings, org: str) -> dict[str, Work
         client, org, run.id, ApprovalDecision(step="sign", approve=True, by=USER)
     )
     await run.result()
+    fanout = await _fanout(client, org)
     failing = await service.start_flow(client, org, "failing", {"n": 1}, run="failing")
     await _answer(client, failing.id, "prep")
     await _answer(client, failing.id, "compensate:prep")  # after "stuck" timed out
@@ -775,6 +824,7 @@ async def _flows(client: Client, settings: Settings, org: str) -> dict[str, Work
     return {
         "flow_workflow": await run.fetch_history(),
         "flow_failed": await failing.fetch_history(),
+        **fanout,
     }
 
 
@@ -792,12 +842,15 @@ def main() -> None:
             path.write_text(_one_event_a_line(history))
             print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
         return
-    if sys.argv[1:] == ["--only-flows"]:
-        # FlowWorkflow histories only, the others left as they are (a new workflow type).
+    if sys.argv[1:] in (["--only-flows"], ["--add-flows"]):
+        # FlowWorkflow histories only, the others left as they are (a new workflow type);
+        # --add-flows writes only those not recorded yet (new step kinds).
         histories = asyncio.run(_record_flows(get_settings()))
         if histories is None:
             sys.exit(1)
         for name, history in histories.items():
+            if sys.argv[1] == "--add-flows" and (GOLDEN_DIR / f"{name}.json").exists():
+                continue
             path = GOLDEN_DIR / f"{name}.json"
             path.write_text(_one_event_a_line(history))
             print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

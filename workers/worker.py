@@ -102,6 +102,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             org_requests.request_create_tool,
             mcp.discover_mcp_tools,
             mcp.call_mcp_tool,
+            org_requests.request_start_flow,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,7 +53,16 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
     )
     from kafkaorg.envelope import Record, derived_id
-    from kafkaorg.flow_spec import END, EXPRESSION_PREFIX, AskSpec, FlowStep, is_expression
+    from kafkaorg.flow_spec import (
+        END,
+        EXPRESSION_PREFIX,
+        HANDOFF_ANSWER,
+        MAX_MAP_ITEMS,
+        AskSpec,
+        FlowStep,
+        gather_needed,
+        is_expression,
+    )
     from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, FLOW_WORKFLOW_TYPE, flow_workflow_id
 
 FLOW_ACTIVITY = workflow.ActivityConfig(
@@ -59,6 +70,18 @@ FLOW_ACTIVITY = workflow.ActivityConfig(
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
 )
 LOOKUP_ACTIVITY = workflow.ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+)
+LOCAL_EFFECTS_PATCH = "flow-local-effects"
+"""Publishes and agent look-ups as local activities (one marker event each instead of an
+activity's three events and a workflow task): a three-step run takes a fraction of the
+Temporal server's work. Histories from before ran them as activities."""
+FLOW_LOCAL_ACTIVITY = workflow.LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+)
+LOOKUP_LOCAL_ACTIVITY = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
 )
@@ -72,6 +95,20 @@ SOURCE = "system:flow"
 
 class StepFailed(Exception):
     """A step that cannot complete: the run fails (after compensation)."""
+
+
+@dataclass
+class _Branch:
+    """One request of a per-branch fan-out (``map``, ``parallel`` with own timeouts,
+    ``handoff``), and how it ended: ``replied``, ``timed_out`` (its own timeout passed),
+    ``pending`` (the step stopped waiting first) or ``not_started`` (never asked)."""
+
+    agent: str
+    type: str
+    payload: dict[str, Any]
+    timeout_s: float
+    status: str = "not_started"
+    reply: Record | None = None
 
 
 def _truthy(value: object) -> bool:
@@ -160,8 +197,14 @@ class FlowWorkflow:
         state.visits[step.id] = visit
         started = workflow.now()
         target: str | None = None
-        if step.kind in ("ask", "parallel"):
+        if step.kind in ("ask", "parallel") and step.per_branch():
+            output = await self._parallel_step(step, visit)
+        elif step.kind in ("ask", "parallel"):
             output = await self._ask_step(step, visit)
+        elif step.kind == "map":
+            output = await self._map_step(step, visit)
+        elif step.kind == "handoff":
+            output = await self._handoff_step(step, visit)
         elif step.kind == "switch":
             output, target = self._switch(step, visit)
         elif step.kind == "emit":
@@ -208,13 +251,15 @@ class FlowWorkflow:
             )
         )
 
-    def _render(self, template: dict[str, Any] | None) -> dict[str, Any]:
-        """A payload from a template (``$.`` values are expressions); None: the previous
-        step's payload (the run's input for the first)."""
+    def _render(
+        self, template: dict[str, Any] | None, view: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A payload from a template (``$.`` values are expressions over ``view``, the run
+        state by default); None: the previous step's payload (the run's input first)."""
         state = self._state
         if template is None:
             return dict(state.last_payload if state.last_payload is not None else state.input)
-        view = state.expression_view()
+        view = view if view is not None else state.expression_view()
         return {
             key: jmespath.search(value.removeprefix(EXPRESSION_PREFIX), view)
             if is_expression(value)
@@ -299,11 +344,15 @@ class FlowWorkflow:
         state, so an agent created after the run started can be asked too)."""
         if agent not in self._topics:
             try:
-                loaded = await workflow.execute_activity_method(
-                    StateActivities.load_agent,
-                    AgentRef(org=self._input.org, agent=agent),
-                    **LOOKUP_ACTIVITY,
-                )
+                ref = AgentRef(org=self._input.org, agent=agent)
+                if workflow.patched(LOCAL_EFFECTS_PATCH):
+                    loaded = await workflow.execute_local_activity_method(
+                        StateActivities.load_agent, ref, **LOOKUP_LOCAL_ACTIVITY
+                    )
+                else:
+                    loaded = await workflow.execute_activity_method(
+                        StateActivities.load_agent, ref, **LOOKUP_ACTIVITY
+                    )
             except ActivityError as err:
                 raise StepFailed(f"agent {agent!r}: {err.cause or err}") from None
             if not loaded.spec.subscribes:
@@ -322,6 +371,266 @@ class FlowWorkflow:
         self._waiting.clear()
         self._replies.clear()
         self._state.outstanding.clear()
+
+    # -- per-branch fan-out (map, parallel with own timeouts, handoff) ------------------------
+
+    async def _fan_out(
+        self,
+        step: FlowStep,
+        visit: int,
+        attempt: int,
+        branches: list[_Branch],
+        needed: int,
+        limit: int | None = None,
+        tag: str | None = None,
+    ) -> list[_Branch]:
+        """Ask every branch (at most ``limit`` awaiting at once), each on its own clock,
+        until ``needed`` replied or that can no longer happen. Requests whose step stopped
+        waiting become late ones (the caller's ``_stop_waiting``)."""
+        parts: tuple[object, ...] = (self._id, step.id, visit, attempt)
+        if tag is not None:
+            parts += (tag,)
+        rids = [derived_id(*parts, i) for i in range(len(branches))]
+        limit = limit or len(branches)
+        deadlines: dict[int, datetime] = {}
+        started = 0
+        while True:
+            batch: list[int] = []
+            while started < len(branches) and len(deadlines) + len(batch) < limit:
+                batch.append(started)
+                started += 1
+            if batch:
+                await self._ask_batch(step.id, visit, [(i, rids[i], branches[i]) for i in batch])
+                for i in batch:
+                    branches[i].status = "pending"
+                    deadlines[i] = workflow.now() + timedelta(seconds=branches[i].timeout_s)
+            replied = sum(b.status == "replied" for b in branches)
+            timed_out = sum(b.status == "timed_out" for b in branches)
+            if replied >= needed or len(branches) - timed_out < needed or not deadlines:
+                return branches
+            earliest = min(deadlines.values())
+            fired = False
+            try:
+                await workflow.wait_condition(
+                    lambda: any(rids[i] in self._replies for i in deadlines),
+                    timeout=max(earliest - workflow.now(), timedelta(milliseconds=1)),
+                )
+            except TimeoutError:
+                fired = True
+            now = workflow.now()
+            for i in sorted(deadlines):
+                if rids[i] in self._replies:
+                    branches[i].status, branches[i].reply = "replied", self._replies[rids[i]]
+                    del deadlines[i]
+                    self._drop_outstanding(rids[i])
+                elif deadlines[i] <= now or (fired and deadlines[i] <= earliest):
+                    branches[i].status = "timed_out"
+                    del deadlines[i]
+                    self._give_up(rids[i])
+
+    async def _ask_batch(
+        self, step_id: str, visit: int, requests: list[tuple[int, str, _Branch]]
+    ) -> None:
+        """Register, then publish, the requests: one publish per agent asked (a 100-way
+        ``map`` to one agent is one activity, not a hundred)."""
+        by_agent: dict[str, list[Record]] = {}
+        for i, rid, branch in requests:
+            waiting = Outstanding(
+                request_id=rid, step=step_id, visit=visit, branch=i, agent=branch.agent
+            )
+            self._waiting[rid] = waiting
+            self._state.outstanding.append(waiting)
+            by_agent.setdefault(branch.agent, []).append(
+                self._record(rid, branch.type, branch.payload)
+            )
+        topics = [await self._topic_of(agent) for agent in by_agent]
+        await asyncio.gather(
+            *(
+                self._run_publish(
+                    PublishInput(
+                        org=self._input.org,
+                        topic=topic,
+                        records=records,
+                        headers={
+                            "flow.workflow_id": self._id,
+                            "flow.step": step_id,
+                            "flow.agent": agent,
+                        },
+                    )
+                )
+                for topic, (agent, records) in zip(topics, by_agent.items(), strict=True)
+            )
+        )
+
+    def _give_up(self, rid: str) -> None:
+        """One branch's own timeout passed: a reply to it from now on is a late one."""
+        waiting = self._waiting.pop(rid, None)
+        if waiting is not None:
+            self._past[rid] = waiting
+        self._drop_outstanding(rid)
+
+    def _drop_outstanding(self, rid: str) -> None:
+        """A branch that ended no longer shows as awaited (``waiting_for``)."""
+        self._state.outstanding = [o for o in self._state.outstanding if o.request_id != rid]
+
+    async def _gather(
+        self,
+        step: FlowStep,
+        visit: int,
+        make: Callable[[], list[_Branch]],
+        needed: int,
+        limit: int | None = None,
+        tag: str | None = None,
+    ) -> list[_Branch]:
+        """``_fan_out`` with the step's retries (each attempt new requests, new ids)."""
+        for attempt in range(step.retries + 1):
+            branches = await self._fan_out(step, visit, attempt, make(), needed, limit, tag)
+            self._stop_waiting()
+            if sum(b.status == "replied" for b in branches) >= needed:
+                return branches
+            if attempt < step.retries:
+                await self._audit(
+                    "flow.step.retried", {"step": step.id, "visit": visit, "attempt": attempt + 1}
+                )
+        replied = sum(b.status == "replied" for b in branches)
+        timed_out = [b for b in branches if b.status == "timed_out"]
+        waits = sorted({f"{b.timeout_s:g} s" for b in timed_out}) or [f"{step.timeout_s:g} s"]
+        raise StepFailed(
+            f"step {step.id!r}: {replied} of {len(branches)} replies ({needed} needed); "
+            f"{len(timed_out)} timed out (after {', '.join(waits)}), "
+            f"{step.retries + 1} attempt(s)"
+        )
+
+    def _branch_rows(self, branches: list[_Branch]) -> list[dict[str, Any]]:
+        return [
+            {
+                "agent": b.agent,
+                "status": b.status,
+                "payload": b.reply.payload if b.reply is not None else None,
+                "record_id": b.reply.id if b.reply is not None else None,
+            }
+            for b in branches
+        ]
+
+    async def _parallel_step(self, step: FlowStep, visit: int) -> dict[str, Any]:
+        """A ``parallel`` step whose branches have their own timeouts."""
+
+        def make() -> list[_Branch]:
+            return [
+                _Branch(
+                    agent=b.ask,
+                    type=b.type,
+                    payload=self._render(b.input),
+                    timeout_s=b.timeout_s or step.timeout_s,
+                )
+                for b in step.branches()
+            ]
+
+        branches = await self._gather(step, visit, make, step.needed())
+        return {
+            "branches": self._branch_rows(branches),
+            "payload": {"replies": [b.reply.payload for b in branches if b.reply is not None]},
+        }
+
+    async def _map_step(self, step: FlowStep, visit: int) -> dict[str, Any]:
+        """One request per item of the list ``over`` names; results in the items' order."""
+        spec = step.map
+        assert spec is not None
+        view = self._state.expression_view()
+        items = jmespath.search(spec.expression, view)
+        if not isinstance(items, list):
+            raise StepFailed(
+                f"step {step.id!r}: map.over {spec.over!r} is not a list "
+                f"(it is {type(items).__name__ if items is not None else 'null'})"
+            )
+        if len(items) > MAX_MAP_ITEMS:
+            raise StepFailed(
+                f"step {step.id!r}: map.over has {len(items)} items, more than {MAX_MAP_ITEMS}"
+            )
+        needed = gather_needed(step.gather, len(items))
+        assert needed is not None  # checked with the spec
+        if needed > len(items):
+            raise StepFailed(
+                f"step {step.id!r}: gather {step.gather} needs more replies than the "
+                f"{len(items)} item(s) of map.over"
+            )
+
+        def payload(index: int, item: Any) -> dict[str, Any]:
+            if spec.input is None:
+                return {"item": item, "index": index}
+            return self._render(spec.input, {**view, "item": item, "index": index})
+
+        def make() -> list[_Branch]:
+            return [
+                _Branch(
+                    agent=spec.ask,
+                    type=spec.type,
+                    payload=payload(i, item),
+                    timeout_s=spec.timeout_s or step.timeout_s,
+                )
+                for i, item in enumerate(items)
+            ]
+
+        branches = await self._gather(step, visit, make, needed, spec.max_concurrency)
+        rows = self._branch_rows(branches)
+        for i, row in enumerate(rows):
+            row["index"] = i
+        return {
+            "branches": rows,
+            "payload": {"results": [b.reply.payload if b.reply else None for b in branches]},
+        }
+
+    async def _handoff_step(self, step: FlowStep, visit: int) -> dict[str, Any]:
+        """Ask the supervisor which of the choices goes next, check its answer, ask that
+        agent. A choice outside the step's ``choices`` is recorded and fails the step."""
+        spec = step.handoff
+        assert spec is not None
+        task = self._render(spec.input)
+        ask = {"task": task, "choices": spec.choices, "step": step.id, "answer": HANDOFF_ANSWER}
+        supervisor = f"agent:{spec.supervisor}"
+
+        def to_supervisor() -> list[_Branch]:
+            return [_Branch(spec.supervisor, spec.type, ask, step.timeout_s)]
+
+        asked = await self._gather(step, visit, to_supervisor, 1, tag="supervisor")
+        answer = asked[0].reply
+        assert answer is not None
+        chosen, reason = answer.payload.get("next"), answer.payload.get("reason")
+        reason = reason if isinstance(reason, str) else ""
+        if not isinstance(chosen, str) or chosen not in spec.choices:
+            named = repr(chosen) if chosen is not None else "no agent (payload.next)"
+            why = f"supervisor {spec.supervisor!r} named {named}, not one of " + ", ".join(
+                spec.choices
+            )
+            self._decide(step.id, visit, "(refused)", supervisor, why)
+            await self._audit(
+                "flow.handoff.refused",
+                {"step": step.id, "visit": visit, "supervisor": spec.supervisor, "named": chosen},
+            )
+            raise StepFailed(f"step {step.id!r}: {why}")
+        self._decide(step.id, visit, chosen, supervisor, reason)
+        await self._audit(
+            "flow.decision",
+            {"step": step.id, "visit": visit, "choice": chosen, "by": supervisor, "reason": reason},
+        )
+        given = answer.payload.get("input")
+        payload = dict(given) if isinstance(given, dict) else task
+
+        def to_chosen() -> list[_Branch]:
+            assert isinstance(chosen, str)
+            return [_Branch(chosen, step.type, payload, step.timeout_s)]
+
+        done = await self._gather(step, visit, to_chosen, 1, tag="handoff")
+        reply = done[0].reply
+        assert reply is not None
+        return {
+            "agent": chosen,
+            "supervisor": spec.supervisor,
+            "reason": reason,
+            "payload": reply.payload,
+            "record_id": reply.id,
+            "type": reply.type,
+        }
 
     def _switch(self, step: FlowStep, visit: int) -> tuple[dict[str, Any], str | None]:
         assert step.switch is not None
@@ -410,8 +719,7 @@ class FlowWorkflow:
             "completed_steps": [r.step for r in state.history if r.status == StepStatus.COMPLETED],
             "compensated": state.compensated,
         }
-        await workflow.execute_activity_method(
-            KafkaActivities.publish,
+        await self._run_publish(
             PublishInput(
                 org=input.org,
                 topic=DLQ_TOPIC,
@@ -423,8 +731,7 @@ class FlowWorkflow:
                     "dlq.flow": input.flow.name,
                     "dlq.step": step.id,
                 },
-            ),
-            **FLOW_ACTIVITY,
+            )
         )
         await self._audit("flow.failed", {"step": step.id, "reason": reason})
 
@@ -486,15 +793,13 @@ class FlowWorkflow:
     async def _publish(
         self, topic: str, record: Record, headers: dict[str, str] | None = None
     ) -> None:
-        await workflow.execute_activity_method(
-            KafkaActivities.publish,
+        await self._run_publish(
             PublishInput(
                 org=self._input.org,
                 topic=topic,
                 records=[record],
                 headers={"flow.workflow_id": self._id, **(headers or {})},
-            ),
-            **FLOW_ACTIVITY,
+            )
         )
 
     async def _audit(self, type_: str, payload: dict[str, Any]) -> None:
@@ -508,12 +813,20 @@ class FlowWorkflow:
             timestamp=workflow.now(),
             payload={"flow": self._input.flow.name, "run": self._input.run, **payload},
         )
-        await workflow.execute_activity_method(
-            KafkaActivities.publish,
-            PublishInput(org=self._input.org, topic=AUDIT_TOPIC, records=[record]),
-            **FLOW_ACTIVITY,
+        await self._run_publish(
+            PublishInput(org=self._input.org, topic=AUDIT_TOPIC, records=[record])
         )
         self._state.audit_records += 1
+
+    async def _run_publish(self, input: PublishInput) -> None:
+        """Every record the run publishes goes through here: ids are deterministic, so a
+        local activity retried after a crash republishes the very same records."""
+        if workflow.patched(LOCAL_EFFECTS_PATCH):
+            await workflow.execute_local_activity_method(
+                KafkaActivities.publish, input, **FLOW_LOCAL_ACTIVITY
+            )
+        else:
+            await workflow.execute_activity_method(KafkaActivities.publish, input, **FLOW_ACTIVITY)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()

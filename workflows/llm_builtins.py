@@ -31,7 +31,12 @@ with workflow.unsafe.imports_passed_through():
         run_code_timeout,
     )
     from activities.tool_registry import ToolActivities, ToolRef
-    from kafkaorg.contracts import CreateAgentRequest, CreateToolRequest
+    from kafkaorg.contracts import (
+        CreateAgentRequest,
+        CreateToolRequest,
+        StartFlowOutcome,
+        StartFlowRequest,
+    )
     from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission
     from kafkaorg.llm.prompts import allowed_tools, argument_problems
@@ -288,6 +293,33 @@ class BuiltinTools:
         if not outcome.accepted:
             raise ToolCallError(f"agent {spec.name} not created: {'; '.join(outcome.summary)}")
         return {"created": outcome.summary}
+
+    async def _start_flow(self, args: dict[str, Any]) -> dict[str, Any]:
+        flow = str(args.get("flow") or "")
+        given = args.get("input")
+        request = StartFlowRequest(
+            org=self._org,
+            flow=flow,
+            input=given if isinstance(given, dict) else {},
+            # One run per (record answered, flow): a retried call, a replay, a redelivered
+            # record all find the run the first call started.
+            run=derived_id(self._scope, self._record.id, "start_flow", flow),
+            requested_by=self.requester,
+        )
+        outcome: StartFlowOutcome = await workflow.execute_activity_method(
+            OrgRequestActivities.request_start_flow,
+            request,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        if not outcome.started:
+            raise ToolCallError(f"flow {flow!r} not started: {outcome.reason}")
+        return {
+            "flow": flow,
+            "run": request.run,
+            "workflow_id": outcome.workflow_id,
+            "already_started": outcome.already,
+        }
 
     async def _org_request(self, method: Any, request: Any, limit: timedelta) -> RequestOutcome:
         outcome: RequestOutcome = await workflow.execute_activity_method(

@@ -41,6 +41,8 @@ from kafkaorg.contracts.flow import (
     FlowUpdate,
     LateReply,
     Outstanding,
+    StartFlowOutcome,
+    StartFlowRequest,
     StepRun,
     StepStatus,
 )
@@ -112,6 +114,8 @@ __all__ = [
     "RefusalType",
     "RollbackToolRequest",
     "SpecUpdate",
+    "StartFlowOutcome",
+    "StartFlowRequest",
     "StepRun",
     "StepStatus",
     "StopRequest",

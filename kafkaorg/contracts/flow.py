@@ -170,6 +170,25 @@ class FlowResult(BaseModel):
     failure: str | None = None
 
 
+class StartFlowRequest(BaseModel):
+    """An llm agent's ``start_flow`` call: a run of one of its org's flows."""
+
+    org: str
+    flow: str
+    input: dict[str, JsonValue] = Field(default_factory=dict)
+    run: str
+    """Derived from the record the agent answers and the flow: a retry starts no second run."""
+    requested_by: str
+
+
+class StartFlowOutcome(BaseModel):
+    started: bool
+    """False: refused (``reason``), or the run was started before (``already``)."""
+    already: bool = False
+    workflow_id: str | None = None
+    reason: str = ""
+
+
 class FlowRunInfo(BaseModel):
     """One row of ``flow list``."""
 

@@ -97,6 +97,19 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "start_flow": {
+        "description": "Start a run of one of the org's flows (a durable multi-agent "
+        "workflow) with `input` as its input. Starting the same flow again for the record you "
+        "are answering gives the same run, not a second one.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "flow": {"type": "string", "description": "the flow's name"},
+                "input": {"type": "object", "description": "the run's input (JSON object)"},
+            },
+            "required": ["flow"],
+        },
+    },
     "create_agent": {
         "description": "Ask the org for a new agent. kind is echo, rule, tool (runs `tool` on "
         "each record) or llm (follows `instructions`). It gets at most your own rights.",
@@ -125,6 +138,8 @@ def allowed_tools(agent: AgentSpec) -> list[str]:
         names.append("create_tool")
     if agent.can_create_agents:
         names.append("create_agent")
+    if agent.can_start_flows:
+        names.append("start_flow")
     return names
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from bridge.flows import trigger_run
 from kafkaorg import client as service
+from kafkaorg.cli.demo import demo_flow_input, run_demo_flow
 from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
@@ -29,8 +30,9 @@ from kafkaorg.contracts import (
     FlowStatus,
 )
 from kafkaorg.envelope import new_record
-from kafkaorg.examples import review_spec
+from kafkaorg.examples import demo_spec, review_spec
 from kafkaorg.names import FLOW_WORKFLOW_TYPE, TASK_QUEUE, dlq_topic, flow_workflow_id, kafka_topic
+from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
 from tests.support import (
     Platform,
     assert_one_clear_line,
@@ -147,6 +149,51 @@ def flows_spec(org: str) -> dict[str, Any]:
                 {"id": "stuck", "ask": "silent", "timeout_s": 3, "retries": 1},
             ],
             "on_failure": [{"ask": "janitor", "type": "undo.all"}],
+        },
+        {
+            "name": "each",
+            "steps": [
+                {
+                    "id": "each",
+                    "map": {"over": "input.items", "ask": "a", "max_concurrency": 2},
+                    "timeout_s": 60,
+                },
+                {"id": "sum", "ask": "b", "input": {"results": "$.steps.each.payload.results"}},
+            ],
+            "output": {"topic": "results", "type": "each.done"},
+        },
+        {
+            "name": "each-silent",
+            "steps": [
+                {
+                    "id": "each",
+                    "map": {"over": "$.input.items", "ask": "silent", "timeout_s": 2},
+                    "timeout_s": 120,
+                }
+            ],
+        },
+        {
+            "name": "strict",
+            "steps": [
+                {"id": "prep", "ask": "a", "compensate": {"ask": "janitor", "type": "undo.prep"}},
+                {
+                    "id": "fan",
+                    "parallel": [{"ask": "a"}, {"ask": "silent", "timeout_s": 2}, {"ask": "c"}],
+                    "gather": "all",
+                    "timeout_s": 120,
+                },
+            ],
+        },
+        {
+            "name": "tolerant",
+            "steps": [
+                {
+                    "id": "fan",
+                    "parallel": [{"ask": "a"}, {"ask": "silent", "timeout_s": 2}, {"ask": "c"}],
+                    "gather": "quorum:2",
+                    "timeout_s": 120,
+                },
+            ],
         },
     ]
     return {"org": org, "topics": topics, "agents": agents, "flows": flows}
@@ -450,6 +497,19 @@ async def test_worker_and_bridge_killed_mid_run_the_run_completes_with_one_reque
     for topic in ("a-in", "silent-in", "c-in"):
         asks = await platform.collect(org, topic, 1, timeout=30, settle=1.0)
         assert len({c.record.id for c in asks}) == 1, f"{topic}: one request id per step"
+    # Completed exactly once: one start, one end, one completion per step (a retried
+    # announcement has the same id).
+    wf_id = flow_workflow_id(org, "crash", "k1")
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    ids: dict[str, set[str]] = {}
+    for c in audit:
+        if c.record.correlation_id == wf_id:
+            ids.setdefault(c.record.type, set()).add(c.record.id)
+    assert {t: len(i) for t, i in ids.items()} == {
+        "flow.started": 1,
+        "flow.step.completed": 3,
+        "flow.completed": 1,
+    }
     platform.worker.ensure_alive()
     platform.bridge.ensure_alive()
 
@@ -486,3 +546,223 @@ async def test_the_shipped_review_example_runs_through_a_rule_agent_and_a_sign_o
     ]
     out = await platform.collect(org, "results", 2)
     assert sorted(c.record.type for c in out) == ["review.done", "review.published"]
+
+
+async def test_map_fans_out_over_a_list_and_gathers_the_outputs_in_input_order(
+    platform: Platform,
+) -> None:
+    org = await _org(platform)
+    items = ["x", {"y": 1}, 3, "z"]
+    result = await _run(platform, org, "each", {"items": items}, "m1")
+    assert result.status == FlowStatus.COMPLETED
+    expected = [{"item": item, "index": i} for i, item in enumerate(items)]
+    assert result.result == {"results": expected}
+    state = (await service.flow_status(platform.client, org, "m1")).state
+    each: Any = state.steps["each"]
+    assert [b["index"] for b in each["branches"]] == [0, 1, 2, 3]
+    assert _statuses(each) == ["replied"] * 4
+    assert each["payload"] == {"results": expected}
+    asks = await platform.collect(org, "a-in", 4)
+    assert sorted(int(str(c.record.payload["index"])) for c in asks) == [0, 1, 2, 3]
+    assert len({c.record.id for c in asks}) == 4
+    # A list that is not there fails the step with the reason.
+    missing = await _run(platform, org, "each", {"items": "not a list"}, "m2")
+    assert missing.status == FlowStatus.FAILED
+    assert "map.over 'input.items' is not a list (it is str)" in (missing.failure or "")
+
+
+async def test_a_branch_timing_out_fails_gather_all_with_compensation_but_not_a_quorum(
+    platform: Platform,
+) -> None:
+    org = await _org(platform, pause_silent=True)
+    began = time.monotonic()
+    strict = await _run(platform, org, "strict", {"j": 1}, "s1")
+    assert strict.status == FlowStatus.FAILED
+    assert time.monotonic() - began < 60, "the branch's own 2 s, not the step's 120 s"
+    assert "step 'fan': 2 of 3 replies (3 needed); 1 timed out (after 2 s)" in (
+        strict.failure or ""
+    )
+    state = (await service.flow_status(platform.client, org, "s1")).state
+    assert state.compensated == ["prep:janitor"]
+    janitor = await platform.collect(org, "janitor-in", 1)
+    assert janitor[0].record.type == "undo.prep"
+
+    tolerant = await _run(platform, org, "tolerant", {"j": 2}, "t1")
+    assert tolerant.status == FlowStatus.COMPLETED
+    assert tolerant.result == {"replies": [{"j": 2}, {"j": 2}]}
+    state = (await service.flow_status(platform.client, org, "t1")).state
+    assert _statuses(state.steps["fan"]) == ["replied", "pending", "replied"]
+
+    # A map's items time out each on their own clock, too.
+    began = time.monotonic()
+    silent = await _run(platform, org, "each-silent", {"items": [1, 2, 3]}, "ms")
+    assert silent.status == FlowStatus.FAILED
+    assert time.monotonic() - began < 60
+    assert "0 of 3 replies (3 needed); 3 timed out (after 2 s)" in (silent.failure or "")
+    state = (await service.flow_status(platform.client, org, "ms")).state
+    assert state.outstanding == []
+
+
+def _publish_choice(**payload: Any) -> ScriptedReply:
+    """The scripted supervisor's tool call: publish its choice as the reply."""
+    return ScriptedReply(
+        tool_calls=[
+            ScriptedToolCall(
+                name="publish",
+                arguments={"topic": "replies", "type": "handoff.choice", "payload": payload},
+            )
+        ]
+    )
+
+
+async def test_a_supervisor_hands_off_to_an_allowed_agent_and_is_refused_another(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, boss = unique_org("flow"), "boss-handoff"
+    spec = flows_spec(org)
+    spec["topics"].append({"name": "boss-in"})
+    spec["agents"].append(
+        {
+            "name": boss,
+            "kind": "llm",
+            "instructions": "Pick the agent that should handle the task.",
+            "subscribes": ["boss-in"],
+            "publishes": ["replies"],
+        }
+    )
+    spec["flows"].append(
+        {
+            "name": "delegate",
+            "steps": [
+                {
+                    "id": "pick",
+                    "handoff": {"supervisor": boss, "choices": ["a", "b"]},
+                    "timeout_s": 90,
+                },
+                {"id": "done", "emit": {"topic": "results", "type": "delegate.done"}},
+            ],
+            "on_failure": [{"ask": "janitor", "type": "undo.handoff"}],
+        }
+    )
+    await platform.start_org(spec)
+    scripted_llm.script(
+        boss,
+        [
+            _publish_choice(next="b", reason="b writes best", input={"doc": "d1", "to": "b"}),
+            ScriptedReply(content="handed to b"),
+            _publish_choice(next="janitor", reason="cleaning is all we need"),
+            ScriptedReply(content="handed to janitor"),
+        ],
+    )
+    chosen = await _run(platform, org, "delegate", {"doc": "d1"}, "h1")
+    assert chosen.status == FlowStatus.COMPLETED, chosen.failure
+    assert chosen.result == {"doc": "d1", "to": "b"}
+    state = (await service.flow_status(platform.client, org, "h1")).state
+    pick: Any = state.steps["pick"]
+    assert (pick["agent"], pick["supervisor"], pick["reason"]) == ("b", boss, "b writes best")
+    assert [(d.step, d.choice, d.by) for d in state.decisions] == [("pick", "b", f"agent:{boss}")]
+    # The supervisor was asked with the task and the choices; b got the input it chose.
+    asked = await platform.collect(org, "boss-in", 1)
+    assert asked[0].record.type == "flow.handoff"
+    assert asked[0].record.payload["choices"] == ["a", "b"]
+    assert asked[0].record.payload["task"] == {"doc": "d1"}
+    to_b = await platform.collect(org, "b-in", 1)
+    assert to_b[0].record.payload == {"doc": "d1", "to": "b"}
+
+    refused = await _run(platform, org, "delegate", {"doc": "d2"}, "h2")
+    assert refused.status == FlowStatus.FAILED
+    assert f"supervisor {boss!r} named 'janitor', not one of a, b" in (refused.failure or "")
+    state = (await service.flow_status(platform.client, org, "h2")).state
+    assert [(d.choice, d.by) for d in state.decisions] == [("(refused)", f"agent:{boss}")]
+    assert state.compensated == ["on_failure:janitor"]
+    # The refused agent was never asked the task: only the compensation reached it.
+    janitor = await platform.collect(org, "janitor-in", 1, timeout=10, settle=2.0)
+    assert [c.record.type for c in janitor] == ["undo.handoff"]
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    refusals = [c.record for c in audit if c.record.type == "flow.handoff.refused"]
+    assert len(refusals) == 1 and refusals[0].payload["named"] == "janitor"
+
+
+def _tool_result(request: dict[str, Any]) -> dict[str, Any]:
+    """What the platform answered the model's last tool call with."""
+    tool_messages = [m for m in request["messages"] if m.get("role") == "tool"]
+    return dict(json.loads(tool_messages[-1]["content"]))
+
+
+async def test_an_llm_agent_starts_a_flow_once_per_record_and_is_told_of_unknown_flows(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    org, starter = unique_org("flow"), "starter-flows"
+    spec = flows_spec(org)
+    spec["topics"].append({"name": "starter-in"})
+    spec["agents"].append(
+        {
+            "name": starter,
+            "kind": "llm",
+            "instructions": "Start the seq flow for each record.",
+            "subscribes": ["starter-in"],
+            "publishes": ["replies"],
+            "can_start_flows": True,
+        }
+    )
+
+    def start(flow: str, **input: Any) -> ScriptedReply:
+        arguments = {"flow": flow, "input": input}
+        return ScriptedReply(tool_calls=[ScriptedToolCall(name="start_flow", arguments=arguments)])
+
+    scripted_llm.script(
+        starter,
+        [
+            start("seq", n=5),
+            start("nope"),
+            start("seq", n=5),  # the same record, the same flow: the same run
+            ScriptedReply(content="started seq"),
+        ],
+    )
+    await platform.start_org(spec)
+    await platform.send(
+        org, "starter-in", [new_record(org=org, type="go", source="user:t", payload={})]
+    )
+    deadline = time.monotonic() + 90
+    while len(scripted_llm.requests_for(starter)) < 4:
+        assert time.monotonic() < deadline, scripted_llm.requests_for(starter)
+        await asyncio.sleep(0.2)
+    requests = scripted_llm.requests_for(starter)
+    first, unknown, again = (_tool_result(r) for r in requests[1:4])
+    assert first["ok"] is True and first["already_started"] is False
+    assert first["workflow_id"] == flow_workflow_id(org, "seq", first["run"])
+    assert unknown["ok"] is False
+    assert f"org {org!r} has no flow 'nope' (its flows: seq, fan," in unknown["error"]
+    assert again["ok"] is True and again["already_started"] is True
+    assert again["workflow_id"] == first["workflow_id"]
+    report = await _report(
+        platform, org, first["workflow_id"], lambda r: r.state.status != "running"
+    )
+    assert report.state.status == FlowStatus.COMPLETED
+    assert report.state.input == {"n": 5}
+    assert report.state.result == {"prev": {"n": 5, "by": "a"}, "by": "b"}
+    deadline = time.monotonic() + 30
+    while not (runs := await service.list_flows(platform.client, org)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+    assert [r.workflow_id for r in runs] == [first["workflow_id"]]
+    # The tool is offered to agents with the right (``can_start_flows``).
+    assert "start_flow" in {t["function"]["name"] for t in requests[0]["tools"]}
+
+
+async def test_the_demo_flow_maps_its_tasks_through_the_triage_agent_then_emits(
+    platform: Platform,
+) -> None:
+    org = unique_org("demo")
+    await platform.start_org({**demo_spec().model_dump(mode="json", by_alias=True), "org": org})
+    run_id, result = await run_demo_flow(platform.settings, org)
+    assert result.status == FlowStatus.COMPLETED, result.failure
+    tasks: Any = (result.result or {})["tasks"]
+    sent: Any = demo_flow_input()["tasks"]
+    assert [(t["title"], t["priority"]) for t in tasks] == [
+        (t["title"], t["priority"]) for t in sent
+    ]
+    assert {t["requested_by"] for t in tasks} == {"system:flow"}
+    out = await platform.collect(org, "results", 1, timeout=30)
+    summary = [c.record for c in out if c.record.type == "batch.triaged"]
+    assert len(summary) == 1 and summary[0].correlation_id == run_id

@@ -134,7 +134,9 @@ def test_a_step_has_exactly_one_kind_and_topics_exist() -> None:
             {"id": "both", "ask": "writer", "emit": {"topic": "results", "type": "x"}},
         )
     )
-    assert any("exactly one of ask, parallel, switch, emit, approval" in p for p in problems)
+    assert any(
+        "exactly one of ask, parallel, map, handoff, switch, emit, approval" in p for p in problems
+    )
     problems = _problems(_spec({"id": "e", "emit": {"topic": "nowhere", "type": "x"}}))
     assert any("steps.0(e).emit.topic: unknown topic 'nowhere'" in p for p in problems)
 
@@ -193,3 +195,67 @@ def test_the_shipped_review_example_is_valid() -> None:
     flow = review_spec().flow("review")
     assert flow is not None and flow.trigger is not None
     assert [s.kind for s in flow.steps] == ["parallel", "ask", "switch", "ask", "approval", "emit"]
+
+
+def test_map_and_handoff_steps_are_valid_and_checked_against_the_org() -> None:
+    spec = validate_spec(
+        _spec(
+            {
+                "id": "each",
+                "map": {
+                    "over": "input.docs",
+                    "ask": "writer",
+                    "input": {"doc": "$.item", "at": "$.index"},
+                    "max_concurrency": 2,
+                    "timeout_s": 5,
+                },
+                "gather": "quorum:2",
+            },
+            {
+                "id": "fan",
+                "parallel": [{"ask": "writer", "timeout_s": 3}, {"ask": "reviewer"}],
+            },
+            {"id": "pick", "handoff": {"supervisor": "reviewer", "choices": ["writer"]}},
+        )
+    )
+    flow = spec.flow("review")
+    assert flow is not None
+    assert [s.kind for s in flow.steps] == ["map", "parallel", "handoff"]
+    assert [s.per_branch() for s in flow.steps] == [True, True, False]
+    assert flow.steps[0].map is not None and flow.steps[0].map.expression == "input.docs"
+    problems = _problems(
+        _spec(
+            {"id": "m", "map": {"over": "input.[[", "ask": "ghost"}, "gather": "most"},
+            {"id": "h", "handoff": {"supervisor": "nobody", "choices": ["writer", "mute", "x"]}},
+            {"id": "d", "handoff": {"supervisor": "writer", "choices": ["writer", "writer"]}},
+            {"id": "g", "ask": "writer", "gather": "first"},
+        )
+    )
+    assert any("steps.0(m).map.ask: unknown agent 'ghost'" in p for p in problems)
+    assert any(p.startswith("flows.0(review).steps.0(m).map.over: not a valid") for p in problems)
+    assert any("steps.0(m).gather: 'most' is not all" in p for p in problems)
+    assert any("steps.1(h).handoff.supervisor: unknown agent 'nobody'" in p for p in problems)
+    assert any("steps.1(h).handoff.choices.1: agent 'mute' subscribes to no" in p for p in problems)
+    assert any("steps.1(h).handoff.choices.2: unknown agent 'x'" in p for p in problems)
+    assert any("steps.2(d).handoff.choices: an agent is named twice" in p for p in problems)
+    assert any("steps.3(g).gather: only parallel and map steps gather" in p for p in problems)
+
+
+def test_start_flow_is_a_right_an_agent_has_and_passes_on_only_if_it_has_it() -> None:
+    from kafkaorg.llm.prompts import allowed_tools, argument_problems
+    from kafkaorg.org_rules import exceeds_parent
+    from kafkaorg.spec import AgentSpec
+
+    plain = AgentSpec(name="p", kind="llm", can_create_agents=True)
+    starter = AgentSpec(name="s", kind="llm", can_create_agents=True, can_start_flows=True)
+    assert "start_flow" not in allowed_tools(plain)
+    assert "start_flow" in allowed_tools(starter)
+    assert argument_problems("start_flow", {"input": []}) == [
+        "flow: required",
+        "input: expected object, got array",
+    ]
+    child = AgentSpec(name="c", kind="llm", can_start_flows=True)
+    assert [str(r) for r in exceeds_parent(child, plain)] == [
+        "can_start_flows: not granted to the parent"
+    ]
+    assert exceeds_parent(child, starter) == []

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
 from kafkaorg.contracts import AgentSignal, FlowSignal, FlowUpdate, OrgSignal, OrgUpdate
+from kafkaorg.flow_spec import STEP_KINDS
 from kafkaorg.history_replay import (
     divergence_event_id,
     load_history_file,
@@ -213,6 +214,17 @@ def test_golden_histories_cover_flow_replies_approvals_and_a_failed_run() -> Non
         for h in flows
         for _, name, inputs in _scheduled(h)
     ), "no golden FlowWorkflow history dead-letters a failed run"
+
+
+def test_golden_flow_histories_run_every_step_kind() -> None:
+    """Each step kind's commands (a map's batched publish and own clocks, a handoff's two
+    asks) are in some recorded FlowWorkflow history."""
+    kinds: set[str] = set()
+    for history in _of_type(FLOW_WORKFLOW_TYPE):
+        started = history.events[0].workflow_execution_started_event_attributes
+        flow = json.loads(started.input.payloads[0].data)["flow"]
+        kinds |= {k for step in flow["steps"] for k in STEP_KINDS if step.get(k) is not None}
+    assert kinds == set(STEP_KINDS), f"no golden FlowWorkflow runs {set(STEP_KINDS) - kinds}"
 
 
 def test_golden_histories_cover_the_drift_timer_repairing_drift() -> None:
