@@ -160,6 +160,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "KAFKAORG_LLM_MODEL": model_server.model_name,
             "KAFKAORG_LLM_MAX_TOKENS": str(MAX_TOKENS),
             "KAFKAORG_LLM_MAX_TOKENS_PARAM": "max_tokens",
+            "KAFKAORG_LLM_MAX_RETRIES": "0",
+            "KAFKAORG_LLM_TIMEOUT_S": "300",
         }
     )
     processes.start()

@@ -157,8 +157,9 @@ class Settings(BaseSettings):
                 self.llm_base_url = announced["base_url"]
                 if "llm_model" not in self.model_fields_set:
                     self.llm_model = announced["model"]
-                if "llm_max_tokens_param" not in self.model_fields_set:
-                    self.llm_max_tokens_param = "max_tokens"
+                for name, value in LOCAL_MODEL_DEFAULTS.items():
+                    if name not in self.model_fields_set:
+                        setattr(self, name, value)
         return self
 
     @property
@@ -190,6 +191,19 @@ class Settings(BaseSettings):
             f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows"
             f"?query=KafkaorgOrg%3D%22{org}%22"
         )
+
+
+LOCAL_MODEL_DEFAULTS: dict[str, object] = {
+    "llm_max_tokens_param": "max_tokens",
+    "llm_max_tokens": 256,
+    "llm_timeout_s": 300.0,
+    "llm_max_retries": 0,
+}
+"""What suits the local model, unless set: llama-cpp-python reads only ``max_tokens``; a
+135M model on two shared cores writes ~10 tokens/s, so answers are kept short and given
+time; and its one request at a time gains nothing from the client's own retries (a
+timed-out request keeps the server busy, a retry queues behind it; Temporal still
+retries the activity)."""
 
 
 def _announced_local_model(path: Path) -> dict[str, str] | None:

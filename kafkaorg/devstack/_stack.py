@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kafkaorg.config import Settings, get_settings
+from kafkaorg.config import LOCAL_MODEL_DEFAULTS, Settings, get_settings
 
 from ._base import Service
 from ._console import ConsoleService
@@ -243,7 +243,11 @@ class DevStack:
         update = {
             "llm_base_url": model.base_url,
             "llm_model": model.model_name,
-            "llm_max_tokens_param": "max_tokens",  # llama-cpp-python ignores the other
+            **{
+                k: v
+                for k, v in LOCAL_MODEL_DEFAULTS.items()
+                if k not in self.settings.model_fields_set
+            },
         }
         for service in self.platform:
             service.settings = service.settings.model_copy(update=update)

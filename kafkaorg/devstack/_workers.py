@@ -36,6 +36,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["KAFKAORG_LLM_BASE_URL"] = settings.llm_base_url
         env["KAFKAORG_LLM_MODEL"] = settings.llm_model
         env["KAFKAORG_LLM_MAX_TOKENS_PARAM"] = settings.llm_max_tokens_param
+        env["KAFKAORG_LLM_MAX_TOKENS"] = str(settings.llm_max_tokens)
+        env["KAFKAORG_LLM_TIMEOUT_S"] = str(settings.llm_timeout_s)
+        env["KAFKAORG_LLM_MAX_RETRIES"] = str(settings.llm_max_retries)
     return env
 
 

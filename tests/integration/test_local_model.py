@@ -97,6 +97,8 @@ async def test_an_llm_agent_answers_with_the_local_model(
         KAFKAORG_LLM_MODEL=local_model.model_name,
         KAFKAORG_LLM_MAX_TOKENS_PARAM="max_tokens",
         KAFKAORG_LLM_MAX_TOKENS="128",
+        KAFKAORG_LLM_MAX_RETRIES="0",
+        KAFKAORG_LLM_TIMEOUT_S="300",
     ):
         spec = await platform.start_org(_spec(org))
         sent = task(org, 1)

@@ -31,6 +31,7 @@ def test_a_running_local_model_is_the_endpoint(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     assert (settings.llm_base_url, settings.llm_model) == ("http://127.0.0.1:8250/v1", "smol")
     assert settings.llm_max_tokens_param == "max_tokens"  # llama-cpp-python ignores the other
+    assert (settings.llm_max_tokens, settings.llm_max_retries) == (256, 0)
 
 
 def test_a_given_endpoint_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
