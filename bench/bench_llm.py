@@ -108,8 +108,9 @@ def _flush(model: openai.OpenAI, name: str) -> None:
     )
 
 
-def _model_seconds(settings: Settings, worker_pid: int) -> float:
-    """The worker's ``kafkaorg_llm_call_seconds_sum`` (its metrics endpoint)."""
+def _model_seconds(settings: Settings, worker_pid: int) -> tuple[float, float]:
+    """The worker's ``kafkaorg_llm_call_seconds_sum`` and completion tokens (its metrics
+    endpoint)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for endpoint in metrics_endpoints(settings):
@@ -117,12 +118,14 @@ def _model_seconds(settings: Settings, worker_pid: int) -> float:
             continue
         with urllib.request.urlopen(endpoint.url, timeout=5) as response:
             text = response.read().decode()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "kafkaorg_llm_call_seconds_sum"
+        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+        seconds = sum(s.value for s in samples if s.name == "kafkaorg_llm_call_seconds_sum")
+        tokens = sum(
+            s.value
+            for s in samples
+            if s.name == "kafkaorg_llm_tokens_total" and s.labels.get("kind") == "completion"
         )
+        return seconds, tokens
     raise BenchError(f"no metrics endpoint of the worker (pid {worker_pid})")
 
 
@@ -204,7 +207,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             platform_s = time.monotonic() - started
             answered = tracker.received.get(record.id)
             answered_s = answered - started if answered is not None else None
-            model_s = await asyncio.to_thread(_model_seconds, settings, worker_pid) - model_before
+            model_after = await asyncio.to_thread(_model_seconds, settings, worker_pid)
+            model_s = model_after[0] - model_before[0]
+            platform_tokens = model_after[1] - model_before[1]
             conversation = (await service.agent_conversation(client, org, agent.name)).messages
             calls = _requests_of(conversation, seen)
             seen = len(conversation)
@@ -224,11 +229,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "platform_model_s": model_s,
                 "direct_s": sum(t for t, _ in direct),
                 "completion_tokens_direct": sum(k for _, k in direct),
+                "completion_tokens_platform": platform_tokens,
             }
             rows.append(row)
             err.print(
                 f"round {len(rows)}: {row['calls']} calls, platform {platform_s:.2f} s "
-                f"(model calls {model_s:.2f} s), direct {row['direct_s']:.2f} s"
+                f"(model calls {model_s:.2f} s, {platform_tokens:.0f} tokens), direct "
+                f"{row['direct_s']:.2f} s ({row['completion_tokens_direct']} tokens)"
             )
         collector.stop()
     finally:
@@ -247,6 +254,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     direct = statistics.median(r["direct_s"] for r in rows)
     per_call = [(r["platform_s"] - r["direct_s"]) / r["calls"] for r in rows if r["calls"]]
     tokens = sum(r["completion_tokens_direct"] for r in rows)
+    platform_tokens = sum(r["completion_tokens_platform"] for r in rows)
     return {
         "when": datetime.now(UTC).isoformat(),
         "machine": machine(),
@@ -264,7 +272,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             r["platform_s"] - r["platform_model_s"] for r in rows
         ),
         "median_calls_per_record": statistics.median(r["calls"] for r in rows),
-        "completion_tokens_per_s_platform": tokens / sum(r["platform_s"] for r in rows),
+        "completion_tokens_platform": platform_tokens,
+        "completion_tokens_direct": tokens,
+        "completion_tokens_per_s_platform": platform_tokens
+        / sum(r["platform_model_s"] for r in rows),
         "completion_tokens_per_s_direct": tokens / sum(r["direct_s"] for r in rows),
         "direct_over_platform": direct / platform,
     }
