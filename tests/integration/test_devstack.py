@@ -37,7 +37,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _settings(state_dir: Path) -> Settings:
-    kafka, controller, temporal, ui, pg, console, prometheus, phoenix, grpc = _free_ports(9)
+    kafka, controller, temporal, ui, pg, console, prometheus, phoenix, grpc, llm = _free_ports(10)
     return Settings(
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         kafka_controller_port=controller,
@@ -49,6 +49,7 @@ def _settings(state_dir: Path) -> Settings:
         prometheus_port=prometheus,
         phoenix_port=phoenix,
         phoenix_grpc_port=grpc,
+        llm_local_port=llm,
     )
 
 
@@ -62,11 +63,17 @@ def test_status_of_a_down_stack_says_down(tmp_path: Path) -> None:
         "prometheus",
         "console",
         "phoenix",
+        "local-model",
         "worker",
         "bridge",
         "sandbox-worker",
     }
     assert not any(s.healthy for s in statuses.values())
+    # Installed or not (scripts/install.sh --llm), it says what to run.
+    assert statuses["local-model"].detail in (
+        "down (kafkaorg dev up --llm)",
+        "not installed (kafkaorg dev install --llm)",
+    )
     assert all(s.pid is None for s in statuses.values())
     assert "Web UI http://127.0.0.1:" in statuses["temporal"].detail
     assert stack.is_up() is False
