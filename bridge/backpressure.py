@@ -13,9 +13,11 @@ does not lift the other:
 The bridge cannot afford a query per agent per batch, so it queries an agent's
 ``AgentWorkflow.status`` at most every ``check_interval_s`` and only while the agent
 received records recently (or is held); between queries it *estimates* the inbox as the
-last answer plus what it has delivered since the query was sent. The estimate only grows
-between answers (the agent's progress is not seen), so it errs on pausing early, and it
-is checked before every batch: an inbox never exceeds the limit by more than one batch.
+last answer plus what it has delivered since the query *that answer came from* was sent
+(while the next query is in flight, the records signalled before it are still counted on
+top of the old answer). The estimate only grows between answers (the agent's progress is
+not seen), so it errs on pausing early, and it is checked before every batch: an inbox
+never exceeds the limit by more than one batch.
 An agent whose status could not be read (no worker, Temporal down) is *unknown*: that
 alone never pauses anything.
 
@@ -72,6 +74,10 @@ class AgentGauge:
     delivered_since_query: int = 0
     """Records signalled to it since the last query was *sent* (so the estimate never lags)."""
     delivered_bytes_since_query: int = 0
+    awaiting_answer: int = 0
+    """Records signalled before the query in flight was sent: its answer will count them,
+    the previous answer did not, so until it arrives they are added on top."""
+    awaiting_answer_bytes: int = 0
     last_query_at: float = float("-inf")
     last_delivery_at: float = float("-inf")
     held: bool = False
@@ -80,13 +86,13 @@ class AgentGauge:
     def estimate(self) -> int | None:
         if self.answered is None:
             return None
-        return self.answered + self.delivered_since_query
+        return self.answered + self.awaiting_answer + self.delivered_since_query
 
     @property
     def estimate_bytes(self) -> int | None:
         if self.answered_bytes is None:
             return None
-        return self.answered_bytes + self.delivered_bytes_since_query
+        return self.answered_bytes + self.awaiting_answer_bytes + self.delivered_bytes_since_query
 
 
 @dataclass
@@ -144,6 +150,8 @@ class InboxGate:
     def query_sent(self, key: AgentKey, now: float) -> None:
         gauge = self._gauge(key)
         gauge.last_query_at = now
+        gauge.awaiting_answer += gauge.delivered_since_query
+        gauge.awaiting_answer_bytes += gauge.delivered_bytes_since_query
         gauge.delivered_since_query = 0
         gauge.delivered_bytes_since_query = 0
 
@@ -152,6 +160,7 @@ class InboxGate:
         gauge = self._gauge(key)
         gauge.answered = inbox
         gauge.answered_bytes = inbox_bytes if inbox is not None else None
+        gauge.awaiting_answer = gauge.awaiting_answer_bytes = 0
         self._decide(gauge)
 
     def forget_idle(self, now: float) -> None:

@@ -51,6 +51,12 @@ async def test_every_workflow_of_a_live_org_replays_including_continue_as_new_ru
             break
         await asyncio.sleep(0.1)
     await _visible(platform, f'KafkaorgOrg = "{org}"', 4)  # org + first agent + 2 chain runs
+    # The newest run may not have finished its first workflow task yet (3 events): wait
+    # until it has, so that every history replayed below holds a completed task.
+    for _ in range(100):
+        if (await latest.describe()).history_length > 3:
+            break
+        await asyncio.sleep(0.1)
 
     result = await kafkaorg("workflow", "replay", "--all", org, "--json")
 

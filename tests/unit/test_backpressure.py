@@ -47,6 +47,21 @@ def test_estimate_grows_with_deliveries_and_holds_before_the_next_batch() -> Non
     assert gate.held() == []
 
 
+def test_records_sent_before_a_query_in_flight_still_count_until_it_answers() -> None:
+    """The old answer did not see them and the new one has not come: both must not drop them."""
+    gate = InboxGate(limit=50, check_interval_s=2.0)
+    gate.delivered({A: 25}, now=0.0)
+    gate.query_sent(A, 0.0)
+    gate.answered(A, 25)
+    gate.delivered({A: 20}, now=0.5)
+    gate.query_sent(A, 2.0)  # its answer will say 45; until then 25 is all we were told
+    assert gate.gauges[A].estimate == 45
+    gate.delivered({A: 25}, now=2.1)
+    assert gate.held() == [A], "70 in the inbox, with the answer to the last query pending"
+    gate.answered(A, 45)
+    assert gate.gauges[A].estimate == 70, "the answer counts the 20, the 25 came after it"
+
+
 def test_bytes_hold_a_few_large_records_and_release_only_when_both_are_low() -> None:
     gate = InboxGate(limit=10_000, check_interval_s=2.0, byte_limit=1_000)
     gate.query_sent(A, 0.0)
