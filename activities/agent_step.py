@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from kafkaorg import tracing
 from kafkaorg.envelope import Record, utcnow
 from kafkaorg.faults import FaultPoint, fail
@@ -136,11 +137,12 @@ class AgentStepActivities:
 
     def _produce(self, org: str, outgoing: list[Outgoing], consumed: int) -> StepResult:
         activity.heartbeat(len(outgoing))
-        if len(outgoing) > 1 and self._transactions is not None:
-            # Several records: all visible to read-committed consumers, or none.
-            self._transactions.produce(outgoing)
-        else:
-            produce_and_wait(self._producer, outgoing)
+        with heartbeating():
+            if len(outgoing) > 1 and self._transactions is not None:
+                # Several records: all visible to read-committed consumers, or none.
+                self._transactions.produce(outgoing)
+            else:
+                produce_and_wait(self._producer, outgoing)
         # Counted once written (the transaction committed): a failed try counts nothing.
         count_produced(org, Counter(_edge(o) for o in outgoing).items())
         by_topic = Counter(o.kafka_topic for o in outgoing)

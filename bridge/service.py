@@ -89,6 +89,7 @@ from kafkaorg.names import (
     split_kafka_topic,
 )
 from kafkaorg.temporal import connect_temporal
+from kafkaorg.worker_slots import process_bridge_id
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,13 @@ MARKER_COMMIT_INTERVAL_S = 1.0
 
 
 def consumer_config(settings: Settings) -> dict[str, object]:
+    membership: dict[str, object] = {}
+    if settings.bridge_static_membership:
+        # A restarted bridge (same slot, same id) is handed its partitions on joining.
+        membership["group.instance.id"] = process_bridge_id(settings)
     return client_config(
         settings,
+        **membership,
         **{
             "group.id": BRIDGE_GROUP_ID,
             "enable.auto.commit": False,
@@ -109,9 +115,9 @@ def consumer_config(settings: Settings) -> dict[str, object]:
             "isolation.level": "read_committed",
             "topic.metadata.refresh.interval.ms": 2000,
             "max.poll.interval.ms": 600_000,
-            # A bridge that died is out of the group (its partitions reassigned) in ~10 s.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
+            # A bridge that died is out of the group (its partitions reassigned) this soon.
+            "session.timeout.ms": int(settings.bridge_session_timeout_s * 1000),
+            "heartbeat.interval.ms": max(500, int(settings.bridge_session_timeout_s * 200)),
             "fetch.max.bytes": 16 * 1024 * 1024,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             "client.id": "kafkaorg-bridge",

@@ -274,6 +274,12 @@ async def rollback_tool(client: Client, org: str, request: RollbackToolRequest) 
 
 # ---- agents -----------------------------------------------------------------------------
 
+AGENT_TASK_TIMEOUT = timedelta(seconds=10)
+"""An agent's workflow task on a worker that died is retried elsewhere after this long.
+Not shorter: its longest task, replaying a whole run on a cold cache, took 1-2 s at the
+1,000 events after which an agent continues-as-new on this 2-core machine (4,000 events:
+6.8 s; bench/bench_replay.py), and a task over the timeout would time out on every retry."""
+
 
 def agent_handle(client: Client, org: str, agent: str) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(agent_workflow_id(org, agent))
@@ -289,6 +295,7 @@ async def deliver(client: Client, org: str, agent: str, delivery: Delivery) -> N
         start_signal=AgentSignal.DELIVER,
         start_signal_args=[delivery],
         search_attributes=agent_search_attributes(org, agent),
+        task_timeout=AGENT_TASK_TIMEOUT,
     )
 
 
@@ -301,6 +308,7 @@ async def start_agent(client: Client, org: str, agent: str) -> str:
         task_queue=TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=agent_search_attributes(org, agent),
+        task_timeout=AGENT_TASK_TIMEOUT,
     )
     return handle.id
 

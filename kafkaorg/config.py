@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     and the same after a restart (the restarted worker fences the crashed one's open
     transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
     live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
+    worker_sticky_timeout_s: float = Field(default=2.0, gt=0)
+    """How long Temporal keeps a workflow task on a worker's own (sticky) queue before any
+    worker may take it. A killed worker's agents wait this long for their next step, so it
+    is short (the SDK's default is 10 s); a busy worker that misses it only replays the
+    history elsewhere."""
 
     # Traces (kafkaorg/tracing.py): off unless an OTLP endpoint is set.
     otlp_endpoint: str | None = None
@@ -128,6 +133,16 @@ class Settings(BaseSettings):
     max_record_bytes: int = 1_048_576
     """Records larger than this go to the DLQ instead of into a workflow."""
     bridge_batch_size: int = 500
+    bridge_static_membership: bool = True
+    """Join the consumer group as a static member (``group.instance.id``, one per bridge
+    slot): a bridge restarted after a crash takes its partitions back at once instead of
+    after ``bridge_session_timeout_s``. A bridge that stops for good keeps its partitions
+    that long too (a static member does not leave the group when it closes)."""
+    bridge_instance_id: str | None = None
+    """The static member id; unset, ``kafkaorg-bridge-<hostname>-<N>`` from a slot no live
+    bridge sharing this state dir holds (kafkaorg/worker_slots.py)."""
+    bridge_session_timeout_s: float = Field(default=10.0, ge=1.0)
+    """A bridge that died without a restart is out of the group after this long."""
     bridge_poll_timeout_s: float = 0.2
     bridge_subscription_ttl_s: float = 1.0
     """How old the bridge's snapshot of who subscribes to what may get; a record newer

@@ -12,6 +12,11 @@ holder dies, however it dies, so a worker started after a crash finds the crashe
 slot free again, and lower slots are always taken first. Only workers that share a state
 dir see each other's slots: workers on one host with different state dirs that use the
 same Kafka cluster need an explicit ``KAFKAORG_WORKER_ID`` each.
+
+Bridges take slots the same way, in ``run/bridge-slots``: a bridge's slot is its Kafka
+*static group membership* id (``group.instance.id``), so a bridge restarted after a crash
+gets the crashed one's partitions back the moment it joins, instead of after the group's
+session timeout (``KAFKAORG_BRIDGE_INSTANCE_ID`` overrides it).
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from typing import TextIO
 from kafkaorg.config import Settings
 
 
-def slot_dir(state_dir: Path) -> Path:
-    """Where the slot lock files of the workers sharing ``state_dir`` live."""
-    return state_dir / "run" / "worker-slots"
+def slot_dir(state_dir: Path, kind: str = "worker") -> Path:
+    """Where the slot lock files of the workers (or bridges) sharing ``state_dir`` live."""
+    return state_dir / "run" / f"{kind}-slots"
 
 
 @dataclass
@@ -89,3 +94,14 @@ def process_worker_id(settings: Settings) -> str:
     if lock_dir not in _held:
         _held[lock_dir] = claim_worker_slot(lock_dir)
     return _held[lock_dir].worker_id
+
+
+def process_bridge_id(settings: Settings) -> str:
+    """This process's bridge id (its ``group.instance.id``): ``settings.bridge_instance_id``
+    if set, else ``kafkaorg-bridge-<hostname>-<N>`` from a bridge slot held for life."""
+    if settings.bridge_instance_id:
+        return settings.bridge_instance_id
+    lock_dir = slot_dir(settings.state_dir, "bridge")
+    if lock_dir not in _held:
+        _held[lock_dir] = claim_worker_slot(lock_dir)
+    return f"kafkaorg-bridge-{_held[lock_dir].worker_id}"

@@ -64,7 +64,16 @@ MAX_STEP_BYTES = 1_000_000
 """One step's activity input stays well under Temporal's 2 MB payload limit."""
 MAX_CARRIED_STATE_BYTES = 1_500_000
 """Continue-as-new input stays under Temporal's 2 MB payload limit (inbox included)."""
-HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+HISTORY_EVENTS_BEFORE_CONTINUE = 1000
+"""A worker taking an agent over (a cache miss, a dead worker) replays the whole run in one
+workflow task: about 1 s at 1,000 events here, 6.8 s at 4,000 (bench/bench_replay.py), and
+that task must end well within ``AGENT_TASK_TIMEOUT``."""
+SHORT_RUNS_PATCH = "continue-as-new-at-1000-events"
+"""Runs started before it continue-as-new at the old bound (replaying them stays exact)."""
+LEGACY_HISTORY_EVENTS_BEFORE_CONTINUE = 4000
+STEP_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+"""A step on a worker that died is retried this soon (the step heartbeats from a thread
+while it produces, activities/heartbeat.py, so a slow broker does not trip it)."""
 HISTORY_BYTES_BEFORE_CONTINUE = 10_000_000
 """``llm`` agents put conversations into history; stay far below Temporal's 50 MB."""
 ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
@@ -210,7 +219,7 @@ class AgentWorkflow:
                 ),
                 start_to_close_timeout=timedelta(seconds=60),
                 # A worker that dies mid-step is noticed in seconds, not after the full timeout.
-                heartbeat_timeout=timedelta(seconds=10),
+                heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
                 retry_policy=self._step_retry,
             )
             state.published += result.published
@@ -503,7 +512,7 @@ class AgentWorkflow:
                         traces=emission_traces,
                     ),
                     start_to_close_timeout=timedelta(seconds=60),
-                    heartbeat_timeout=timedelta(seconds=10),
+                    heartbeat_timeout=STEP_HEARTBEAT_TIMEOUT,
                     retry_policy=self._step_retry,
                 )
                 state.published += result.published
@@ -622,9 +631,11 @@ class AgentWorkflow:
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         limit = self._input.continue_as_new_after_steps
+        events = info.get_current_history_length()
         due = (
             info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > HISTORY_EVENTS_BEFORE_CONTINUE
+            or events > LEGACY_HISTORY_EVENTS_BEFORE_CONTINUE
+            or (events > HISTORY_EVENTS_BEFORE_CONTINUE and workflow.patched(SHORT_RUNS_PATCH))
             or info.get_current_history_size() > HISTORY_BYTES_BEFORE_CONTINUE
             or (limit is not None and self._steps_this_run >= limit)
         )

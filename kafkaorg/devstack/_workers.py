@@ -48,7 +48,8 @@ class KafkaorgProcess:
     The one way the platform's processes are started: by ``kafkaorg dev up --workers``
     (detached and tracked by a pid file, so a later ``kafkaorg dev down`` stops them), by
     the tests (which SIGKILL and restart them, and read their logs) and by the benchmarks.
-    The log is ``<log_dir>/<command, spaces as dashes>.log``, kept across restarts.
+    The log is ``<log_dir>/<name or command, spaces as dashes>.log``, kept across restarts
+    (a ``name`` tells a second worker's log from the first's).
     """
 
     start_check_s: float = 0.0
@@ -63,10 +64,11 @@ class KafkaorgProcess:
         cwd: Path | None = None,
         detach: bool = False,
         pid_file: PidFile | None = None,
+        name: str | None = None,
     ) -> None:
         self.command = command
-        self.title = f"kafkaorg {command}"
-        self.log_path = log_dir / f"{command.replace(' ', '-')}.log"
+        self.title = f"kafkaorg {command}" + (f" ({name})" if name else "")
+        self.log_path = log_dir / f"{name or command.replace(' ', '-')}.log"
         self.env = env  # None: this process's environment as it is at each start
         self.cwd = cwd
         self.detach = detach

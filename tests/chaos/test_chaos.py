@@ -15,12 +15,13 @@ agent's dedup (and a reader deduplicating by id) turns that into one effect.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from kafkaorg.devstack import DevStack
-from tests.chaos.driver import Restartable, chain_spec, run_chaos
-from tests.support import Platform, unique_org
+from tests.chaos.driver import ChaosReport, EventKind, Restartable, chain_spec, run_chaos
+from tests.support import Platform, ProcessHandle, unique_org
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -45,11 +46,77 @@ async def test_every_input_has_one_effect_in_key_order_through_kills_and_restart
         platform.settings, platform.client, org, targets, records=CHAOS_RECORDS
     )
 
-    with capsys.disabled():  # shown in every run, green or red
-        print("\n" + "\n".join(f"chaos: {line}" for line in report.lines()))
+    _show(report, capsys)
     kinds = [e.kind for e in report.events]
     assert kinds.count("kill-bridge") == 3 and kinds.count("kill-worker") == 3
     assert kinds.count("restart-kafka") == 1 and kinds.count("restart-temporal") == 1
+    _assert_one_effect_each_in_order(report)
+
+
+TWO_BY_TWO_SCHEDULE: tuple[tuple[float, EventKind], ...] = (
+    (0.20, "kill-bridge"),
+    (0.32, "kill-worker"),
+    (0.44, "kill-bridge"),
+    (0.56, "kill-worker"),
+    (0.68, "kill-bridge"),
+    (0.80, "kill-worker"),
+)
+
+
+async def test_two_bridges_and_two_workers_lose_nothing_when_one_of_each_is_killed(
+    platform: Platform, log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two of each share the partitions and the task queue (own worker ids); one bridge
+    (a static member) and one worker are SIGKILLed and restarted under load, the others
+    keep running. Recovery is printed: a killed worker's agents move to the live one
+    after the sticky, task and heartbeat timeouts (2-3 s), not after its restart."""
+    second_worker = ProcessHandle("worker", log_dir, name="worker-2")
+    # The standby is a dynamic member: it leaves the group the moment it stops, so the
+    # tests after this one do not wait out its session on half of the partitions.
+    second_bridge = ProcessHandle(
+        "bridge",
+        log_dir,
+        name="bridge-2",
+        env={**os.environ, "KAFKAORG_BRIDGE_STATIC_MEMBERSHIP": "false"},
+    )
+    second_worker.start()
+    second_bridge.start()
+    try:
+        org = unique_org("chaos2x2")
+        await platform.start_org(chain_spec(org))
+        targets = Restartable(
+            kill_bridge=platform.bridge.restart_after_kill,
+            kill_worker=platform.worker.restart_after_kill,
+            stack=DevStack(platform.settings),
+        )
+        report = await run_chaos(
+            platform.settings,
+            platform.client,
+            org,
+            targets,
+            records=CHAOS_RECORDS,
+            schedule=TWO_BY_TWO_SCHEDULE,
+        )
+        second_worker.ensure_alive()
+        second_bridge.ensure_alive()
+    finally:
+        second_bridge.stop()
+        second_worker.stop()
+    _show(report, capsys, prefix="chaos 2x2")
+    kinds = [e.kind for e in report.events]
+    assert kinds.count("kill-bridge") == 3 and kinds.count("kill-worker") == 3
+    _assert_one_effect_each_in_order(report)
+    worker_log = second_worker.log_path.read_text()
+    assert "worker polling task queue" in worker_log
+    assert "fenc" not in worker_log.lower(), "two live workers never fence each other"
+
+
+def _show(report: ChaosReport, capsys: pytest.CaptureFixture[str], prefix: str = "chaos") -> None:
+    with capsys.disabled():  # shown in every run, green or red
+        print("\n" + "\n".join(f"{prefix}: {line}" for line in report.lines()))
+
+
+def _assert_one_effect_each_in_order(report: ChaosReport) -> None:
     assert all(e.at_progress >= 0.2 for e in report.events)
     assert all(e.recovery_s is not None for e in report.events), "output resumed after each"
     assert report.missing_ids == 0 and report.unexpected_ids == 0, "distinct ids on out"
