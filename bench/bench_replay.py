@@ -67,6 +67,11 @@ async def _fill_one_run(platform: Platform, org: str, payload_bytes: int) -> int
             err.print(f"  {steps} steps")
 
 
+def _save(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 async def _measure(
     platform: Platform, payload_bytes: int, repeats: int, save_dir: Path | None
 ) -> dict[str, Any]:
@@ -80,9 +85,8 @@ async def _measure(
         histories = await fetch_workflow_histories(platform.client, workflow_id)
         fetches.append(time.perf_counter() - began)
     full = max(histories, key=lambda h: len(h.events))
-    if save_dir is not None:  # for a profile: python -m cProfile ... replay of this file
-        save_dir.mkdir(parents=True, exist_ok=True)
-        (save_dir / f"{org}-{payload_bytes}.json").write_text(full.to_json())
+    if save_dir is not None:  # to profile its replay offline
+        await asyncio.to_thread(_save, save_dir / f"{org}-{payload_bytes}.json", full.to_json())
     size = sum(e.ByteSize() for e in full.events)
     replayer = make_replayer([AgentWorkflow])
     replays = []

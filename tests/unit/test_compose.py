@@ -63,7 +63,7 @@ NOT_FOR_SERVICES = {
     "bridge_retry_max_s": "tuning knob with a working default (backpressure)",
     "worker_id": "defaults to <hostname>-<slot>, unique per worker process (worker_slots.py)",
     "worker_sticky_timeout_s": "tuning knob with a working default (recovery after a kill)",
-    "bridge_static_membership": "on by default; a restarted bridge container keeps its id",
+    "bridge_static_membership": "off by default (new topics after a static leader's rejoin)",
     "bridge_instance_id": "defaults to kafkaorg-bridge-<hostname>-<slot> (worker_slots.py)",
     "bridge_session_timeout_s": "tuning knob with a working default (recovery after a kill)",
     "step_transactions": "on by default; off only to trade atomic steps for throughput",
