@@ -87,6 +87,9 @@ class ChaosEvent(BaseModel):
     """How long the kill/restart itself took."""
     recovery_s: float | None = None
     """From the event's start until the first input sent after it had its effect."""
+    every_key_s: float | None = None
+    """Until every key had an input sent after the event come out: the slowest partition
+    (with two bridges, the killed one's partitions wait while the other's flow)."""
 
 
 class HopCounts(BaseModel):
@@ -116,6 +119,7 @@ class ChaosReport(BaseModel):
     """Records each agent's workflow processed (after its dedup): N each means one effect."""
     hops: dict[str, HopCounts]
     median_recovery_s: dict[str, float] = Field(default_factory=dict)
+    median_every_key_s: dict[str, float] = Field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -143,12 +147,15 @@ class ChaosReport(BaseModel):
             )
         for event in self.events:
             recovery = f"{event.recovery_s:.1f} s" if event.recovery_s is not None else "n/a"
+            every = f"{event.every_key_s:.1f} s" if event.every_key_s is not None else "n/a"
             out.append(
                 f"{event.kind:<17} at {event.at_progress:5.1%}: took {event.took_s:.1f} s, "
-                f"recovered in {recovery}"
+                f"recovered in {recovery}, every key in {every}"
             )
         for kind, median in sorted(self.median_recovery_s.items()):
-            out.append(f"median recovery after {kind}: {median:.1f} s")
+            every_key = self.median_every_key_s.get(kind)
+            tail = f" (every key: {every_key:.1f} s)" if every_key is not None else ""
+            out.append(f"median recovery after {kind}: {median:.1f} s{tail}")
         return out
 
 
@@ -374,6 +381,18 @@ async def run_chaos(
                     await asyncio.sleep(0.1)
             if recovered_at is not None:
                 events[-1].recovery_s = recovered_at - began
+            keys_later = {seq_of[i][0] for i in later}
+            while keys_later and time.monotonic() < deadline:
+                firsts: dict[int, float] = {}
+                with out.lock:
+                    for i, t in out.effects.items():
+                        if i in later:
+                            key = seq_of[i][0]
+                            firsts[key] = min(firsts.get(key, t), t)
+                if keys_later <= firsts.keys():
+                    events[-1].every_key_s = max(firsts.values()) - began
+                    break
+                await asyncio.sleep(0.1)
         release_rest.set()
         # Polled: the readers are threads, the counters theirs.
         while progress() < 1.0 and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -416,9 +435,12 @@ async def run_chaos(
     expected = expected_output_ids(org, inputs)
     out_ids = {r.id for _, _, r in out.messages}
     by_kind: dict[str, list[float]] = defaultdict(list)
+    every_key_by_kind: dict[str, list[float]] = defaultdict(list)
     for event in events:
         if event.recovery_s is not None:
             by_kind[event.kind].append(event.recovery_s)
+        if event.every_key_s is not None:
+            every_key_by_kind[event.kind].append(event.every_key_s)
     return ChaosReport(
         records=records,
         keys=keys,
@@ -432,4 +454,5 @@ async def run_chaos(
         processed=processed,
         hops={"mid": hop(mid), "out": hop(out)},
         median_recovery_s={k: statistics.median(v) for k, v in by_kind.items()},
+        median_every_key_s={k: statistics.median(v) for k, v in every_key_by_kind.items()},
     )

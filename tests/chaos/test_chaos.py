@@ -112,6 +112,7 @@ def _show(report: ChaosReport, capsys: pytest.CaptureFixture[str], prefix: str =
 def _assert_one_effect_each_in_order(report: ChaosReport) -> None:
     assert all(e.at_progress >= 0.2 for e in report.events)
     assert all(e.recovery_s is not None for e in report.events), "output resumed after each"
+    assert all(e.every_key_s is not None for e in report.events), "every key resumed after each"
     assert report.missing_ids == 0 and report.unexpected_ids == 0, "distinct ids on out"
     assert report.lost == 0, "every input has an effect"
     assert report.doubled == 0, "no input has two different effects"

@@ -383,3 +383,15 @@ def test_kafkaorg_image_is_built_from_this_project(services: dict[str, dict[str,
     assert re.search(r'^ENTRYPOINT \["kafkaorg"\]', text, flags=re.MULTILINE)
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".env" in ignored, "an .env with LLM keys would be baked into the image"
+
+
+@pytest.mark.parametrize("service", ["kafkaorg-worker", "kafkaorg-bridge"])
+def test_workers_and_bridges_scale(services: dict[str, dict[str, Any]], service: str) -> None:
+    """``docker compose up --scale kafkaorg-worker=3 --scale kafkaorg-bridge=2`` needs
+    replicas that can coexist: no fixed container name or hostname, no host port, and no
+    fixed worker or bridge id (each replica derives its own from its container's hostname)."""
+    spec = services[service]
+    assert "container_name" not in spec and "hostname" not in spec, service
+    assert not spec.get("ports"), f"{service} publishes a host port: a second replica clashes"
+    env = _kafkaorg_env(services, service)
+    assert "KAFKAORG_WORKER_ID" not in env and "KAFKAORG_BRIDGE_INSTANCE_ID" not in env
