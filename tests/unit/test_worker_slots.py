@@ -91,3 +91,27 @@ def test_the_process_keeps_the_slot_it_claimed_first(
     finally:
         for slot in worker_slots._held.values():
             slot.release()
+
+
+def test_bridges_take_slots_of_their_own_as_static_member_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.service import consumer_config
+
+    monkeypatch.setattr(worker_slots, "_held", {})
+    settings = Settings(state_dir=tmp_path, bridge_static_membership=True)
+    try:
+        host = worker_slots.socket.gethostname()
+        process_worker_id(settings)  # a worker in the same process and state dir
+        config = consumer_config(settings)
+        assert config["group.instance.id"] == f"kafkaorg-bridge-{host}-0", "its own slot, not 1"
+        assert consumer_config(settings)["group.instance.id"] == config["group.instance.id"]
+        assert (slot_dir(tmp_path, "bridge") / f"{host}-0.lock").exists()
+    finally:
+        for slot in worker_slots._held.values():
+            slot.release()
+    named = Settings(state_dir=tmp_path, bridge_static_membership=True, bridge_instance_id="b-7")
+    assert consumer_config(named)["group.instance.id"] == "b-7"
+    dynamic = consumer_config(Settings(state_dir=tmp_path, bridge_session_timeout_s=6))
+    assert "group.instance.id" not in dynamic, "off by default: a dynamic member"
+    assert (dynamic["session.timeout.ms"], dynamic["heartbeat.interval.ms"]) == (6000, 1200)
