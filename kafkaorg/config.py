@@ -90,11 +90,12 @@ class Settings(BaseSettings):
     and the same after a restart (the restarted worker fences the crashed one's open
     transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
     live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
-    worker_sticky_timeout_s: float = Field(default=2.0, gt=0)
+    worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
     """How long Temporal keeps a workflow task on a worker's own (sticky) queue before any
-    worker may take it. A killed worker's agents wait this long for their next step, so it
-    is short (the SDK's default is 10 s); a busy worker that misses it only replays the
-    history elsewhere."""
+    worker may take it (the SDK's default). A killed worker's agents wait this long for
+    their next step on another worker. 2 s moved them in 1.5 s in the chaos test, but on a
+    saturated worker (the full suite) tasks then bounced between the queues and were
+    replayed over and over (bench/README.md), so only lower it with spare worker CPU."""
 
     # Traces (kafkaorg/tracing.py): off unless an OTLP endpoint is set.
     otlp_endpoint: str | None = None
