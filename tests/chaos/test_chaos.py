@@ -69,7 +69,7 @@ async def test_two_bridges_and_two_workers_lose_nothing_when_one_of_each_is_kill
     """Two of each share the partitions and the task queue (own worker ids); one bridge
     and one worker are SIGKILLed and restarted under load, the others keep running.
     Recovery is printed: a killed worker's agents move to the live one after the sticky
-    queue (2 s) and step heartbeat (3 s) timeouts, without waiting for its restart."""
+    queue timeout (``KAFKAORG_WORKER_STICKY_TIMEOUT_S``) and the 3 s step heartbeat."""
     second_worker = ProcessHandle("worker", log_dir, name="worker-2")
     second_bridge = ProcessHandle("bridge", log_dir, name="bridge-2")
     second_worker.start()
