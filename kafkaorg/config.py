@@ -93,9 +93,9 @@ class Settings(BaseSettings):
     worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
     """How long Temporal keeps a workflow task on a worker's own (sticky) queue before any
     worker may take it (the SDK's default). A killed worker's agents wait this long for
-    their next step on another worker. 2 s moved them in 1.5 s in the chaos test, but on a
-    saturated worker (the full suite) tasks then bounced between the queues and were
-    replayed over and over (bench/README.md), so only lower it with spare worker CPU."""
+    their next step on another worker. 2 s moved them in 1.5 s in the chaos test; a
+    CPU-starved worker's late tasks bounce to other queues and are replayed again, so
+    lower it only with spare worker CPU (bench/README.md)."""
 
     # Traces (kafkaorg/tracing.py): off unless an OTLP endpoint is set.
     otlp_endpoint: str | None = None
