@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     bridge_static_membership: bool = False
     """Join as a static member (``group.instance.id``, one per bridge slot): a bridge
     restarted after a crash gets its partitions back the moment it joins (kill-to-output
-    3 s instead of 10 s in the chaos test). Off by default: a restarted static member that
+    3.1 s instead of 6.3 s in the chaos test). Off by default: a restarted static member that
     led the group did not pick up topics created after it rejoined (a new org's) for
     minutes here, and a static member that stops for good holds its partitions for the
     whole session timeout."""

@@ -13,10 +13,10 @@ slot free again, and lower slots are always taken first. Only workers that share
 dir see each other's slots: workers on one host with different state dirs that use the
 same Kafka cluster need an explicit ``KAFKAORG_WORKER_ID`` each.
 
-Bridges take slots the same way, in ``run/bridge-slots``: a bridge's slot is its Kafka
-*static group membership* id (``group.instance.id``), so a bridge restarted after a crash
-gets the crashed one's partitions back the moment it joins, instead of after the group's
-session timeout (``KAFKAORG_BRIDGE_INSTANCE_ID`` overrides it).
+Bridges take slots the same way, in ``run/bridge-slots``, when static group membership is
+on (``KAFKAORG_BRIDGE_STATIC_MEMBERSHIP``): a bridge's slot is its ``group.instance.id``,
+so a bridge restarted after a crash gets the crashed one's partitions back the moment it
+joins, instead of after the session timeout (``KAFKAORG_BRIDGE_INSTANCE_ID`` overrides it).
 """
 
 from __future__ import annotations
@@ -90,10 +90,13 @@ def process_worker_id(settings: Settings) -> str:
     """
     if settings.worker_id:
         return settings.worker_id
-    lock_dir = slot_dir(settings.state_dir)
+    return _slot_held_for_life(slot_dir(settings.state_dir)).worker_id
+
+
+def _slot_held_for_life(lock_dir: Path) -> WorkerSlot:
     if lock_dir not in _held:
         _held[lock_dir] = claim_worker_slot(lock_dir)
-    return _held[lock_dir].worker_id
+    return _held[lock_dir]
 
 
 def process_bridge_id(settings: Settings) -> str:
@@ -101,7 +104,5 @@ def process_bridge_id(settings: Settings) -> str:
     if set, else ``kafkaorg-bridge-<hostname>-<N>`` from a bridge slot held for life."""
     if settings.bridge_instance_id:
         return settings.bridge_instance_id
-    lock_dir = slot_dir(settings.state_dir, "bridge")
-    if lock_dir not in _held:
-        _held[lock_dir] = claim_worker_slot(lock_dir)
-    return f"kafkaorg-bridge-{_held[lock_dir].worker_id}"
+    slot = _slot_held_for_life(slot_dir(settings.state_dir, "bridge"))
+    return f"kafkaorg-bridge-{slot.worker_id}"

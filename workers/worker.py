@@ -107,7 +107,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
-        # A killed worker's agents get their next step elsewhere in seconds (default 10 s).
+        # How soon a killed worker's agents may take their next step on another worker.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
     )
 
