@@ -25,8 +25,11 @@ MAX_RESULT_BYTES: Final = 16 * 1024
 """What one MCP call hands back to the model (UTF-8); the rest is cut, with a marker."""
 MAX_DESCRIPTION_CHARS: Final = 1024
 DISCOVER_ACTIVITY: Final = "discover_mcp_tools"
+LIST_JAILED_ACTIVITY: Final = "list_jailed_mcp_tools"
 CALL_ACTIVITY: Final = "call_mcp_tool"
-"""Activity names: workflows call them by name and never import the SDK."""
+"""Activity names: workflows call them by name and never import the SDK. A stdio
+server's listing and calls run on the sandbox worker (``SANDBOX_TASK_QUEUE``), which
+starts it in nsjail; the rest on the worker."""
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -88,6 +91,42 @@ def bounded_text(text: str, limit: int = MAX_RESULT_BYTES) -> tuple[str, bool]:
     return f"{kept}\n…[truncated: {len(kept.encode())} of {len(data)} bytes shown]", True
 
 
+class ListedTool(BaseModel):
+    """A tool as a server's ``tools/list`` described it (the SDK's type, minus the SDK)."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+def catalog_tools(
+    server: str, listed: list[ListedTool], only: set[str] | None, taken: set[str]
+) -> tuple[list[McpTool], list[str]]:
+    """The tools of ``server`` an agent gets (``only``: its allowed ones, ``None``: all),
+    named ``function_name`` and never over a name in ``taken`` (which grows); and the
+    tools skipped because their name was taken."""
+    tools: list[McpTool] = []
+    clashes: list[str] = []
+    for tool in listed:
+        if only is not None and tool.name not in only:
+            continue
+        name = function_name(server, tool.name)
+        if name in taken:
+            clashes.append(tool.name)
+            continue
+        taken.add(name)
+        tools.append(
+            McpTool(
+                name=name,
+                server=server,
+                tool=tool.name,
+                description=tool.description,
+                input_schema=tool.input_schema,
+            )
+        )
+    return tools, clashes
+
+
 class McpTool(BaseModel):
     """One tool an agent may call, as its server listed it."""
 
@@ -121,6 +160,9 @@ class McpCatalog(BaseModel):
     allowed: list[str] = Field(default_factory=list)
     """The agent's ``mcp`` entries this catalog was listed for."""
     listed_at: datetime | None = None
+    unlisted: list[str] = Field(default_factory=list)
+    """stdio servers among ``servers`` whose tools are still to be listed, in the sandbox
+    (``LIST_JAILED_ACTIVITY``); the workflow adds them to ``tools``."""
 
     def tool(self, name: str) -> McpTool | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -139,6 +181,16 @@ class McpDiscoverInput(BaseModel):
     """The agent's ``mcp`` entries: only these servers are contacted, only these tools kept."""
     reserved_names: list[str] = Field(default_factory=list)
     """Names the agent's built-in tools already use (an MCP tool never shadows one)."""
+
+
+class McpListInput(BaseModel):
+    """The stdio servers to list in the sandbox: their specs come from the discovery."""
+
+    agent: str
+    servers: list[McpServerSpec]
+    allowed: list[str]
+    reserved_names: list[str] = Field(default_factory=list)
+    """The agent's built-in tools and the MCP tools already listed."""
 
 
 class McpCallInput(BaseModel):
@@ -171,5 +223,7 @@ class McpErrorType:
     CONFIG: Final = "McpConfig"
     PROTOCOL: Final = "McpProtocolError"
     UNAVAILABLE: Final = "McpUnavailable"
+    SANDBOX_LIMIT: Final = "McpSandboxLimit"
+    """A stdio server's jail hit a limit: the same request would hit it again."""
 
-    NON_RETRYABLE: Final = (INVALID_ARGUMENTS, UNKNOWN_SERVER, CONFIG, PROTOCOL)
+    NON_RETRYABLE: Final = (INVALID_ARGUMENTS, UNKNOWN_SERVER, CONFIG, PROTOCOL, SANDBOX_LIMIT)

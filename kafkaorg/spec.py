@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import posixpath
 import re
 from enum import StrEnum
 from importlib.resources.abc import Traversable
@@ -164,6 +165,20 @@ class ToolSpec(_Strict):
         return self.code or ""
 
 
+_UNMOUNTABLE = frozenset({"/proc", "/sys", "/dev"})
+"""The host's kernel interfaces (the jail's /tmp is its own tmpfs; a mount may go below it)."""
+
+
+class McpSandboxLimits(_Strict):
+    """What a stdio MCP server's jail may use; unset fields keep the worker's policy."""
+
+    cpu_time_s: int | None = Field(default=None, ge=1, le=3600)
+    memory_mb: int | None = Field(default=None, ge=64, le=65536)
+    processes: int | None = Field(default=None, ge=1, le=4096)
+    open_files: int | None = Field(default=None, ge=16, le=65536)
+    tmpfs_mb: int | None = Field(default=None, ge=1, le=65536)
+
+
 class McpServerSpec(_Strict):
     """An MCP server the org's ``llm`` agents may use (``AgentSpec.mcp`` says which).
 
@@ -175,9 +190,18 @@ class McpServerSpec(_Strict):
     name: str
     url: str | None = None
     command: list[str] | None = None
-    """A stdio server to start: not supported yet (refused with a clear message)."""
+    """A stdio server: this program and its arguments, started in the sandbox (nsjail) on
+    the sandbox worker, a fresh jail per listing and per call. ``command[0]`` is a path
+    inside the jail, or a name found on its ``PATH`` (``/usr/bin:/bin``)."""
     description: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
+    mounts: list[str] = Field(default_factory=list)
+    """stdio only: host directories the jail sees read-only, at the same paths (the
+    server's code and libraries); the jail otherwise sees only /usr, /lib and /bin."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """stdio only: the server's environment; ``${NAME}`` is read from the sandbox worker's."""
+    sandbox: McpSandboxLimits | None = None
+    """stdio only: limits tighter than the sandbox worker's policy (never looser)."""
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     """How long one call (or the tool listing) may take, per attempt."""
     max_attempts: int = Field(default=3, ge=1, le=10)
@@ -198,13 +222,47 @@ class McpServerSpec(_Strict):
             raise ValueError(f"url {value!r} must be an http:// or https:// URL")
         return value
 
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not all(value)):
+            raise ValueError("command must be a non-empty list of non-empty strings")
+        return value
+
+    @field_validator("mounts")
+    @classmethod
+    def _check_mounts(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or path != posixpath.normpath(path):
+                raise ValueError(f"mount {path!r} must be an absolute, normalized path")
+            top = "/" + path.split("/")[1]
+            if path in ("/", "/tmp") or top in _UNMOUNTABLE:
+                raise ValueError(f"mount {path!r}: cannot be mounted into the sandbox")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"env name {key!r} is not a valid variable name")
+        return value
+
     @model_validator(mode="after")
     def _check_transport(self) -> McpServerSpec:
         if (self.url is None) == (self.command is None):
             raise ValueError(
                 "an MCP server needs exactly one of 'url' (streamable HTTP) or 'command' (stdio)"
             )
+        if self.url is not None and (self.mounts or self.env or self.sandbox):
+            raise ValueError("'mounts', 'env' and 'sandbox' apply to stdio servers ('command')")
+        if self.command is not None and self.headers:
+            raise ValueError("'headers' apply to streamable-HTTP servers ('url')")
         return self
+
+    @property
+    def transport(self) -> Literal["stdio", "http"]:
+        return "stdio" if self.command is not None else "http"
 
 
 class OrgPolicy(_Strict):
@@ -383,11 +441,6 @@ def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozense
         if server.name in seen_servers:
             problems.append(f"mcp_servers.{i}.name: duplicate MCP server {server.name!r}")
         seen_servers.add(server.name)
-        if server.command is not None:
-            problems.append(
-                f"mcp_servers.{i}({server.name}).command: stdio MCP servers are not supported "
-                "yet; run the server with streamable HTTP and give its 'url'"
-            )
     seen_topics: set[str] = set()
     for i, topic in enumerate(spec.topics):
         if topic.name in seen_topics:

@@ -1,4 +1,5 @@
-"""The sandbox worker: hosts ``SandboxActivities.run_code`` on ``kafkaorg-sandbox``.
+"""The sandbox worker: hosts ``SandboxActivities.run_code`` on ``kafkaorg-sandbox``, and
+the activities of stdio MCP servers, which it starts in the same jail.
 
 A process of its own (``kafkaorg sandbox worker``) so untrusted code runs on
 hosts chosen for it, away from the workers that hold Kafka and database
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.mcp_client import JailedMcpActivities
 from activities.sandbox import SandboxActivities
 from kafkaorg import tracing
 from kafkaorg.config import Settings
@@ -53,10 +55,11 @@ def build_sandbox_worker(
     """
     del settings  # nothing configurable yet; kept so every worker factory looks alike
     sandbox = SandboxActivities(policy or SandboxPolicy())
+    mcp = JailedMcpActivities(sandbox.policy)
     return Worker(
         client,
         task_queue=task_queue,
-        activities=[sandbox.run_code],
+        activities=[sandbox.run_code, mcp.list_jailed_mcp_tools, mcp.call_mcp_tool],
         activity_executor=executor,
         max_concurrent_activities=max_concurrent or sandbox_concurrency(),
     )

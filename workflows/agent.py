@@ -50,7 +50,14 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.llm.conversation import MAX_CONVERSATION_CHARS, trim_conversation, with_note
     from kafkaorg.llm.prompts import record_message
     from kafkaorg.llm.state import LlmGraphState
-    from kafkaorg.mcp_tools import DISCOVER_ACTIVITY, McpCatalog, McpDiscoverInput, McpErrorType
+    from kafkaorg.mcp_tools import (
+        DISCOVER_ACTIVITY,
+        LIST_JAILED_ACTIVITY,
+        McpCatalog,
+        McpDiscoverInput,
+        McpErrorType,
+        McpListInput,
+    )
     from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
@@ -405,6 +412,23 @@ class AgentWorkflow:
                 retry_policy=MCP_DISCOVERY_RETRY,
                 summary="list MCP tools",
             )
+            if catalog.unlisted:  # stdio servers: the sandbox worker lists them, jailed
+                jailed: McpCatalog = await workflow.execute_activity(
+                    LIST_JAILED_ACTIVITY,
+                    McpListInput(
+                        agent=spec.name,
+                        servers=[s for s in catalog.servers if s.name in catalog.unlisted],
+                        allowed=list(spec.mcp),
+                        reserved_names=allowed_tools(spec) + [t.name for t in catalog.tools],
+                    ),
+                    result_type=McpCatalog,
+                    task_queue=SANDBOX_TASK_QUEUE,
+                    start_to_close_timeout=timedelta(seconds=90),
+                    retry_policy=MCP_DISCOVERY_RETRY,
+                    summary="list MCP tools in the sandbox",
+                )
+                catalog.tools += jailed.tools
+                catalog.unlisted = []
         except ActivityError as err:
             self._mcp = None
             await self._dead_letter(

@@ -142,6 +142,8 @@ class BuiltinTools:
                     trace=self._trace,
                 ),
                 result_type=McpCallResult,
+                # A stdio server runs jailed, on the sandbox worker.
+                task_queue=SANDBOX_TASK_QUEUE if server.command is not None else None,
                 start_to_close_timeout=timedelta(seconds=server.timeout_s) + MCP_CALL_MARGIN,
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=1),

@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -25,6 +26,8 @@ the parent is the one that hits it (see ``_runner._make_memory_cgroup``)."""
 
 JAIL_CODE_PATH: Final = "/sandbox/tool.py"
 JAIL_WORK_DIR: Final = "/tmp"
+JAIL_PATH: Final = "/usr/bin:/bin"
+"""The jail's ``PATH``: a stdio MCP server's command is looked up here on the host side."""
 
 HOST_SYSTEM_DIRS: Final = ("/usr", "/lib", "/lib64", "/bin")
 """What a Debian interpreter needs; nothing else of the host is visible."""
@@ -171,15 +174,25 @@ def build_argv(
     policy: SandboxPolicy,
     plan: JailPlan,
     *,
-    code_path: Path,
+    code_path: Path | None = None,
     log_path: Path,
     memory_parent: str | None = None,
+    program: Sequence[str] | None = None,
+    mounts: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """nsjail's argv for one run of ``code_path`` under ``policy``.
+    """nsjail's argv for one run under ``policy``: of Python ``code_path`` (a tool), or
+    of ``program`` (a stdio MCP server), which may need ``mounts`` (host directories,
+    bound read-only at the same paths) and ``env`` (set after the jail's defaults).
 
     ``memory_parent`` is this run's own memory cgroup (relative to the mount),
     or ``None`` to run without a cgroup memory cap.
     """
+    if (code_path is None) == (program is None):
+        raise ValueError("build_argv needs exactly one of code_path and program")
+    code_bind = ["--bindmount_ro", f"{code_path}:{JAIL_CODE_PATH}"] if code_path else []
+    mount_binds = [arg for path in mounts for arg in ("--bindmount_ro", path)]
+    extra_env = [arg for key, value in (env or {}).items() for arg in ("--env", f"{key}={value}")]
     argv = [
         str(plan.nsjail),
         "--mode",
@@ -194,10 +207,10 @@ def build_argv(
         f"{NOBODY}:{NOBODY}:1",
         *_mount_args(plan.system_dirs, "--bindmount_ro"),
         *_mount_args(plan.devices, "--bindmount"),
-        "--bindmount_ro",
-        f"{code_path}:{JAIL_CODE_PATH}",
+        *code_bind,
         "--mount",
         f"none:{JAIL_WORK_DIR}:tmpfs:size={policy.tmpfs_mb * 1024 * 1024}",
+        *mount_binds,  # after the tmpfs, so a mount under /tmp is not hidden by it
         "--cwd",
         JAIL_WORK_DIR,
         "--disable_proc",
@@ -221,7 +234,8 @@ def build_argv(
         "--env",
         "LANG=C.UTF-8",
         "--env",
-        "PATH=/usr/bin:/bin",
+        f"PATH={JAIL_PATH}",
+        *extra_env,
         "--seccomp_string",
         SECCOMP_POLICY,
     ]
@@ -244,9 +258,10 @@ def build_argv(
             "--cgroup_pids_max",
             str(policy.processes),
         ]
+    if program is not None:
+        return [*argv, "--", *program]
     # -I: no user site, no PYTHON* variables, script dir not on sys.path; -B: read-only anyway.
-    argv += ["--", str(plan.interpreter), "-I", "-B", "-X", "utf8", JAIL_CODE_PATH]
-    return argv
+    return [*argv, "--", str(plan.interpreter), "-I", "-B", "-X", "utf8", JAIL_CODE_PATH]
 
 
 def describe(policy: SandboxPolicy, plan: JailPlan, *, memory_cgroup: bool) -> str:

@@ -81,9 +81,34 @@ def test_an_unknown_server_is_refused_naming_the_agent_and_the_server() -> None:
         ({"mcp_servers": [{"name": "docs"}]}, "exactly one of 'url'"),
         ({"mcp_servers": [{"name": "docs", "url": "ftp://x/mcp"}]}, "http:// or https://"),
         ({"mcp_servers": [{"name": "Docs_1", "url": "http://a/mcp"}]}, "must match"),
+        ({"mcp_servers": [{"name": "docs", "command": []}]}, "non-empty list"),
         (
-            {"mcp_servers": [{"name": "docs", "command": ["python3", "server.py"]}]},
-            "stdio MCP servers are not supported yet",
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "mounts": ["opt/srv"]}]},
+            "mount 'opt/srv' must be an absolute, normalized path",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "mounts": ["/opt/../etc"]}]},
+            "absolute, normalized",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "mounts": ["/proc/1"]}]},
+            "mount '/proc/1': cannot be mounted",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "env": {"A-B": "x"}}]},
+            "env name 'A-B'",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "url": "http://a/mcp", "mounts": ["/opt"]}]},
+            "apply to stdio servers",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "headers": {"a": "b"}}]},
+            "apply to streamable-HTTP servers",
+        ),
+        (
+            {"mcp_servers": [{"name": "docs", "command": ["srv"], "sandbox": {"memory_mb": 1}}]},
+            "mcp_servers.0.sandbox.memory_mb",
         ),
     ],
 )
@@ -92,6 +117,41 @@ def test_bad_mcp_declarations_are_refused_with_their_place(
 ) -> None:
     problems = _problems(_spec(**change))
     assert any(needle in p for p in problems), problems
+
+
+def test_a_stdio_server_is_declared_with_its_command_mounts_env_and_limits() -> None:
+    server = {
+        "name": "notes",
+        "command": ["python3", "/opt/notes/server.py"],
+        "mounts": ["/opt/notes", "/tmp/libs"],
+        "env": {"PYTHONPATH": "/tmp/libs", "TOKEN": "${NOTES_TOKEN}"},
+        "sandbox": {"memory_mb": 256, "cpu_time_s": 2},
+    }
+    spec = validate_spec(_spec(mcp_servers=[server], agent={"mcp": ["notes"]}))
+    [notes] = spec.mcp_servers
+    assert notes.transport == "stdio" and notes.url is None
+    assert notes.sandbox is not None and notes.sandbox.memory_mb == 256
+
+
+def test_a_stdio_servers_jail_is_the_workers_policy_tightened_never_loosened() -> None:
+    from activities.mcp_sessions import jail_policy
+    from kafkaorg.sandbox import SandboxPolicy
+    from kafkaorg.spec import McpServerSpec
+
+    worker = SandboxPolicy(memory_mb=512, cpu_time_s=5, processes=32)
+    server = McpServerSpec.model_validate(
+        {
+            "name": "notes",
+            "command": ["srv"],
+            "timeout_s": 12,
+            "sandbox": {"memory_mb": 4096, "cpu_time_s": 2},
+        }
+    )
+    jail = jail_policy(server, worker)
+    assert jail.memory_mb == 512, "asking for more than the worker allows gets the worker's"
+    assert jail.cpu_time_s == 2, "asking for less gets less"
+    assert jail.processes == 32
+    assert jail.wall_time_s == 12, "a jail lives as long as one call may"
 
 
 def test_function_names_are_valid_openai_names_and_unique() -> None:
@@ -187,17 +247,17 @@ def test_header_values_are_read_from_the_worker_environment(
 ) -> None:
     from temporalio.exceptions import ApplicationError
 
-    from activities.mcp_client import _headers
+    from activities.mcp_sessions import expanded
     from kafkaorg.spec import McpServerSpec
 
     server = McpServerSpec(
         name="docs", url="http://a/mcp", headers={"Authorization": "Bearer ${DOCS_TOKEN}"}
     )
     monkeypatch.setenv("DOCS_TOKEN", "s3cret")
-    assert _headers(server) == {"Authorization": "Bearer s3cret"}
+    assert expanded(server, server.headers, "a header") == {"Authorization": "Bearer s3cret"}
     monkeypatch.delenv("DOCS_TOKEN")
     with pytest.raises(ApplicationError) as caught:
-        _headers(server)
+        expanded(server, server.headers, "a header")
     assert caught.value.non_retryable and "${DOCS_TOKEN}" in str(caught.value)
 
 
