@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,69 +17,17 @@ import pytest
 
 from kafkaorg.mcp_tools import CALL_ACTIVITY, DISCOVER_ACTIVITY, LIST_JAILED_ACTIVITY
 from kafkaorg.names import SANDBOX_TASK_QUEUE, TASK_QUEUE, agent_workflow_id, dlq_topic
-from kafkaorg.sandbox._nsjail import find_interpreter
 from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, ScriptedToolCall
-from tests.mcp_stdio_server import FACTS
+from tests.mcp_stdio_server import FACTS, install_for_jail
 from tests.support import Platform, raw_messages, run_cli_async, task, unique_org
 
 pytestmark = pytest.mark.integration
 
-SERVER_SOURCE = Path(__file__).parents[1] / "mcp_stdio_server.py"
-
-
-def _jail_python() -> tuple[str, str]:
-    """The jail's interpreter and its ``major.minor``."""
-    interpreter = find_interpreter()
-    if interpreter is None:
-        pytest.fail("no Python the sandbox can run (Debian's python3)")
-    version = subprocess.run(
-        [str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    return str(interpreter), version
-
 
 @pytest.fixture(scope="module")
 def server_dir() -> Path:
-    """``server.py`` and ``lib/`` (the SDK, for the jail's Python), readable by uid 65534.
-
-    Built once per machine and SDK version under /tmp (every directory above it
-    world-searchable, as a mount must be), from PyPI wheels for the jail's Python.
-    """
-    _, version = _jail_python()
-    root = Path("/tmp") / f"kafkaorg-test-mcp-stdio-py{version}-mcp{mcp_version()}"
-    if not (root / ".complete").exists():
-        building = Path(f"{root}.{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        glibc = os.confstr("CS_GNU_LIBC_VERSION") or "glibc 2.17"
-        minor = int(glibc.split()[-1].split(".")[1])
-        platforms = [f"manylinux_2_{m}_x86_64" for m in range(17, minor + 1)]
-        subprocess.run(
-            [
-                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                "--target", str(building / "lib"), "--python-version", version,
-                "--implementation", "cp", "--only-binary=:all:",
-                *[arg for p in [*platforms, "manylinux2014_x86_64"] for arg in ("--platform", p)],
-                f"mcp=={mcp_version()}",
-            ],
-            check=True,
-            timeout=600,
-        )  # fmt: skip
-        shutil.copy(SERVER_SOURCE, building / "server.py")
-        subprocess.run(["chmod", "-R", "a+rX", str(building)], check=True)
-        (building / ".complete").touch()
-        shutil.rmtree(root, ignore_errors=True)
-        building.rename(root)
-    shutil.copy(SERVER_SOURCE, root / "server.py")  # the suite's own copy, always
-    return root
-
-
-def mcp_version() -> str:
-    from importlib.metadata import version
-
-    return version("mcp")
+    """``server.py`` and ``lib/`` (the SDK, for the jail's Python), readable by uid 65534."""
+    return install_for_jail()
 
 
 def _agent(name: str) -> dict[str, Any]:
@@ -98,10 +42,9 @@ def _agent(name: str) -> dict[str, Any]:
 
 
 def _spec(org: str, server_dir: Path, agent: str, **server: Any) -> dict[str, Any]:
-    interpreter, _ = _jail_python()
     notes = {
         "name": "notes",
-        "command": [Path(interpreter).name, str(server_dir / "server.py")],
+        "command": ["python3", str(server_dir / "server.py")],
         "mounts": [str(server_dir)],
         "env": {"PYTHONPATH": str(server_dir / "lib"), "GREETING": "hello from the spec"},
         "timeout_s": 30,

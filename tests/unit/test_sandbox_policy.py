@@ -273,3 +273,49 @@ def test_result_json_carries_ok() -> None:
     assert dumped["ok"] is False
     assert SandboxResult.model_validate(dumped).exit_code == 1
     assert result().ok and not result(limit_hit="output").ok
+
+
+def test_a_program_gets_the_tools_jail_plus_its_mounts_and_env() -> None:
+    argv = build_argv(
+        SandboxPolicy(),
+        PLAN,
+        log_path=Path("/tmp/run/nsjail.log"),
+        program=["/usr/bin/python3", "/opt/notes/server.py"],
+        mounts=["/opt/notes", "/tmp/libs"],
+        env={"PYTHONPATH": "/tmp/libs"},
+    )
+    assert argv[argv.index("--") + 1 :] == ["/usr/bin/python3", "/opt/notes/server.py"]
+    assert "/sandbox/tool.py" not in " ".join(argv), "no tool code is bound"
+    binds = options(argv, "--bindmount_ro")
+    assert binds[-2:] == ["/opt/notes", "/tmp/libs"]
+    # The mounts come after the /tmp tmpfs, so one under /tmp is not hidden by it.
+    assert argv.index("/tmp/libs") > argv.index("--mount")
+    assert options(argv, "--env")[-1] == "PYTHONPATH=/tmp/libs"
+    # Everything else about the jail is a tool's.
+    tool = argv_for(SandboxPolicy())
+    assert "--iface_no_lo" in argv and "--disable_proc" in argv
+    for flag in ("--seccomp_string", "--rlimit_as", "--rlimit_cpu", "--user", "--time_limit"):
+        assert option(argv, flag) == option(tool, flag)
+
+
+def test_build_argv_takes_code_or_a_program_not_both() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        build_argv(SandboxPolicy(), PLAN, log_path=Path("/tmp/l"))
+
+
+def test_a_programs_command_is_found_where_the_jail_can_see_it(tmp_path: Path) -> None:
+    from kafkaorg.sandbox import SandboxInputError
+    from kafkaorg.sandbox._program import resolve_command
+
+    plan = JailPlan(nsjail=Path("/opt/nsjail"), interpreter=Path("/usr/bin/python3"))
+    assert resolve_command(["python3", "-V"], plan, [], {}) == ["/usr/bin/python3", "-V"]
+    with pytest.raises(SandboxInputError, match="'no-such-server' not found in the sandbox"):
+        resolve_command(["no-such-server"], plan, [], {})
+    with pytest.raises(SandboxInputError, match="absolute path or a bare name"):
+        resolve_command(["bin/server"], plan, [], {})
+    # A program outside /usr, /lib, /bin and the mounts is not in the jail.
+    program = tmp_path / "server"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    with pytest.raises(SandboxInputError, match="not found in the sandbox"):
+        resolve_command([str(program)], plan, [], {})
