@@ -38,9 +38,10 @@ from bench.echo.report import machine
 from bench.echo.stack import check_stack, worker_pollers
 from kafkaorg.client import AGENT_TASK_TIMEOUT
 from kafkaorg.config import Settings, get_settings
-from kafkaorg.history_replay import fetch_workflow_histories, make_replayer
+from kafkaorg.history_replay import fetch_workflow_histories
 from kafkaorg.names import agent_workflow_id
 from tests.support import Platform, ProcessHandle, echo_spec, task, unique_org
+from workers.replayer import make_replayer
 from workflows.agent import AgentWorkflow
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, WorkflowReplayResult
 from temporalio.workflow import NondeterminismError
@@ -103,29 +100,6 @@ def previous_run_id(history: WorkflowHistory) -> str | None:
     return attrs.continued_execution_run_id or None
 
 
-def make_replayer(workflows: Sequence[type] | None = None) -> Replayer:
-    """A replayer configured like the worker: the same workflows and data converter."""
-    if workflows is None:
-        from workers.worker import WORKFLOWS
-
-        workflows = WORKFLOWS
-    from workflows.llm_graph import langgraph_plugin
-
-    return Replayer(
-        workflows=list(workflows),
-        data_converter=pydantic_data_converter,
-        runtime=_quiet_runtime(),
-        plugins=[langgraph_plugin()],
-    )
-
-
-@cache
-def _quiet_runtime() -> Runtime:
-    """Core logs each failed replay task on stdout; the report already says it, so only errors."""
-    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
-    return Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet), metrics=None))
-
-
 @contextmanager
 def _quiet_sdk_logs() -> Iterator[None]:
     """The SDK logs a traceback per failed replay task; the report carries the failure."""
@@ -161,9 +135,10 @@ def report_of(result: WorkflowReplayResult) -> ReplayReport:
 
 
 async def replay_histories(
-    histories: Iterable[WorkflowHistory], *, workflows: Sequence[type] | None = None
+    histories: Iterable[WorkflowHistory], replayer: Replayer
 ) -> list[ReplayReport]:
-    """Replay every history with one replayer; never raises for a diverging history."""
+    """Replay every history with ``replayer`` (``workers.replayer.make_replayer``: the
+    worker's workflows and converter); never raises for a diverging history."""
     items = list(histories)
     if not items:
         return []
@@ -174,16 +149,14 @@ async def replay_histories(
 
     reports: list[ReplayReport] = []
     with _quiet_sdk_logs():
-        async with make_replayer(workflows).workflow_replay_iterator(_iterate()) as results:
+        async with replayer.workflow_replay_iterator(_iterate()) as results:
             async for result in results:
                 reports.append(report_of(result))
     return reports
 
 
-async def replay_history(
-    history: WorkflowHistory, *, workflows: Sequence[type] | None = None
-) -> ReplayReport:
-    return (await replay_histories([history], workflows=workflows))[0]
+async def replay_history(history: WorkflowHistory, replayer: Replayer) -> ReplayReport:
+    return (await replay_histories([history], replayer))[0]
 
 
 def load_history_file(text: str, workflow_id: str) -> WorkflowHistory:

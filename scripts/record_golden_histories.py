@@ -116,6 +116,7 @@ from kafkaorg.names import (
 from kafkaorg.sandbox import host_capabilities
 from kafkaorg.spec import AgentSpec, OrgSpec, ToolSpec, TopicSpec, validate_spec
 from kafkaorg.temporal import connect_temporal
+from workers.replayer import make_replayer
 from workers.sandbox_worker import build_sandbox_worker
 from workers.worker import build_worker
 from workflows.agent import AgentWorkflow
@@ -551,7 +552,7 @@ async def _record_mcp(settings: Settings, llm: ScriptedLLM) -> dict[str, Workflo
                 client, settings, f"golden-{uuid.uuid4().hex[:8]}-m", llm, server.url
             )
     named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
-    bad = [r for r in await replay_histories(named.values()) if not r.ok]
+    bad = [r for r in await replay_histories(named.values(), make_replayer()) if not r.ok]
     for r in bad:
         print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
     return None if bad else named
@@ -628,7 +629,7 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
 
     # Stable ids in the files' names; the replayer needs only some id per history.
     named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
-    reports = await replay_histories(named.values())
+    reports = await replay_histories(named.values(), make_replayer())
     bad = [r for r in reports if not r.ok]
     for r in bad:
         print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
@@ -645,7 +646,7 @@ async def _record_flows(settings: Settings) -> dict[str, WorkflowHistory] | None
         async with build_worker(client, settings, executor):
             histories = await _flows(client, settings, f"golden-{uuid.uuid4().hex[:8]}-f")
     named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
-    bad = [r for r in await replay_histories(named.values()) if not r.ok]
+    bad = [r for r in await replay_histories(named.values(), make_replayer()) if not r.ok]
     for r in bad:
         print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
     return None if bad else named

@@ -28,12 +28,14 @@ workflow_app = typer.Typer(
 
 
 async def _replay(target: str, *, org: bool, run_id: str | None) -> list[ReplayReport]:
+    from workers.replayer import make_replayer  # the workflows' code: only when replaying
+
     client = await connect_temporal(settings())
     if org:
         histories = await fetch_org_histories(client, target)
     else:
         histories = await fetch_workflow_histories(client, target, run_id)
-    return await replay_histories(histories)
+    return await replay_histories(histories, make_replayer())
 
 
 def _print(report: ReplayReport) -> None:

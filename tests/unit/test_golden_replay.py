@@ -28,6 +28,7 @@ from kafkaorg.history_replay import (
     workflow_type_of,
 )
 from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, FLOW_WORKFLOW_TYPE, ORG_WORKFLOW_TYPE
+from workers.replayer import make_replayer
 from workers.worker import WORKFLOWS
 from workflows.agent import AgentInput, AgentResult, AgentWorkflow
 from workflows.llm_graph import GRAPH_NAME
@@ -244,7 +245,7 @@ def test_golden_histories_cover_the_drift_timer_repairing_drift() -> None:
 
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
 async def test_golden_history_replays_with_todays_code(path: Path) -> None:
-    report = await replay_history(_load(path))
+    report = await replay_history(_load(path), make_replayer())
     assert report.ok, (
         f"{path.name} diverges at event {report.divergence_event_id}: {report.error}\n"
         "this change would break running workflows; see tests/unit/test_golden_replay.py"
@@ -267,7 +268,9 @@ async def test_a_non_deterministic_change_is_caught_with_the_event_where_it_dive
     history = _load(GOLDEN_DIR / "agent_workflow.json")
     org_workflows = [w for w in WORKFLOWS if w is not AgentWorkflow]
 
-    report = await replay_history(history, workflows=[*org_workflows, AgentWorkflowWithExtraTimer])
+    report = await replay_history(
+        history, make_replayer([*org_workflows, AgentWorkflowWithExtraTimer])
+    )
 
     assert not report.ok
     assert report.nondeterministic, report.error
@@ -283,7 +286,7 @@ async def test_one_bad_history_does_not_hide_the_others() -> None:
     org_workflows = [w for w in WORKFLOWS if w is not AgentWorkflow]
 
     reports = await replay_histories(
-        histories, workflows=[*org_workflows, AgentWorkflowWithExtraTimer]
+        histories, make_replayer([*org_workflows, AgentWorkflowWithExtraTimer])
     )
 
     assert len(reports) == len(histories)

@@ -65,3 +65,14 @@ def test_the_workflows_register_the_handler_names_clients_use() -> None:
     assert set(org.queries) == {q.value for q in OrgQuery}
     assert set(agent.signals) == {s.value for s in AgentSignal}
     assert set(agent.queries) == {q.value for q in AgentQuery}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _sources("kafkaorg") if "cli" not in p.relative_to(ROOT / "kafkaorg").parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_the_shared_domain_code_imports_no_process_or_workflow_code(path: Path) -> None:
+    """kafkaorg/ sits below workers/ and workflows/ (the CLI alone starts processes)."""
+    bad = {m for m in _imports(path) if m.split(".")[0] in ("workers", "workflows")}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
