@@ -14,6 +14,7 @@ nor tool calls.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -73,6 +74,16 @@ class ScriptedReply(BaseModel):
 
 
 ReplyFactory = Callable[[Messages], ScriptedReply]
+
+
+def tool_call(tool: str, /, **arguments: Any) -> ScriptedReply:
+    """A reply that calls one tool with these arguments."""
+    return ScriptedReply(tool_calls=[ScriptedToolCall(name=tool, arguments=arguments)])
+
+
+def tool_results(messages: Messages) -> list[dict[str, Any]]:
+    """The JSON answers of the tool messages the platform sent the model, in order."""
+    return [json.loads(m["content"]) for m in messages if m.get("role") == "tool"]
 
 
 class _Rule(BaseModel):
@@ -136,6 +147,16 @@ class ScriptedLLM:
     def requests_for(self, agent: str) -> list[dict[str, Any]]:
         with self._lock:
             return [r for r in self.requests if _agent_of(r) == agent]
+
+    async def wait_for_requests(
+        self, agent: str, count: int, timeout: float = 60
+    ) -> list[dict[str, Any]]:
+        """The first ``count`` requests of ``agent``, once they have come."""
+        deadline = time.monotonic() + timeout
+        while len(self.requests_for(agent)) < count:
+            assert time.monotonic() < deadline, self.requests_for(agent)
+            await asyncio.sleep(0.2)
+        return self.requests_for(agent)[:count]
 
     def arrivals_for(self, agent: str) -> list[float]:
         """When each of ``agent``'s requests came in (``time.monotonic()``)."""

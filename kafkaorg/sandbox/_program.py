@@ -200,16 +200,11 @@ def jailed_program(
         run_dir.chmod(0o700)
         log_path = run_dir / "nsjail.log"
         cgroup = _RunCgroup.make(plan, policy)
-        memory_parent = (
-            cgroup.relative_to(plan.cgroups.memory_mount)
-            if cgroup is not None and plan.cgroups.memory_mount is not None
-            else None
-        )
         argv = build_argv(
             policy,
             plan,
             log_path=log_path,
-            memory_parent=memory_parent,
+            memory_parent=_RunCgroup.parent_for_nsjail(cgroup, plan),
             program=program,
             mounts=mounts,
             env=env,

@@ -366,8 +366,11 @@ class _RunCgroup:
         except OSError:
             return None
 
-    def relative_to(self, mount: str) -> str:
-        return str(self.path.relative_to(mount))
+    @staticmethod
+    def parent_for_nsjail(cgroup: _RunCgroup | None, plan: JailPlan) -> str | None:
+        """``cgroup`` as nsjail's ``--cgroup_mem_parent`` (relative to the mount), if any."""
+        mount = plan.cgroups.memory_mount
+        return str(cgroup.path.relative_to(mount)) if cgroup and mount else None
 
     def ooms(self) -> int:
         """How many times the jail ran out of memory at its limit."""
@@ -436,11 +439,7 @@ def run_in_sandbox(
         stdin_path.write_bytes(stdin)
         log_path = run_dir / "nsjail.log"
         memory_cgroup = _RunCgroup.make(plan, policy)
-        memory_parent = (
-            memory_cgroup.relative_to(plan.cgroups.memory_mount)
-            if memory_cgroup is not None and plan.cgroups.memory_mount is not None
-            else None
-        )
+        memory_parent = _RunCgroup.parent_for_nsjail(memory_cgroup, plan)
         argv = build_argv(
             policy, plan, code_path=code_path, log_path=log_path, memory_parent=memory_parent
         )

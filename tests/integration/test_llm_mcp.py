@@ -19,7 +19,7 @@ from kafkaorg import client as service
 from kafkaorg.mcp_tools import CALL_ACTIVITY, DISCOVER_ACTIVITY, MAX_RESULT_BYTES
 from kafkaorg.names import agent_workflow_id, dlq_topic
 from kafkaorg.spec import validate_spec
-from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, ScriptedToolCall
+from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, tool_call, tool_results
 from tests.mcp_server import FACTS, McpTestServer, free_port
 from tests.support import (
     Platform,
@@ -62,30 +62,16 @@ def _spec(org: str, url: str, *agents: dict[str, Any], **server: Any) -> dict[st
     }
 
 
-def _call(tool: str, /, **arguments: Any) -> ScriptedReply:
-    return ScriptedReply(tool_calls=[ScriptedToolCall(name=tool, arguments=arguments)])
-
-
-def _tool_results(messages: Messages) -> list[dict[str, Any]]:
-    return [json.loads(m["content"]) for m in messages if m.get("role") == "tool"]
-
-
 def _offered(request: dict[str, Any]) -> list[str]:
     return [t["function"]["name"] for t in request.get("tools") or []]
 
 
-async def _requests(llm: ScriptedLLM, agent: str, count: int, timeout: float = 60) -> list[Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(llm.requests_for(agent)) < count:
-        assert asyncio.get_running_loop().time() < deadline, llm.requests_for(agent)
-        await asyncio.sleep(0.2)
-    return llm.requests_for(agent)[:count]
-
-
 def _publish_last_result(messages: Messages) -> ScriptedReply:
     """The model relays what the MCP tool answered: the payload is the tool's."""
-    answer = _tool_results(messages)[-1]
-    return _call("publish", topic="results", type="fact.found", payload={"fact": answer["content"]})
+    answer = tool_results(messages)[-1]
+    return tool_call(
+        "publish", topic="results", type="fact.found", payload={"fact": answer["content"]}
+    )
 
 
 async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed(
@@ -95,7 +81,7 @@ async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed
     scripted_llm.script(
         agent,
         [
-            _call(LOOKUP, key="kafka"),
+            tool_call(LOOKUP, key="kafka"),
             _publish_last_result,
             ScriptedReply(content="Published the fact."),
             ScriptedReply(content="Nothing to look up."),
@@ -108,7 +94,7 @@ async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed
     [found] = await platform.collect(org, "results", 1, timeout=90)
     assert found.record.payload == {"fact": FACTS["kafka"]}
     assert found.record.causation_id == request.id
-    first, second = await _requests(scripted_llm, agent, 2)
+    first, second = await scripted_llm.wait_for_requests(agent, 2)
     # Discovered at the agent's start: every tool of the server, namespaced.
     assert {LOOKUP, "mcp__docs__explode", "mcp__docs__big"} <= set(_offered(first))
     assert "publish" in _offered(first)
@@ -116,7 +102,7 @@ async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed
     assert lookup["parameters"]["required"] == ["key"]
     assert "Look up a fact" in lookup["description"]
     # The model's next request carries the tool's answer.
-    assert _tool_results(second["messages"])[-1] == {
+    assert tool_results(second["messages"])[-1] == {
         "ok": True,
         "server": "docs",
         "tool": "lookup",
@@ -129,7 +115,7 @@ async def test_an_agent_calls_an_mcp_tool_once_even_when_its_history_is_replayed
     await asyncio.to_thread(platform.worker.stop)
     await asyncio.to_thread(platform.worker.start)
     await platform.send(org, "tasks", [task(org, 2)])
-    await _requests(scripted_llm, agent, 4, timeout=90)
+    await scripted_llm.wait_for_requests(agent, 4, timeout=90)
     status = await platform.agent_status(org, agent, until=lambda s: s.processed == 2, timeout=30)
     assert status.failed_reason is None
     assert mcp_server.calls_of("lookup").count({"key": "kafka"}) == 1
@@ -159,10 +145,10 @@ async def test_tool_errors_bad_arguments_and_big_results_go_back_to_the_model(
     scripted_llm.script(
         agent,
         [
-            _call("mcp__docs__explode", reason="on purpose"),
-            _call(LOOKUP, wrong="field"),
-            _call("mcp__docs__big"),
-            _call("publish", topic="results", type="task.done", payload={"went": "on"}),
+            tool_call("mcp__docs__explode", reason="on purpose"),
+            tool_call(LOOKUP, wrong="field"),
+            tool_call("mcp__docs__big"),
+            tool_call("publish", topic="results", type="task.done", payload={"went": "on"}),
             ScriptedReply(content="done"),
         ],
     )
@@ -173,18 +159,18 @@ async def test_tool_errors_bad_arguments_and_big_results_go_back_to_the_model(
 
     [done] = await platform.collect(org, "results", 1, timeout=90)
     assert done.record.payload == {"went": "on"}
-    requests = await _requests(scripted_llm, agent, 5)
-    exploded = _tool_results(requests[1]["messages"])[-1]
+    requests = await scripted_llm.wait_for_requests(agent, 5)
+    exploded = tool_results(requests[1]["messages"])[-1]
     assert exploded["ok"] is False
     assert "exploded: on purpose" in exploded["error"]
     # A tool's own error is a result: the server ran it once, it was not retried.
     assert len(mcp_server.calls_of("explode")) == explodes_before + 1
-    invalid = _tool_results(requests[2]["messages"])[-1]
+    invalid = tool_results(requests[2]["messages"])[-1]
     assert invalid["ok"] is False
     assert "invalid arguments for docs/lookup" in invalid["error"]
     assert "'key' is a required property" in invalid["error"]
     assert len(mcp_server.calls_of("lookup")) == lookups_before, "refused before the server"
-    big = _tool_results(requests[3]["messages"])[-1]
+    big = tool_results(requests[3]["messages"])[-1]
     assert big["ok"] is True
     assert big["truncated"] == "40000 bytes in all"
     assert len(big["content"].encode()) < MAX_RESULT_BYTES + 100
@@ -196,9 +182,9 @@ async def test_an_agent_gets_only_the_mcp_tools_its_spec_allows(
 ) -> None:
     org, narrow, outsider = unique_org("mcp"), "narrow-c", "outsider-c"
     scripted_llm.script(
-        narrow, [_call("mcp__docs__explode", reason="not allowed"), ScriptedReply(content="ok")]
+        narrow, [tool_call("mcp__docs__explode", reason="not allowed"), ScriptedReply(content="ok")]
     )
-    scripted_llm.script(outsider, [_call(LOOKUP, key="kafka"), ScriptedReply(content="ok")])
+    scripted_llm.script(outsider, [tool_call(LOOKUP, key="kafka"), ScriptedReply(content="ok")])
     await platform.start_org(
         _spec(org, mcp_server.url, _agent(narrow, mcp=["docs.lookup"]), _agent(outsider))
     )
@@ -206,16 +192,16 @@ async def test_an_agent_gets_only_the_mcp_tools_its_spec_allows(
     lookups_before = len(mcp_server.calls_of("lookup"))
     await platform.send(org, "tasks", [task(org, 1)])
 
-    narrow_requests = await _requests(scripted_llm, narrow, 2)
-    outsider_requests = await _requests(scripted_llm, outsider, 2)
+    narrow_requests = await scripted_llm.wait_for_requests(narrow, 2)
+    outsider_requests = await scripted_llm.wait_for_requests(outsider, 2)
     offered = _offered(narrow_requests[0])
     assert LOOKUP in offered and "mcp__docs__explode" not in offered
-    refused = _tool_results(narrow_requests[1]["messages"])[-1]
+    refused = tool_results(narrow_requests[1]["messages"])[-1]
     assert refused["ok"] is False
     assert "no tool 'mcp__docs__explode'" in refused["error"]
     assert LOOKUP in refused["error"], "the refusal lists the tools it does have"
     assert not [n for n in _offered(outsider_requests[0]) if n.startswith("mcp__")]
-    refused = _tool_results(outsider_requests[1]["messages"])[-1]
+    refused = tool_results(outsider_requests[1]["messages"])[-1]
     assert refused["ok"] is False and f"no tool {LOOKUP!r}" in refused["error"]
     assert len(mcp_server.calls_of("explode")) == explodes_before
     assert len(mcp_server.calls_of("lookup")) == lookups_before
@@ -228,7 +214,7 @@ async def test_a_changed_allow_list_is_listed_again_on_the_next_record(
     scripted_llm.script(agent, [ScriptedReply(content="first"), ScriptedReply(content="second")])
     await platform.start_org(_spec(org, mcp_server.url, _agent(agent, mcp=["docs.lookup"])))
     await platform.send(org, "tasks", [task(org, 1)])
-    [before] = await _requests(scripted_llm, agent, 1)
+    [before] = await scripted_llm.wait_for_requests(agent, 1)
     assert [n for n in _offered(before) if n.startswith("mcp__")] == [LOOKUP]
 
     wider = validate_spec(_spec(org, mcp_server.url, _agent(agent, mcp=["docs"])))
@@ -236,7 +222,7 @@ async def test_a_changed_allow_list_is_listed_again_on_the_next_record(
     assert applied.changed and any("mcp changed" in line for line in applied.summary)
     await platform.agent_status(org, agent, until=lambda s: s.version >= 2, timeout=30)
     await platform.send(org, "tasks", [task(org, 2)])
-    after = (await _requests(scripted_llm, agent, 2))[1]
+    after = (await scripted_llm.wait_for_requests(agent, 2))[1]
     assert {LOOKUP, "mcp__docs__explode", "mcp__docs__big"} <= set(_offered(after))
 
 

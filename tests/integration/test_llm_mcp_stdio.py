@@ -17,7 +17,7 @@ import pytest
 
 from kafkaorg.mcp_tools import CALL_ACTIVITY, DISCOVER_ACTIVITY, LIST_JAILED_ACTIVITY
 from kafkaorg.names import SANDBOX_TASK_QUEUE, TASK_QUEUE, agent_workflow_id, dlq_topic
-from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, ScriptedToolCall
+from tests.llm_server import Messages, ScriptedLLM, ScriptedReply, tool_call, tool_results
 from tests.mcp_stdio_server import FACTS, install_for_jail
 from tests.support import Platform, raw_messages, run_cli_async, task, unique_org
 
@@ -58,30 +58,14 @@ def _spec(org: str, server_dir: Path, agent: str, **server: Any) -> dict[str, An
     }
 
 
-def _call(tool: str, /, **arguments: Any) -> ScriptedReply:
-    return ScriptedReply(tool_calls=[ScriptedToolCall(name=tool, arguments=arguments)])
-
-
-def _tool_results(messages: Messages) -> list[dict[str, Any]]:
-    return [json.loads(m["content"]) for m in messages if m.get("role") == "tool"]
-
-
 def _publish_tool_results(messages: Messages) -> ScriptedReply:
-    results = _tool_results(messages)
-    return _call("publish", topic="results", type="notes.found", payload={"results": results})
+    results = tool_results(messages)
+    return tool_call("publish", topic="results", type="notes.found", payload={"results": results})
 
 
 def _results(payload: dict[str, Any]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = payload["results"]
     return results
-
-
-async def _requests(llm: ScriptedLLM, agent: str, count: int, timeout: float = 90) -> list[Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(llm.requests_for(agent)) < count:
-        assert asyncio.get_running_loop().time() < deadline, llm.requests_for(agent)
-        await asyncio.sleep(0.2)
-    return llm.requests_for(agent)[:count]
 
 
 async def _scheduled(platform: Platform, org: str, agent: str) -> list[tuple[str, str]]:
@@ -107,8 +91,8 @@ async def test_an_agent_uses_a_stdio_server_that_runs_jailed_on_the_sandbox_work
     scripted_llm.script(
         agent,
         [
-            _call("mcp__notes__lookup", key="nsjail"),
-            _call("mcp__notes__whereami", port=kafka_port),
+            tool_call("mcp__notes__lookup", key="nsjail"),
+            tool_call("mcp__notes__whereami", port=kafka_port),
             _publish_tool_results,
             ScriptedReply(content="Published."),
         ],
@@ -137,7 +121,7 @@ async def test_an_agent_uses_a_stdio_server_that_runs_jailed_on_the_sandbox_work
     assert inside["own_dir"].startswith("read-only"), inside
     assert inside["greeting"] == "hello from the spec"
 
-    [first] = await _requests(scripted_llm, agent, 1)
+    [first] = await scripted_llm.wait_for_requests(agent, 1)
     offered = {t["function"]["name"]: t["function"] for t in first["tools"]}
     assert {"mcp__notes__lookup", "mcp__notes__whereami", "mcp__notes__spin"} <= set(offered)
     assert offered["mcp__notes__lookup"]["parameters"]["required"] == ["key"]
@@ -166,8 +150,8 @@ async def test_a_stdio_server_stopped_by_a_sandbox_limit_is_an_error_the_model_r
     scripted_llm.script(
         agent,
         [
-            _call("mcp__notes__spin", seconds=30),
-            _call("mcp__notes__lookup", key="stdio"),
+            tool_call("mcp__notes__spin", seconds=30),
+            tool_call("mcp__notes__lookup", key="stdio"),
             _publish_tool_results,
             ScriptedReply(content="done"),
         ],
