@@ -15,14 +15,23 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from kafkaorg.client import launch_org
 from kafkaorg.config import Settings
-from kafkaorg.contracts import AgentInput, AgentReport, AgentResult, StopRequest
+from kafkaorg.contracts import (
+    AgentInput,
+    AgentReport,
+    AgentResult,
+    OrgSignal,
+    OrgStopRequest,
+    StopRequest,
+)
 from kafkaorg.devstack import KafkaorgProcess
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.kafka import Outgoing, client_config, create_admin, create_producer, produce_and_wait
 from kafkaorg.names import (
+    ORG_WORKFLOW_TYPE,
     TASK_QUEUE,
     agent_search_attributes,
     agent_workflow_id,
@@ -73,6 +82,20 @@ class Platform:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.flush, 10)
+        await self.stop_running_orgs()
+
+    async def stop_running_orgs(self) -> None:
+        """Every org still running goes when a test ends (the test's own and any a CLI
+        started). Left running, the suite's ~150 orgs woke every minute to reconcile, and a
+        restarted worker, replaying them all on 2 cores, took over 60 s to start a new
+        org (test_traces)."""
+        query = f"WorkflowType = '{ORG_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+        running = [execution.id async for execution in self.client.list_workflows(query)]
+        for workflow_id in running:
+            with contextlib.suppress(RPCError):
+                await self.client.get_workflow_handle(workflow_id).signal(
+                    OrgSignal.STOP, OrgStopRequest(reason="test finished")
+                )
 
     async def start_org(self, spec: dict[str, Any]) -> OrgSpec:
         org_spec = validate_spec(spec)
