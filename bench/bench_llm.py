@@ -138,6 +138,7 @@ def _direct(
         model=name,
         messages=[{"role": "system", "content": system}, *messages],
         tools=tools,  # type: ignore[arg-type]
+        tool_choice="auto",  # as the platform sends it (kafkaorg/llm/prompts.py)
         temperature=0.0,
         max_tokens=MAX_TOKENS,
     )

@@ -196,11 +196,15 @@ def tool_schemas(agent: AgentSpec, mcp: McpCatalog | None = None) -> list[dict[s
     return builtin + (mcp.schemas() if mcp else [])
 
 
-def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str | None:
+def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str:
     """The ``tool_choice`` of this call: the agent's ``first_tool_choice`` for the first
-    call on a record (the newest message hands it the record), else the model's choice."""
+    call on a record (the newest message hands it the record), else the model's choice.
+
+    ``auto`` is sent, not left out: OpenAI reads a missing ``tool_choice`` as ``auto``,
+    but llama-cpp-python's ``chatml-function-calling`` (the local model) reads it as
+    ``none`` and hides the tools from the model, so an agent could never call one."""
     if agent.first_tool_choice == "auto" or not messages or messages[-1].get("role") != "user":
-        return None
+        return "auto"
     return agent.first_tool_choice
 
 
