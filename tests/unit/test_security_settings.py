@@ -26,7 +26,7 @@ def test_scram_over_tls_reaches_every_client(tmp_path: Path) -> None:
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-512",
         kafka_sasl_username="agents",
-        kafka_sasl_password="s3cret",  # type: ignore[arg-type]
+        kafka_sasl_password="s3cret",
         kafka_ssl_ca_location=ca,
     )
     for config in (client_config(settings), producer_config(settings)):
@@ -44,7 +44,7 @@ def test_oauthbearer_uses_oidc_client_credentials() -> None:
             kafka_sasl_mechanism="OAUTHBEARER",
             kafka_sasl_oauthbearer_token_endpoint_url="https://idp.example/token",
             kafka_sasl_oauthbearer_client_id="kafkaorg",
-            kafka_sasl_oauthbearer_client_secret="xyz",  # type: ignore[arg-type]
+            kafka_sasl_oauthbearer_client_secret="xyz",
             kafka_sasl_oauthbearer_scope="kafka",
         )
     )
@@ -133,7 +133,7 @@ def test_topics_take_the_clusters_replication() -> None:
 def test_temporal_tls_from_an_api_key_or_certificates(tmp_path: Path) -> None:
     assert tls_config(Settings()) is False
     assert tls_config(Settings(temporal_tls=True)) is True
-    assert tls_config(Settings(temporal_api_key="k")) is True  # type: ignore[arg-type]
+    assert tls_config(Settings(temporal_api_key="k")) is True
     ca, cert, key = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key"))
     for path in (ca, cert, key):
         path.write_bytes(path.name.encode())
