@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel
 from temporalio import activity
 
+from kafkaorg.config import Settings
 from kafkaorg.envelope import Record
-from kafkaorg.kafka import Outgoing, create_missing_topics, produce_and_wait
+from kafkaorg.kafka import Outgoing, create_missing_topics, new_topic, produce_and_wait
 from kafkaorg.metrics import DLQ_RECORDS
 from kafkaorg.names import DLQ_TOPIC, kafka_topic
 
@@ -50,11 +51,13 @@ class PublishResult(BaseModel):
 
 
 class KafkaActivities:
-    """Holds the process's producer and admin client (built once in workers/)."""
+    """Holds the process's producer and admin client (built once in workers/), and the
+    settings new topics take their replication from."""
 
-    def __init__(self, producer: Producer, admin: AdminClient) -> None:
+    def __init__(self, producer: Producer, admin: AdminClient, settings: Settings) -> None:
         self._producer = producer
         self._admin = admin
+        self._settings = settings
 
     @activity.defn
     def publish(self, input: PublishInput) -> PublishResult:
@@ -103,12 +106,7 @@ class KafkaActivities:
         created = create_missing_topics(
             self._admin,
             [
-                NewTopic(
-                    t.kafka_topic,
-                    num_partitions=t.partitions,
-                    replication_factor=1,
-                    config=t.configs,
-                )
+                new_topic(self._settings, t.kafka_topic, t.partitions, t.configs)
                 for t in input.topics
             ],
         )

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import quote
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kafkaorg.errors import ConfigError
 
 LOCAL_MODEL_ANNOUNCEMENT = "run/local-model.json"
 """Under ``state_dir``: written by ``kafkaorg dev up --llm`` while the local model serves
@@ -38,6 +40,45 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     database_url: str = "postgresql+psycopg://kafkaorg:kafkaorg@127.0.0.1:55432/kafkaorg"
+    """TLS to a managed PostgreSQL goes in the URL: ``?sslmode=verify-full&sslrootcert=...``."""
+
+    # Secured Kafka (docs/deploy.md): passed to every client of every process.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None
+    ) = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_oauthbearer_token_endpoint_url: str | None = None
+    """OAUTHBEARER: the OIDC token endpoint librdkafka fetches tokens from (client credentials)."""
+    kafka_sasl_oauthbearer_client_id: str | None = None
+    kafka_sasl_oauthbearer_client_secret: SecretStr | None = None
+    kafka_sasl_oauthbearer_scope: str | None = None
+    kafka_ssl_ca_location: Path | None = None
+    """The CA bundle that signed the brokers' certificates (default: the system's)."""
+    kafka_ssl_certificate_location: Path | None = None
+    """mTLS: this client's certificate (with ``kafka_ssl_key_location``)."""
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_replication_factor: int = Field(default=1, ge=1, le=32)
+    """Of every topic the platform creates (1 on the local stack, 3 on a cluster)."""
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    """``min.insync.replicas`` of every topic the platform creates (unset: the broker's)."""
+    kafka_dev_sasl_port: int = 9094
+    """The local stack's SASL_PLAINTEXT listener (SCRAM-SHA-256/512 and PLAIN, user
+    ``kafkaorg``, password ``kafkaorg-dev``): to try secured settings locally."""
+
+    # Secured Temporal: TLS or mTLS, or Temporal Cloud's API key.
+    temporal_tls: bool = False
+    """TLS to the frontend (on by itself with an API key or a client certificate)."""
+    temporal_tls_ca: Path | None = None
+    """The CA that signed the frontend's certificate (default: the system's)."""
+    temporal_tls_cert: Path | None = None
+    """mTLS: this client's certificate (with ``temporal_tls_key``)."""
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
+    """Temporal Cloud's API key (sent as a bearer token, over TLS)."""
 
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
@@ -168,6 +209,68 @@ class Settings(BaseSettings):
     """Longest wait between retries of a batch Temporal did not accept."""
 
     @model_validator(mode="after")
+    def _security_fits_together(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        mechanism = self.kafka_sasl_mechanism
+        if sasl and mechanism is None:
+            raise ValueError(
+                f"KAFKAORG_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKAORG_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)"
+            )
+        if not sasl and mechanism is not None:
+            raise ValueError(
+                f"KAFKAORG_KAFKA_SASL_MECHANISM={mechanism} needs "
+                "KAFKAORG_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"SASL {mechanism} needs KAFKAORG_KAFKA_SASL_USERNAME and "
+                "KAFKAORG_KAFKA_SASL_PASSWORD"
+            )
+        if mechanism == "OAUTHBEARER" and not (
+            self.kafka_sasl_oauthbearer_token_endpoint_url
+            and self.kafka_sasl_oauthbearer_client_id
+            and self.kafka_sasl_oauthbearer_client_secret is not None
+        ):
+            raise ValueError(
+                "SASL OAUTHBEARER needs KAFKAORG_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, "
+                "_CLIENT_ID and _CLIENT_SECRET"
+            )
+        for name, cert, key in (
+            (
+                "KAFKAORG_KAFKA_SSL",
+                self.kafka_ssl_certificate_location,
+                self.kafka_ssl_key_location,
+            ),
+            ("KAFKAORG_TEMPORAL_TLS", self.temporal_tls_cert, self.temporal_tls_key),
+        ):
+            if (cert is None) != (key is None):
+                raise ValueError(
+                    f"{name}: a client certificate needs its key, and a key its certificate"
+                )
+        for name, path in (
+            ("KAFKAORG_KAFKA_SSL_CA_LOCATION", self.kafka_ssl_ca_location),
+            ("KAFKAORG_KAFKA_SSL_CERTIFICATE_LOCATION", self.kafka_ssl_certificate_location),
+            ("KAFKAORG_KAFKA_SSL_KEY_LOCATION", self.kafka_ssl_key_location),
+            ("KAFKAORG_TEMPORAL_TLS_CA", self.temporal_tls_ca),
+            ("KAFKAORG_TEMPORAL_TLS_CERT", self.temporal_tls_cert),
+            ("KAFKAORG_TEMPORAL_TLS_KEY", self.temporal_tls_key),
+        ):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        if self.kafka_min_insync_replicas is not None and (
+            self.kafka_min_insync_replicas > self.kafka_replication_factor
+        ):
+            raise ValueError(
+                f"KAFKAORG_KAFKA_MIN_INSYNC_REPLICAS={self.kafka_min_insync_replicas} is more "
+                f"than KAFKAORG_KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor}: "
+                "no write could ever succeed"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _local_model_when_no_endpoint(self) -> Self:
         """No endpoint given, the local stack's model (``dev up --llm``) is the endpoint,
         for the CLI and every process started by hand as for those ``dev up`` starts."""
@@ -238,4 +341,20 @@ def _announced_local_model(path: Path) -> dict[str, str] | None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or one clear line naming the variable that is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_settings_problem(exc)) from None
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"configuration: {message}"
+    field = str(first["loc"][0])
+    variable = f"KAFKAORG_{field.upper()}"
+    if any(secret in field for secret in ("password", "secret", "api_key", "token")):
+        return f"{variable}: {message}"
+    return f"{variable}: {message} (got {first.get('input')!r})"

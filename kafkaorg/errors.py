@@ -15,6 +15,10 @@ class BadInputError(KafkaorgError):
     exit_code = 2
 
 
+class ConfigError(BadInputError):
+    """A ``KAFKAORG_*`` setting is wrong or missing: exit 2, naming the variable."""
+
+
 class ServiceUnavailableError(KafkaorgError):
     """A service (Kafka, Temporal, PostgreSQL) did not answer: exit 1."""
 

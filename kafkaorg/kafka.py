@@ -27,8 +27,63 @@ LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
 
 
 def client_config(settings: Settings, **extra: object) -> dict[str, object]:
-    """Settings every Kafka client of ours shares."""
-    return {"bootstrap.servers": settings.kafka_bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
+    """Settings every Kafka client of ours shares: where the brokers are, and how to
+    reach them on a secured cluster."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "logger": LIBRDKAFKA_LOG,
+        **security_config(settings),
+        **extra,
+    }
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """librdkafka's security properties from the ``KAFKAORG_KAFKA_SSL_*``/``_SASL_*`` settings."""
+    config: dict[str, str] = {"security.protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism is not None:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username is not None:
+        config["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password is not None:
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+        config["sasl.oauthbearer.method"] = "oidc"
+        config["sasl.oauthbearer.token.endpoint.url"] = str(
+            settings.kafka_sasl_oauthbearer_token_endpoint_url
+        )
+        config["sasl.oauthbearer.client.id"] = str(settings.kafka_sasl_oauthbearer_client_id)
+        if settings.kafka_sasl_oauthbearer_client_secret is not None:
+            config["sasl.oauthbearer.client.secret"] = (
+                settings.kafka_sasl_oauthbearer_client_secret.get_secret_value()
+            )
+        if settings.kafka_sasl_oauthbearer_scope:
+            config["sasl.oauthbearer.scope"] = settings.kafka_sasl_oauthbearer_scope
+    for key, path in (
+        ("ssl.ca.location", settings.kafka_ssl_ca_location),
+        ("ssl.certificate.location", settings.kafka_ssl_certificate_location),
+        ("ssl.key.location", settings.kafka_ssl_key_location),
+    ):
+        if path is not None:
+            config[key] = str(path)
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    return config
+
+
+def new_topic(
+    settings: Settings, name: str, partitions: int, configs: Mapping[str, str]
+) -> NewTopic:
+    """A topic as the platform creates every one: its class's configs, the cluster's
+    replication (``KAFKAORG_KAFKA_REPLICATION_FACTOR``, ``_MIN_INSYNC_REPLICAS``)."""
+    config = dict(configs)
+    if settings.kafka_min_insync_replicas is not None:
+        config["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+    return NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=settings.kafka_replication_factor,
+        config=config,
+    )
 
 
 def producer_config(settings: Settings) -> dict[str, object]:
@@ -76,26 +131,44 @@ def ensure_platform_topics(settings: Settings) -> None:
     """The platform-wide DLQ, for dead letters that have no org DLQ to go to."""
     create_missing_topics(
         create_admin(settings),
-        [
-            NewTopic(
-                PLATFORM_DLQ_TOPIC,
-                num_partitions=1,
-                replication_factor=1,
-                config=dict(TOPIC_CLASS_CONFIGS[TopicClass.DLQ]),
-            )
-        ],
+        [new_topic(settings, PLATFORM_DLQ_TOPIC, 1, TOPIC_CLASS_CONFIGS[TopicClass.DLQ])],
     )
 
 
 def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
-    """Raise a one-line error when the broker does not answer."""
+    """Raise a one-line error when the broker does not answer, or refuses our credentials
+    or our TLS (librdkafka would only retry them, quietly, for ever)."""
+    refused: list[KafkaError] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            refused.append(error)
+
+    admin = AdminClient(client_config(settings, error_cb=on_error))  # type: ignore[arg-type]
     try:
-        create_admin(settings).list_topics(timeout=timeout)
+        admin.list_topics(timeout=timeout)
     except KafkaException:
+        if refused:
+            how = settings.kafka_sasl_mechanism or settings.kafka_security_protocol
+            user = f", user {settings.kafka_sasl_username}" if settings.kafka_sasl_username else ""
+            raise ServiceUnavailableError(
+                f"Kafka at {settings.kafka_bootstrap} refused the connection ({how}{user}): "
+                f"{_short_reason(refused[0])}"
+            ) from None
         raise ServiceUnavailableError(
             f"Kafka is not reachable at {settings.kafka_bootstrap} "
             "(start it with `kafkaorg dev up`, or set KAFKAORG_KAFKA_BOOTSTRAP)"
         ) from None
+
+
+def _short_reason(error: KafkaError) -> str:
+    """librdkafka's reason without the broker address it starts with."""
+    text = error.str()
+    return (
+        text.split(": ", 1)[1]
+        if text.startswith(("sasl_", "ssl://", "SASL")) and ": " in text
+        else text
+    )
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,26 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 
 from kafkaorg import tracing
 from kafkaorg.config import Settings
 from kafkaorg.errors import ServiceUnavailableError
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to the frontend: with a CA, a client certificate (mTLS) or a server name as set;
+    plain TLS with the system's CAs for an API key alone (Temporal Cloud); else none."""
+    files = (settings.temporal_tls_ca, settings.temporal_tls_cert, settings.temporal_tls_key)
+    if any(files) or settings.temporal_tls_server_name:
+        ca, cert, key = (path.read_bytes() if path else None for path in files)
+        return TLSConfig(
+            server_root_ca_cert=ca,
+            client_cert=cert,
+            client_private_key=key,
+            domain=settings.temporal_tls_server_name,
+        )
+    return settings.temporal_tls or settings.temporal_api_key is not None
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -30,6 +46,10 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
             data_converter=pydantic_data_converter,
             runtime=runtime,
             interceptors=tracing.temporal_interceptors(),
+            tls=tls_config(settings),
+            api_key=(
+                settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+            ),
         )
     except RuntimeError as exc:
         raise ServiceUnavailableError(

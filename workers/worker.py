@@ -51,7 +51,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     producer = create_producer(settings)
     admin = create_admin(settings)
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
-    kafka = KafkaActivities(producer, admin)
+    kafka = KafkaActivities(producer, admin, settings)
     state = StateActivities(sessions)
     transactions: TransactionalProducers | None = None
     if settings.step_transactions:

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from kafkaorg.config import Settings
 
@@ -21,6 +27,10 @@ from ._models import StackError
 from ._processes import find_binary, port_open, spawn, split_host_port
 
 KAFKA_VERSION = "4.1.1"
+DEV_SASL_USER = "kafkaorg"
+DEV_SASL_PASSWORD = "kafkaorg-dev"
+"""The local stack's SASL listener (``KAFKAORG_KAFKA_DEV_SASL_PORT``): a known local login,
+for trying secured settings on one machine, never for a real cluster."""
 MAX_MESSAGE_BYTES = 8_388_608
 """Above the bridge's own limit, so oversized records reach the bridge and go to the DLQ."""
 
@@ -120,11 +130,33 @@ class KafkaService(Service):
             Port(self.host, self.port, "Kafka", "KAFKAORG_KAFKA_BOOTSTRAP"),
             Port(
                 self.host,
+                self.settings.kafka_dev_sasl_port,
+                "Kafka's SASL listener",
+                "KAFKAORG_KAFKA_DEV_SASL_PORT",
+            ),
+            Port(
+                self.host,
                 self.settings.kafka_controller_port,
                 "the Kafka controller",
                 "KAFKAORG_KAFKA_CONTROLLER_PORT",
             ),
         ]
+
+    def after_healthy(self) -> None:
+        """The dev SASL listener's SCRAM user (idempotent: an upsert)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.address, "logger": _quiet}
+        admin = AdminClient(config)
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(
+                DEV_SASL_USER, ScramCredentialInfo(mechanism, 4096), DEV_SASL_PASSWORD.encode()
+            )
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+        ]
+        try:
+            for future in admin.alter_user_scram_credentials(upserts).values():
+                future.result(timeout=30)
+        except KafkaException as exc:
+            raise StackError(f"adding the dev SASL user to Kafka failed: {exc}") from None
 
     def healthy(self) -> bool:
         if not port_open(self.host, self.port):
@@ -139,15 +171,28 @@ class KafkaService(Service):
 
     def _write_config(self) -> Path:
         controller = self.settings.kafka_controller_port
+        sasl = f"SASL_PLAINTEXT://{self.host}:{self.settings.kafka_dev_sasl_port}"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{controller}",
-            "listeners": f"PLAINTEXT://{self.address},CONTROLLER://{self.host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.address}",
+            "listeners": f"PLAINTEXT://{self.address},{sasl},CONTROLLER://{self.host}:{controller}",
+            "advertised.listeners": f"PLAINTEXT://{self.address},{sasl}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+            ),
+            # A secured listener to try KAFKAORG_KAFKA_SASL_* against (docs/deploy.md): SCRAM
+            # users live in the cluster's metadata (after_healthy adds one), PLAIN's here.
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{DEV_SASL_USER}="{DEV_SASL_PASSWORD}";'
+            ),
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",

@@ -37,10 +37,12 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _settings(state_dir: Path) -> Settings:
-    kafka, controller, temporal, ui, pg, console, prometheus, phoenix, grpc, llm = _free_ports(10)
+    ports = _free_ports(11)
+    kafka, controller, temporal, ui, pg, console, prometheus, phoenix, grpc, llm, sasl = ports
     return Settings(
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         kafka_controller_port=controller,
+        kafka_dev_sasl_port=sasl,
         temporal_address=f"127.0.0.1:{temporal}",
         temporal_ui_port=ui,
         database_url=f"postgresql+psycopg://kafkaorg:kafkaorg@127.0.0.1:{pg}/kafkaorg",
