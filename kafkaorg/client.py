@@ -216,6 +216,8 @@ async def wait_until_applied(
         try:
             status = await org_status(handle, rpc_timeout_s=max(1.0, deadline - time.monotonic()))
             if status.phase == OrgPhase.RUNNING:
+                if on_progress is not None:  # every agent has started (visibility may lag)
+                    on_progress(len(status.agents))
                 return status
         except RPCError:
             pass  # no worker has picked up the workflow yet
