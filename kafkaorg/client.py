@@ -12,9 +12,12 @@ A refusal by the org (a rule said no, in a validator or under the lock) comes ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -90,6 +93,9 @@ from kafkaorg.temporal import connect_temporal
 R = TypeVar("R", bound=BaseModel)
 
 ORG_READY_TIMEOUT_S = 60.0
+AGENT_READY_TIMEOUT_S = 0.1
+"""Added to ``ORG_READY_TIMEOUT_S`` per agent of the spec: an org of 1,000 agents may
+take 160 s before ``org start`` gives up (it took 5.8 s for 100 when this was set)."""
 
 
 class RequestRefused(BadInputError):
@@ -156,20 +162,51 @@ async def start_org(client: Client, spec: OrgSpec) -> WorkflowHandle[Any, Any]:
         ) from None
 
 
-async def launch_org(cfg: Settings, spec: OrgSpec, *, wait: bool = True) -> OrgStatus | None:
+async def launch_org(
+    cfg: Settings,
+    spec: OrgSpec,
+    *,
+    wait: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> OrgStatus | None:
     """Start an org (Kafka checked first, so a dead broker is one clear line) and, with
-    ``wait``, return once its topics, state and agents are in place."""
+    ``wait``, return once its topics, state and agents are in place. ``on_progress`` is
+    told how many of the org's agents run, as they start."""
     await asyncio.to_thread(check_kafka, cfg)
-    handle = await start_org(await connect_temporal(cfg), spec)
-    return await wait_until_applied(handle) if wait else None
+    client = await connect_temporal(cfg)
+    handle = await start_org(client, spec)
+    if not wait:
+        return None
+    wait_s = ORG_READY_TIMEOUT_S + AGENT_READY_TIMEOUT_S * len(spec.agents)
+    progress = None
+    if on_progress is not None:
+        progress = functools.partial(running_agents, client, spec.org)
+    return await wait_until_applied(handle, wait_s, progress=progress, on_progress=on_progress)
+
+
+async def running_agents(client: Client, org: str) -> int:
+    """How many of ``org``'s agent workflows run (Temporal's visibility, a moment behind)."""
+    query = (
+        f"{ORG_ATTR.name} = '{org}' AND WorkflowType = '{AGENT_WORKFLOW_TYPE}' "
+        "AND ExecutionStatus = 'Running'"
+    )
+    return (await client.count_workflows(query)).count
 
 
 async def wait_until_applied(
-    handle: WorkflowHandle[Any, Any], wait_s: float = ORG_READY_TIMEOUT_S
+    handle: WorkflowHandle[Any, Any],
+    wait_s: float = ORG_READY_TIMEOUT_S,
+    *,
+    progress: Callable[[], Awaitable[int]] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> OrgStatus:
-    """Poll the OrgWorkflow until it has applied its spec (or ended)."""
+    """Poll the OrgWorkflow until it has applied its spec (or ended), reporting
+    ``progress()`` to ``on_progress`` on the way."""
     deadline = time.monotonic() + wait_s
     while True:
+        if progress is not None and on_progress is not None:
+            with contextlib.suppress(RPCError):
+                on_progress(await progress())
         description = await handle.describe()
         if description.status not in (None, WorkflowExecutionStatus.RUNNING):
             raise KafkaorgError(
@@ -179,6 +216,8 @@ async def wait_until_applied(
         try:
             status = await org_status(handle, rpc_timeout_s=max(1.0, deadline - time.monotonic()))
             if status.phase == OrgPhase.RUNNING:
+                if on_progress is not None:  # every agent has started (visibility may lag)
+                    on_progress(len(status.agents))
                 return status
         except RPCError:
             pass  # no worker has picked up the workflow yet

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     and the same after a restart (the restarted worker fences the crashed one's open
     transactions at once). Unset, each worker takes ``<hostname>-<N>``, N the lowest slot no
     live worker sharing this state dir holds (kafkaorg/worker_slots.py)."""
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    """Workflows a worker keeps in memory (the SDK's default); an evicted idle agent costs
+    nothing until its next record replays it (bench/README.md, "A thousand agents")."""
+    agent_lifecycle_concurrency: int = Field(default=32, ge=1, le=512)
+    """Agent workflows the OrgWorkflow's activities start, stop or check at a time (org
+    start, apply, stop and drift repair)."""
     worker_sticky_timeout_s: float = Field(default=10.0, gt=0)
     """How long Temporal keeps a workflow task on a worker's own (sticky) queue before any
     worker may take it (the SDK's default). A killed worker's agents wait this long for

@@ -60,7 +60,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         # Before polling: a transaction a killed predecessor left open is aborted now.
         transactions.fence_all()
     steps = AgentStepActivities(producer, settings.max_record_bytes, transactions)
-    lifecycle = LifecycleActivities(client)
+    lifecycle = LifecycleActivities(client, settings.agent_lifecycle_concurrency)
     tools = ToolActivities(sessions)
     directory = DirectoryActivities(sessions)
     conversations = ConversationActivities(sessions)
@@ -107,6 +107,9 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
+        # Idle agents beyond this are evicted: they cost memory again only when a record
+        # replays them (their histories stay short: continue-as-new at 1,000 events).
+        max_cached_workflows=settings.worker_max_cached_workflows,
         # How soon a killed worker's agents may take their next step on another worker.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout_s),
     )

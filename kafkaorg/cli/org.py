@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -28,9 +29,27 @@ from kafkaorg.temporal import connect_temporal
 org_app = typer.Typer(help="Start, inspect and stop orgs.", no_args_is_help=True)
 
 
+PROGRESS_BAR_AGENTS = 20
+"""From this many agents on, ``org start`` shows a bar of the agents started."""
+
+
 async def start_org(spec: OrgSpec, cfg: Settings) -> OrgStatus:
-    with console.status(f"Applying org {spec.org!r} (topics, state, agents) …"):
-        status = await service.launch_org(cfg, spec)
+    if len(spec.agents) < PROGRESS_BAR_AGENTS:
+        with console.status(f"Applying org {spec.org!r} (topics, state, agents) …"):
+            status = await service.launch_org(cfg, spec)
+    else:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            agents = bar.add_task(f"org {spec.org}: agents running", total=len(spec.agents))
+            status = await service.launch_org(
+                cfg, spec, on_progress=lambda n: bar.update(agents, completed=n)
+            )
     assert status is not None
     return status
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from kafkaorg import client as service
 from kafkaorg.config import Settings
 from kafkaorg.db import Agent, Org, Topic, create_engine, create_sessionmaker
 from kafkaorg.spec import spec_to_json, validate_spec
@@ -152,3 +154,34 @@ async def test_plain_temporal_cli_starts_an_org_like_kafkaorg_does(platform: Pla
         assert list(session.scalars(select(Agent.name).where(Agent.org_id == org_row.id))) == [
             "echo"
         ]
+
+
+async def test_org_start_reports_its_agents_as_they_start(platform: Platform) -> None:
+    """The progress bar's source: Temporal's count of the org's running agent workflows,
+    told as it grows, up to every agent of the spec."""
+    org = unique_org("many")
+    spec = validate_spec(
+        {
+            "org": org,
+            "topics": [{"name": "tasks"}, {"name": "results"}],
+            "agents": [
+                {
+                    "name": f"e-{i:02d}",
+                    "kind": "echo",
+                    "subscribes": ["tasks"],
+                    "publishes": ["results"],
+                }
+                for i in range(30)
+            ],
+        }
+    )
+    seen: list[int] = []
+    status = await service.launch_org(platform.settings, spec, on_progress=seen.append)
+    assert status is not None and len(status.agents) == 30
+    assert seen == sorted(seen), "a count that only grows"
+    assert seen[0] < 30 and seen[-1] == 30, seen
+    # What the bar counts, Temporal's visibility, sees them all too, a moment behind.
+    deadline = asyncio.get_running_loop().time() + 30
+    while await service.running_agents(platform.client, org) < 30:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.3)
