@@ -134,10 +134,10 @@ def _direct(
 ) -> tuple[float, int]:
     _flush(model, name)
     started = time.perf_counter()
-    reply = model.chat.completions.create(
+    reply = model.chat.completions.create(  # type: ignore[call-overload]
         model=name,
         messages=[{"role": "system", "content": system}, *messages],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         tool_choice="auto",  # as the platform sends it (kafkaorg/llm/prompts.py)
         temperature=0.0,
         max_tokens=MAX_TOKENS,
