@@ -148,6 +148,7 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException:
+        admin.poll(0)  # error callbacks are served here, not while list_topics waits
         if refused:
             how = settings.kafka_sasl_mechanism or settings.kafka_security_protocol
             user = f", user {settings.kafka_sasl_username}" if settings.kafka_sasl_username else ""

@@ -146,15 +146,18 @@ class KafkaService(Service):
         """The dev SASL listener's SCRAM user (idempotent: an upsert)."""
         config: dict[str, Any] = {"bootstrap.servers": self.address, "logger": _quiet}
         admin = AdminClient(config)
-        upserts: list[UserScramCredentialAlteration] = [
-            UserScramCredentialUpsertion(
-                DEV_SASL_USER, ScramCredentialInfo(mechanism, 4096), DEV_SASL_PASSWORD.encode()
-            )
-            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
-        ]
         try:
-            for future in admin.alter_user_scram_credentials(upserts).values():
-                future.result(timeout=30)
+            # One request per mechanism: a request may not alter one user twice.
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+                upsert: list[UserScramCredentialAlteration] = [
+                    UserScramCredentialUpsertion(
+                        DEV_SASL_USER,
+                        ScramCredentialInfo(mechanism, 4096),
+                        DEV_SASL_PASSWORD.encode(),
+                    )
+                ]
+                for future in admin.alter_user_scram_credentials(upsert).values():
+                    future.result(timeout=30)
         except KafkaException as exc:
             raise StackError(f"adding the dev SASL user to Kafka failed: {exc}") from None
 
