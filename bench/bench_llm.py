@@ -48,7 +48,7 @@ from kafkaorg.config import Settings, get_settings
 from kafkaorg.devstack import LocalModelService
 from kafkaorg.envelope import new_record
 from kafkaorg.kafka import Outgoing, create_producer, produce_and_wait
-from kafkaorg.llm.prompts import system_prompt, tool_schemas
+from kafkaorg.llm.prompts import first_call_tool_choice, system_prompt, tool_schemas
 from kafkaorg.metrics import metrics_endpoints
 from kafkaorg.names import kafka_topic
 from kafkaorg.spec import validate_spec
@@ -130,17 +130,23 @@ def _model_seconds(settings: Settings, worker_pid: int) -> tuple[float, float]:
 
 
 def _direct(
-    model: openai.OpenAI, name: str, system: str, tools: list[dict[str, Any]], messages: Any
+    model: openai.OpenAI,
+    name: str,
+    system: str,
+    tools: list[dict[str, Any]],
+    messages: Any,
+    tool_choice: str | None,
 ) -> tuple[float, int]:
     _flush(model, name)
     started = time.perf_counter()
+    choice = {"tool_choice": tool_choice} if tool_choice else {}  # as the platform sends it
     reply = model.chat.completions.create(  # type: ignore[call-overload]
         model=name,
         messages=[{"role": "system", "content": system}, *messages],
         tools=tools,
-        tool_choice="auto",  # as the platform sends it (kafkaorg/llm/prompts.py)
         temperature=0.0,
         max_tokens=MAX_TOKENS,
+        **choice,
     )
     took = time.perf_counter() - started
     return took, reply.usage.completion_tokens if reply.usage else 0
@@ -216,7 +222,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             seen = len(conversation)
             direct = [
                 await asyncio.to_thread(
-                    _direct, direct_client, llm_settings.llm_model, system, tools, m
+                    _direct,
+                    direct_client,
+                    llm_settings.llm_model,
+                    system,
+                    tools,
+                    m,
+                    first_call_tool_choice(agent, m),
                 )
                 for m in calls
             ]

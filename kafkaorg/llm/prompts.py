@@ -196,15 +196,18 @@ def tool_schemas(agent: AgentSpec, mcp: McpCatalog | None = None) -> list[dict[s
     return builtin + (mcp.schemas() if mcp else [])
 
 
-def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str:
+def first_call_tool_choice(agent: AgentSpec, messages: list[dict[str, Any]]) -> str | None:
     """The ``tool_choice`` of this call: the agent's ``first_tool_choice`` for the first
-    call on a record (the newest message hands it the record), else the model's choice.
+    call on a record (the newest message hands it the record), else left out.
 
-    ``auto`` is sent, not left out: OpenAI reads a missing ``tool_choice`` as ``auto``,
-    but llama-cpp-python's ``chatml-function-calling`` (the local model) reads it as
-    ``none`` and hides the tools from the model, so an agent could never call one."""
-    if agent.first_tool_choice == "auto" or not messages or messages[-1].get("role") != "user":
-        return "auto"
+    ``auto`` is sent on the first call, not left out: OpenAI reads a missing
+    ``tool_choice`` as ``auto``, but llama-cpp-python's ``chatml-function-calling`` (the
+    local model) reads it as ``none`` and shows the model no tools, so an ``auto`` agent
+    there could never call one. The later calls leave it out: the model's choice on
+    OpenAI; on llama-cpp-python a prose answer, which ends the record's turn (an ``auto``
+    there costs the small model several constrained passes per call)."""
+    if not messages or messages[-1].get("role") != "user":
+        return None
     return agent.first_tool_choice
 
 
