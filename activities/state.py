@@ -167,10 +167,12 @@ class StateActivities:
             ).scalar_one()
             for topic in spec.topics:
                 _upsert_topic(session, spec.org, org_id, topic)
-            versions = {
-                agent.name: _upsert_agent(session, spec.org, org_id, agent)[1]
-                for agent in spec.agents
-            }
+            versions: dict[str, int] = {}
+            for done, agent in enumerate(spec.agents, 1):
+                versions[agent.name] = _upsert_agent(session, spec.org, org_id, agent)[1]
+                # An org of 1,000 agents takes longer than the heartbeat timeout to save:
+                # without this, save_org timed out and was retried for ever.
+                activity.heartbeat(f"{done}/{len(spec.agents)} agents")
             retired = list(
                 session.scalars(
                     update(Agent)

@@ -132,7 +132,10 @@ async def one_config(
         org = f"bench-agents-{uuid.uuid4().hex[:6]}"
         spec = org_spec(org, agents)
         started = time.monotonic()
-        await service.launch_org(settings, spec)
+        # Not launch_org's own bound (what `org start` waits): the old one-at-a-time start
+        # of 1,000 agents outlasted it. Here the org gets as long as it takes.
+        await service.launch_org(settings, spec, wait=False)
+        await service.wait_until_applied(await service.running_org(client, org), 1200)
         start_s = time.monotonic() - started
         running = await service.running_agents(client, org)
         err.print(f"  {concurrency}/{cache}: {agents} agents running in {start_s:.1f} s")
