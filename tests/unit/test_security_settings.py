@@ -102,6 +102,7 @@ def test_settings_that_cannot_work_are_one_line_naming_the_variable(
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    get_settings.cache_clear()  # read the environment again, as a new process would
     with pytest.raises(ConfigError) as caught:
         get_settings()
     assert needle in str(caught.value)
