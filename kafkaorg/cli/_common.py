@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kafkaorg.config import Settings, get_settings
 from kafkaorg.db.session import PG_UNREACHABLE as PG_UNREACHABLE
@@ -20,6 +21,20 @@ T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def count_bar(description: str, *, show: bool = True) -> Progress:
+    """A bar of N of M done, on stderr (stdout stays for results and ``--json``), gone
+    once finished; ``description`` is a format string over the task (``{task.description}``)."""
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not show,
+    )
 
 
 def settings() -> Settings:

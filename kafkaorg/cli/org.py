@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import (
     WorkflowExecutionStatus,
@@ -15,7 +14,7 @@ from temporalio.service import RPCError
 
 from kafkaorg import client as service
 from kafkaorg import org_queries as queries
-from kafkaorg.cli._common import check_org_name, console, print_json, run, settings
+from kafkaorg.cli._common import check_org_name, console, count_bar, print_json, run, settings
 from kafkaorg.config import Settings
 from kafkaorg.contracts import ChangeResult, OrgStatus, OrgStopRequest
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
@@ -38,14 +37,7 @@ async def start_org(spec: OrgSpec, cfg: Settings) -> OrgStatus:
         with console.status(f"Applying org {spec.org!r} (topics, state, agents) …"):
             status = await service.launch_org(cfg, spec)
     else:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with count_bar("{task.description}") as bar:
             agents = bar.add_task(f"org {spec.org}: agents running", total=len(spec.agents))
             status = await service.launch_org(
                 cfg, spec, on_progress=lambda n: bar.update(agents, completed=n)

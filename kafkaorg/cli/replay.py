@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kafkaorg.cli._common import (
     check_org_name,
     console,
+    count_bar,
     err_console,
     print_json,
     run,
@@ -41,15 +41,7 @@ _PROGRESS_FROM = 1000
 async def _deliver(cfg: Settings, planned: ReplayOutcome, *, show_progress: bool) -> ReplayOutcome:
     """Deliver the planned run, with a progress bar on stderr when asked for."""
     client = await connect_temporal(cfg)
-    progress = Progress(
-        TextColumn("replaying {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not show_progress,
-    )
+    progress = count_bar("replaying {task.description}", show=show_progress)
     with progress:
         bar = progress.add_task(kafka_topic(planned.org, planned.topic), total=planned.total)
         return await deliver_replay(
