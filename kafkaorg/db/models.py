@@ -187,6 +187,41 @@ class Subscription(TimestampMixin, Base):
     topic: Mapped[Topic] = relationship()
 
 
+APPROVAL_ACTIONS = ("create_agent", "create_tool", "publish", "flow_step")
+APPROVAL_STATUSES = ("pending", "approved", "denied")
+
+
+class Approval(TimestampMixin, Base):
+    """An action waiting for a person (``policy.approvals``, a flow's ``approval`` step),
+    and once decided, who decided what: the org's pending and past approvals."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("org_id", "approval_id"),
+        CheckConstraint(_in("action", APPROVAL_ACTIONS), name="action"),
+        CheckConstraint(_in("status", APPROVAL_STATUSES), name="status"),
+        Index("ix_approvals_org_status", "org_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    approval_id: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(300))
+    """What the action is about: the agent or tool to create, the topic to publish on."""
+    requested_by: Mapped[str] = mapped_column(String(120))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timeout_default: Mapped[str] = mapped_column(String(16))
+    """``approve`` or ``deny``: what the deadline decides if nobody does."""
+    decided_by: Mapped[str | None] = mapped_column(String(120), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    outcome: Mapped[str | None] = mapped_column(Text, default=None)
+    """What carrying out the approved action said (or why it could not be)."""
+
+
 class LlmUsage(Base):
     """Tokens of one model call; ``call_id`` (run id / activity id) makes recording idempotent."""
 
