@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.state import _org_id
+from activities.state import org_id_of
 from kafkaorg.db.models import ConversationTurn
 from kafkaorg.llm.conversation import turn_text
 
@@ -59,7 +59,7 @@ class ConversationActivities:
         if not input.turns:
             return 0
         with self._sessions.begin() as session:
-            org_id = _org_id(session, input.org)
+            org_id = org_id_of(session, input.org)
             result = session.execute(
                 insert(ConversationTurn)
                 .values(
@@ -84,7 +84,7 @@ class ConversationActivities:
     def recall_turns(self, query: RecallQuery) -> list[RecalledTurn]:
         """Newest first, matching turns only, cut to ``MAX_RECALL_CHARS`` in all."""
         with self._sessions() as session:
-            org_id = _org_id(session, query.org)
+            org_id = org_id_of(session, query.org)
             statement = (
                 select(ConversationTurn.turn, ConversationTurn.messages)
                 .where(

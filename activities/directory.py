@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from activities.state import _org_id
+from activities.state import org_id_of
 from kafkaorg.db.models import Agent, Tool, ToolVersion
 
 
@@ -53,7 +53,7 @@ class DirectoryActivities:
     def find_tools(self, query: DirectoryQuery) -> list[ToolEntry]:
         """Tools with a usable (current) version; described by that version."""
         with self._sessions() as session:
-            org_id = _org_id(session, query.org)
+            org_id = org_id_of(session, query.org)
             rows = session.execute(
                 select(Tool.name, ToolVersion)
                 .join(ToolVersion, ToolVersion.tool_id == Tool.id)
@@ -75,7 +75,7 @@ class DirectoryActivities:
     @activity.defn
     def find_agents(self, query: DirectoryQuery) -> list[AgentEntry]:
         with self._sessions() as session:
-            org_id = _org_id(session, query.org)
+            org_id = org_id_of(session, query.org)
             agents = session.scalars(
                 select(Agent).where(Agent.org_id == org_id).order_by(Agent.name)
             ).all()

@@ -29,6 +29,8 @@ from kafkaorg.names import flow_workflow_id
 class RequestOutcome(BaseModel):
     accepted: bool
     summary: list[str]
+    pending_approval: str | None = None
+    """The org's policy holds the request for a person: the approval's id."""
 
 
 def _update_id(kind: str) -> str:
@@ -50,7 +52,11 @@ class OrgRequestActivities:
             )
         except BadInputError as refused:  # a refusal, or the org is not running
             return RequestOutcome(accepted=False, summary=[str(refused).removeprefix("refused: ")])
-        return RequestOutcome(accepted=result.changed, summary=result.summary)
+        return RequestOutcome(
+            accepted=result.changed,
+            summary=result.summary,
+            pending_approval=result.pending_approval,
+        )
 
     @activity.defn
     async def request_create_agent(self, request: CreateAgentRequest) -> RequestOutcome:

@@ -69,7 +69,7 @@ class SaveTopicInput(BaseModel):
     topic: TopicSpec
 
 
-def _org_id(session: Session, org: str) -> int:
+def org_id_of(session: Session, org: str) -> int:
     org_id = session.scalar(select(Org.id).where(Org.name == org))
     if org_id is None:
         raise ApplicationError(f"unknown org {org!r}", type="UnknownOrg", non_retryable=True)
@@ -203,7 +203,7 @@ class StateActivities:
     @activity.defn
     def save_topic(self, input: SaveTopicInput) -> None:
         with self._sessions.begin() as session:
-            _upsert_topic(session, input.org, _org_id(session, input.org), input.topic)
+            _upsert_topic(session, input.org, org_id_of(session, input.org), input.topic)
 
     @activity.defn
     def register_agent(self, input: RegisterAgentInput) -> RegisteredAgent:
@@ -211,7 +211,7 @@ class StateActivities:
             _, version = _upsert_agent(
                 session,
                 input.org,
-                _org_id(session, input.org),
+                org_id_of(session, input.org),
                 input.agent.spec,
                 created_by=input.agent.created_by,
                 parent_agent=input.agent.parent_agent,
@@ -226,7 +226,7 @@ class StateActivities:
     @activity.defn
     def set_agent_status(self, change: AgentStatusChange) -> None:
         with self._sessions.begin() as session:
-            org_id = _org_id(session, change.org)
+            org_id = org_id_of(session, change.org)
             session.execute(
                 update(Agent)
                 .where(Agent.org_id == org_id, Agent.name == change.agent)

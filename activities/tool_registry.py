@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.state import _org_id
+from activities.state import org_id_of
 from kafkaorg.db.models import Org, Tool, ToolVersion
 from kafkaorg.db.models import ToolRun as ToolRunRow
 from kafkaorg.spec import ToolSpec
@@ -159,7 +159,7 @@ class ToolActivities:
         """Insert the next version (status ``testing``) unless this code and tests are one."""
         code, tests = input.tool.source, input.tool.tests or ""
         with self._sessions.begin() as session:
-            tool_id = _tool_id(session, _org_id(session, input.org), input.tool.name)
+            tool_id = _tool_id(session, org_id_of(session, input.org), input.tool.name)
             existing = session.scalars(
                 select(ToolVersion)
                 .where(
@@ -280,7 +280,7 @@ class ToolActivities:
         if not input.runs:
             return 0
         with self._sessions.begin() as session:
-            org_id = _org_id(session, input.org)
+            org_id = org_id_of(session, input.org)
             rows = [
                 {
                     "org_id": org_id,

@@ -49,7 +49,7 @@ from confluent_kafka import (
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from bridge import flows
+from bridge import approvals, flows
 from bridge.backpressure import TEMPORAL_REASON, AgentKey, InboxGate, PartitionKey, pause_plan
 from bridge.loop_guard import RecentRecords, over_hop_limit
 from bridge.mapping import (
@@ -440,6 +440,14 @@ class Bridge:
             self._client, accepted, stop, self._service_consumer, self._flow_triggers
         ):
             return  # stopped first; not committed: the records come again after restart
+        refused = await approvals.decide_from_records(
+            self._client, self._settings, accepted, stop, self._service_consumer
+        )
+        if refused is None:
+            return  # stopped first, as above
+        if refused:
+            await self._dead_letter(refused)
+            poison += refused
         inject(FaultPoint.BRIDGE_AFTER_SIGNAL)
         positions = commit_positions(d.origin for d in decoded)
         offsets = [TopicPartition(t, p, off) for (t, p), off in positions.items()]

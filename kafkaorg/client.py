@@ -41,7 +41,12 @@ from kafkaorg.contracts import (
     AgentQuery,
     AgentReport,
     AgentSignal,
+    ApprovalDecided,
     ApprovalDecision,
+    ApprovalKind,
+    ApprovalRow,
+    ApprovalStatus,
+    ApprovalVerdict,
     ApproveToolRequest,
     ChangeResult,
     CreateAgentRequest,
@@ -532,6 +537,51 @@ async def decide_approval(
         raise
 
 
+async def decide_org_approval(
+    client: Client, org: str, verdict: ApprovalVerdict
+) -> ApprovalDecided:
+    """A verdict on a request the org holds (``policy.approvals``)."""
+    handle = await running_org(client, org)
+    try:
+        return await handle.execute_update(
+            OrgUpdate.DECIDE_APPROVAL, verdict, result_type=ApprovalDecided
+        )
+    except WorkflowUpdateFailedError as err:
+        raise refusal_of(err) from None
+
+
+async def decide(
+    client: Client, approval: ApprovalRow, verdict: ApprovalVerdict
+) -> ApprovalDecided:
+    """A person's verdict on any approval, wherever it waits: a request the org holds, or
+    a flow run's ``approval`` step. Agents never decide; a decided one stays decided."""
+    if verdict.by.startswith("agent:"):
+        raise BadInputError(f"{verdict.by}: only people decide approvals")
+    if approval.status is not ApprovalStatus.PENDING:
+        raise BadInputError(
+            f"approval {approval.id} was already {approval.status.value}"
+            + (f" by {approval.decided_by}" if approval.decided_by else "")
+        )
+    if approval.kind is not ApprovalKind.FLOW_STEP:
+        return await decide_org_approval(client, approval.org, verdict)
+    step = str(approval.request.get("step", ""))
+    decision = await decide_approval(
+        client,
+        approval.org,
+        str(approval.request.get("run", "")),
+        ApprovalDecision(step=step, approve=verdict.approve, by=verdict.by, reason=verdict.reason),
+    )
+    return ApprovalDecided(
+        id=approval.id,
+        kind=approval.kind,
+        subject=approval.subject,
+        approved=decision.approve,
+        by=decision.by,
+        reason=decision.reason,
+        outcome="the run goes on" if decision.approve else "the step is denied",
+    )
+
+
 async def signal_flow_replies(client: Client, workflow_id: str, records: list[Record]) -> None:
     """The bridge's path: agents' records of a run, to the run."""
     await flow_handle(client, workflow_id).signal(FlowSignal.REPLY, FlowReplies(records=records))
@@ -551,7 +601,9 @@ __all__ = [
     "create_agent",
     "create_tool",
     "create_topic",
+    "decide",
     "decide_approval",
+    "decide_org_approval",
     "deliver",
     "find_flow_run",
     "flow_handle",

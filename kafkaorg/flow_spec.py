@@ -130,10 +130,16 @@ class TriggerSpec(_Strict):
         return topic == self.topic and self.type in (None, type_)
 
 
-class ApprovalSpec(_Strict):
+class ApprovalRule(_Strict):
+    """How long something waits for a person, and what the deadline decides (a flow's
+    ``approval`` step, an org's ``policy.approvals``)."""
+
     timeout_s: float = Field(default=3600.0, gt=0, le=30 * 86_400)
     default: Literal["approve", "deny"] = "deny"
     """What a timeout decides."""
+
+
+class ApprovalSpec(ApprovalRule):
     on_deny: str | None = None
     """The step a denial goes to; without it a denial ends the run ``denied``
     (after compensation)."""

@@ -32,13 +32,16 @@ RESERVED_TOPIC_NAMES: Final = frozenset({"sys"})
 
 AUDIT_TOPIC: Final = "sys.audit"
 DLQ_TOPIC: Final = "sys.dlq"
+APPROVALS_TOPIC: Final = "sys.approvals"
+"""Approvals requested and decided; a person's ``approval.decision`` record here decides one."""
 PLATFORM_ORG: Final = "kafkaorg"
 """Reserved: no org may take this name, its ``sys.dlq`` is the platform's."""
 PLATFORM_DLQ_TOPIC: Final = f"{PLATFORM_ORG}.{DLQ_TOPIC}"
 """Dead letters that cannot go to their own org's DLQ (no such topic, unknown org)."""
 
-# Topics the bridge consumes: exactly one dot, so `<org>.sys.*` never matches.
-BRIDGE_TOPIC_PATTERN: Final = r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$"
+# Topics the bridge consumes: an org's own topics (exactly one dot, so no other
+# `<org>.sys.*` matches) and its `sys.approvals`, where people send their verdicts.
+BRIDGE_TOPIC_PATTERN: Final = r"^[a-z][a-z0-9-]*\.([a-z][a-z0-9-]*|sys\.approvals)$"
 
 
 def org_workflow_id(org: str) -> str:
@@ -70,6 +73,10 @@ def audit_topic(org: str) -> str:
 
 def dlq_topic(org: str) -> str:
     return kafka_topic(org, DLQ_TOPIC)
+
+
+def approvals_topic(org: str) -> str:
+    return kafka_topic(org, APPROVALS_TOPIC)
 
 
 def split_kafka_topic(name: str) -> tuple[str, str]:

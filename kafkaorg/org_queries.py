@@ -21,7 +21,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kafkaorg.config import Settings
-from kafkaorg.db.models import Agent, ConversationTurn, Org, Tool, ToolRun, ToolVersion, Topic
+from kafkaorg.contracts.approvals import ApprovalKind, ApprovalRow, ApprovalStatus
+from kafkaorg.db.models import (
+    Agent,
+    Approval,
+    ConversationTurn,
+    Org,
+    Tool,
+    ToolRun,
+    ToolVersion,
+    Topic,
+)
 from kafkaorg.db.session import db_session
 from kafkaorg.errors import BadInputError
 from kafkaorg.llm.conversation import turn_text
@@ -484,3 +494,59 @@ def tool_runs(cfg: Settings, org: str, tool: str, limit: int = 50) -> list[ToolR
             )
             for r in rows
         ]
+
+
+# ---- approvals ----------------------------------------------------------------------------
+
+
+def _approval_row(org: str, row: Approval) -> ApprovalRow:
+    return ApprovalRow(
+        id=row.approval_id,
+        org=org,
+        kind=ApprovalKind(row.action),
+        subject=row.subject,
+        requested_by=row.requested_by,
+        status=ApprovalStatus(row.status),
+        requested_at=row.created_at,
+        deadline=row.deadline,
+        timeout_default="approve" if row.timeout_default == "approve" else "deny",
+        decided_by=row.decided_by,
+        reason=row.reason,
+        decided_at=row.decided_at,
+        outcome=row.outcome,
+        request=row.request,
+    )
+
+
+def list_approvals(
+    cfg: Settings, org: str, *, include_decided: bool = False, limit: int = 200
+) -> list[ApprovalRow]:
+    """The org's approvals waiting for a person, oldest first; with ``include_decided``
+    the decided ones too (newest decisions last)."""
+    with db_session(cfg) as session:
+        org_id = _require_org(session, org)
+        query = select(Approval).where(Approval.org_id == org_id)
+        if not include_decided:
+            query = query.where(Approval.status == ApprovalStatus.PENDING.value)
+        rows = session.scalars(query.order_by(Approval.id).limit(limit)).all()
+        return [_approval_row(org, row) for row in rows]
+
+
+def find_approval(cfg: Settings, org: str, approval_id: str) -> ApprovalRow:
+    """One approval by id; an id the org never had is bad input naming the waiting ones."""
+    with db_session(cfg) as session:
+        org_id = _require_org(session, org)
+        row = session.scalar(
+            select(Approval).where(Approval.org_id == org_id, Approval.approval_id == approval_id)
+        )
+        if row is None:
+            waiting = session.scalars(
+                select(Approval.approval_id).where(
+                    Approval.org_id == org_id, Approval.status == ApprovalStatus.PENDING.value
+                )
+            ).all()
+            raise BadInputError(
+                f"org {org!r} has no approval {approval_id!r} "
+                f"(waiting: {', '.join(waiting) or 'none'})"
+            )
+        return _approval_row(org, row)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kafkaorg.contracts.approvals import ApprovalKind, ApprovalVerdict
 from kafkaorg.contracts.enums import AgentAction, AgentStatus, RefusalType, ToolStatus
 from kafkaorg.contracts.org import (
     AgentCommand,
@@ -21,12 +22,13 @@ from kafkaorg.contracts.org import (
     CreateTopicRequest,
     OrgRequest,
     OrgState,
+    PendingApproval,
     RollbackToolRequest,
 )
 from kafkaorg.contracts.refusals import Refusal
 from kafkaorg.mcp_tools import exceeding_entries
 from kafkaorg.reconcile import diff_specs
-from kafkaorg.spec import AgentSpec, OrgSpec, agent_problems, semantic_problems
+from kafkaorg.spec import AgentSpec, ApprovalRule, OrgSpec, agent_problems, semantic_problems
 
 SPAWN_RATE_WINDOW_S = 60.0
 
@@ -45,6 +47,11 @@ class OrgView:
         names = [a.name for a in self.spec.agents]
         names += [d.spec.name for d in self.state.dynamic_agents if d.spec.name not in names]
         return names
+
+    def pending(self, kind: ApprovalKind, subject: str) -> PendingApproval | None:
+        return next(
+            (p for p in self.state.approvals if (p.kind, p.subject) == (kind, subject)), None
+        )
 
     def registration(self, name: str) -> AgentRegistration | None:
         return next((d for d in self.state.dynamic_agents if d.spec.name == name), None)
@@ -199,6 +206,7 @@ def create_agent_problems(view: OrgView, request: CreateAgentRequest, now: float
                 _QUOTA,
             )
         )
+    problems += _waiting_problems(view, ApprovalKind.CREATE_AGENT, spec.name)
     parent, refused = _requester_problems(view, request)
     problems += refused
     if parent is not None:
@@ -207,6 +215,43 @@ def create_agent_problems(view: OrgView, request: CreateAgentRequest, now: float
         problems += exceeds_parent(spec, parent_spec)
         problems += spawn_quota_problems(view, parent, now)
     return problems
+
+
+def _waiting_problems(view: OrgView, kind: ApprovalKind, subject: str) -> list[Refusal]:
+    """One request per agent or tool waits at a time: a second would race the first."""
+    waiting = view.pending(kind, subject)
+    if waiting is None:
+        return []
+    return [
+        Refusal(
+            f"{subject!r} already waits for approval {waiting.id} "
+            f"(requested by {waiting.requested_by})",
+            RefusalType.CONFLICT,
+        )
+    ]
+
+
+def needs_approval(view: OrgView, kind: ApprovalKind, requested_by: str) -> ApprovalRule | None:
+    """The policy's rule when an agent asks for an action the org makes wait for a person;
+    None when it goes ahead (people's own requests never wait)."""
+    if not requested_by.startswith("agent:"):
+        return None
+    return next((r for a, r in view.spec.policy.approvals.items() if a == kind), None)
+
+
+def verdict_problems(view: OrgView, verdict: ApprovalVerdict) -> list[Refusal]:
+    if verdict.by.startswith("agent:"):
+        return [Refusal(f"{verdict.by}: only people decide approvals", _NOT_PERMITTED)]
+    if not any(p.id == verdict.id for p in view.state.approvals):
+        waiting = ", ".join(p.id for p in view.state.approvals) or "none"
+        return [
+            Refusal(
+                f"org {view.spec.org!r} has no approval {verdict.id!r} waiting "
+                f"(waiting: {waiting}; decided ones are in kafkaorg approval list --all)",
+                RefusalType.NOT_FOUND,
+            )
+        ]
+    return []
 
 
 def lifecycle_problems(view: OrgView, command: AgentCommand) -> list[Refusal]:
@@ -277,6 +322,7 @@ def create_tool_problems(view: OrgView, request: CreateToolRequest) -> list[Refu
         )
     if not request.tool.source.strip():
         problems.append(Refusal(f"tool {name!r} has no code"))
+    problems += _waiting_problems(view, ApprovalKind.CREATE_TOOL, name)
     latest = view.latest_tool_version(name)
     if request.based_on_version is not None and request.based_on_version != (latest or 0):
         problems.append(

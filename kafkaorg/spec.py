@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kafkaorg.flow_spec import FlowSpec, flow_problems
+from kafkaorg.flow_spec import ApprovalRule, FlowSpec, flow_problems
 from kafkaorg.names import (
     AGENT_NAME_RE,
     ORG_NAME_RE,
@@ -265,9 +265,16 @@ class McpServerSpec(_Strict):
         return "stdio" if self.command is not None else "http"
 
 
+ApprovalAction = Literal["create_agent", "create_tool"]
+"""Agents' risky actions an org may make wait for a person (``policy.approvals``)."""
+
+
 class OrgPolicy(_Strict):
     tool_approval: Literal["auto", "human"] = "auto"
     """``human``: a tool version that passed its tests waits for ``kafkaorg tool approve``."""
+    approvals: dict[ApprovalAction, ApprovalRule] = Field(default_factory=dict)
+    """Actions an agent asks for that wait for a person (``kafkaorg approval approve``);
+    what people ask for themselves is carried out at once."""
 
 
 class OrgLimits(_Strict):

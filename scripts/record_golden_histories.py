@@ -50,6 +50,12 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
 - ``agent_llm.json``: an ``llm`` agent's LangGraph step against the scripted
   OpenAI-compatible server of ``tests/llm_server.py`` (a model call, a ``call_tool``
   run in the sandbox, a ``publish``, a final answer);
+- ``org_approvals.json``: an OrgWorkflow with ``policy.approvals`` holding agents'
+  ``create_agent`` requests: one approved and one denied by ``decide_approval``, one
+  denied at its deadline, one left waiting and denied by the stop; and
+  ``flow_approval.json``, a FlowWorkflow whose ``approval`` step is recorded in
+  PostgreSQL and on ``sys.approvals`` and decided. Recorded alone with
+  ``--only-approvals``;
 - ``agent_mcp.json``: an ``llm`` agent with MCP tools (the SDK-built server of
   ``tests/mcp_server.py``): ``discover_mcp_tools``, a ``call_mcp_tool`` that answers,
   one whose tool fails (told to the model), a ``publish``, a final answer. Recorded
@@ -82,6 +88,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.service import RPCError
 
 from kafkaorg import client as service
+from kafkaorg import org_queries as queries
 from kafkaorg.client import launch_org
 from kafkaorg.config import Settings, get_settings
 from kafkaorg.contracts import (
@@ -90,6 +97,8 @@ from kafkaorg.contracts import (
     AgentInput,
     AgentReport,
     ApprovalDecision,
+    ApprovalKind,
+    ApprovalVerdict,
     ApproveToolRequest,
     CreateAgentRequest,
     CreateToolRequest,
@@ -97,7 +106,9 @@ from kafkaorg.contracts import (
     Delivery,
     FlowQuery,
     FlowReport,
+    OrgQuery,
     Outstanding,
+    PendingApproval,
     RollbackToolRequest,
     StopRequest,
 )
@@ -558,6 +569,94 @@ async def _record_mcp(settings: Settings, llm: ScriptedLLM) -> dict[str, Workflo
     return None if bad else named
 
 
+# ---- approvals ---------------------------------------------------------------------------
+
+
+def _approvals_spec(org: str) -> OrgSpec:
+    spec = _spec(org)
+    spec["agents"][0]["can_create_agents"] = True  # type: ignore[index]
+    spec["policy"] = {"approvals": {"create_agent": {"timeout_s": 2, "default": "deny"}}}
+    spec["reconcile_interval_s"] = 3600
+    spec["flows"] = [
+        {
+            "name": "gate",
+            "steps": [
+                {"id": "sign-off", "approval": {"timeout_s": 600}},
+                {"id": "done", "emit": {"topic": "outbox", "type": "gate.done"}},
+            ],
+        }
+    ]
+    return validate_spec(spec)
+
+
+async def _approvals(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
+    """An OrgWorkflow holding agents' requests (``policy.approvals``): one approved by the
+    ``decide_approval`` update, one denied, one whose deadline denies it, one left waiting
+    when the org stops; and a FlowWorkflow whose approval step is recorded and decided."""
+    await launch_org(settings, _approvals_spec(org))
+    requester = f"agent:{org}:{AGENT}"
+    io = {"subscribes": ["inbox"], "publishes": ["outbox"]}
+    held: list[str] = []
+    for name in ("yes", "no", "late"):
+        spec = AgentSpec.model_validate({"name": name, "kind": "echo", **io})
+        change = await service.create_agent(
+            client, org, CreateAgentRequest(agent=spec, requested_by=requester)
+        )
+        if change.pending_approval is None:
+            raise KafkaorgError(f"create_agent {name} was not held: {change.summary}")
+        held.append(change.pending_approval)
+    for approval_id, approve in zip(held[:2], (True, False), strict=False):
+        await service.decide_org_approval(
+            client, org, ApprovalVerdict(id=approval_id, approve=approve, by=USER)
+        )
+
+    async def expired() -> bool:
+        pending = await client.get_workflow_handle(org_workflow_id(org)).query(
+            OrgQuery.APPROVALS, result_type=list[PendingApproval]
+        )
+        return not pending
+
+    await _until("the third request's deadline", expired)
+    spec = AgentSpec.model_validate({"name": "left", "kind": "echo", **io})
+    await service.create_agent(client, org, CreateAgentRequest(agent=spec, requested_by=requester))
+
+    run = await service.start_flow(client, org, "gate", {}, run="gate-1")
+
+    async def flow_waits() -> bool:
+        rows = await asyncio.to_thread(queries.list_approvals, settings, org)
+        return any(r.kind is ApprovalKind.FLOW_STEP for r in rows)
+
+    await _until("the flow's approval step", flow_waits)
+    row = next(
+        r
+        for r in await asyncio.to_thread(queries.list_approvals, settings, org)
+        if r.kind is ApprovalKind.FLOW_STEP
+    )
+    await service.decide(client, row, ApprovalVerdict(id=row.id, approve=True, by=USER))
+    await asyncio.wait_for(run.result(), WAIT_S)
+
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await asyncio.wait_for(org_handle.result(), WAIT_S)
+    return {
+        "org_approvals": await org_handle.fetch_history(),
+        "flow_approval": await run.fetch_history(),
+    }
+
+
+async def _record_approvals(settings: Settings) -> dict[str, WorkflowHistory] | None:
+    await asyncio.to_thread(upgrade_to_head, settings.database_url)
+    client = await connect_temporal(settings)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+        async with build_worker(client, settings, executor):
+            histories = await _approvals(client, settings, f"golden-{uuid.uuid4().hex[:8]}-a")
+    named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
+    bad = [r for r in await replay_histories(named.values(), make_replayer()) if not r.ok]
+    for r in bad:
+        print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
+    return None if bad else named
+
+
 # ---- the drift timer ------------------------------------------------------------------
 
 
@@ -839,6 +938,16 @@ def main() -> None:
         if histories is None:
             sys.exit(1)
         for name, history in histories.items():
+            path = GOLDEN_DIR / f"{name}.json"
+            path.write_text(_one_event_a_line(history))
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        return
+    if sys.argv[1:] == ["--only-approvals"]:
+        # Approvals' histories only, the others left as they are (a new path).
+        approvals = asyncio.run(_record_approvals(get_settings()))
+        if approvals is None:
+            sys.exit(1)
+        for name, history in approvals.items():
             path = GOLDEN_DIR / f"{name}.json"
             path.write_text(_one_event_a_line(history))
             print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

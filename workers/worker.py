@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_step import AgentStepActivities
+from activities.approvals import ApprovalActivities
 from activities.conversation import ConversationActivities
 from activities.directory import DirectoryActivities
 from activities.kafka import KafkaActivities
@@ -53,6 +54,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
     kafka = KafkaActivities(producer, admin, settings)
     state = StateActivities(sessions)
+    approvals = ApprovalActivities(sessions)
     transactions: TransactionalProducers | None = None
     if settings.step_transactions:
         prefix = f"kafkaorg-{process_worker_id(settings)}"
@@ -83,6 +85,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             state.set_agent_status,
             state.set_org_status,
             state.load_agent,
+            approvals.record_approval_request,
+            approvals.record_approval_verdict,
             steps.run_agent_step,
             steps.publish_emissions,
             tools.propose_version,

@@ -32,10 +32,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     import jmespath
 
+    from activities.approvals import ApprovalActivities, ApprovalRequested, VerdictInput
     from activities.kafka import KafkaActivities, PublishInput
     from activities.state import AgentRef, StateActivities
     from kafkaorg.contracts import (
+        ApprovalDecided,
         ApprovalDecision,
+        ApprovalKind,
         Decision,
         FlowInput,
         FlowQuery,
@@ -63,7 +66,13 @@ with workflow.unsafe.imports_passed_through():
         gather_needed,
         is_expression,
     )
-    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, FLOW_WORKFLOW_TYPE, flow_workflow_id
+    from kafkaorg.names import (
+        APPROVALS_TOPIC,
+        AUDIT_TOPIC,
+        DLQ_TOPIC,
+        FLOW_WORKFLOW_TYPE,
+        flow_workflow_id,
+    )
 
 FLOW_ACTIVITY = workflow.ActivityConfig(
     start_to_close_timeout=timedelta(seconds=60),
@@ -74,6 +83,9 @@ LOOKUP_ACTIVITY = workflow.ActivityConfig(
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
 )
 LOCAL_EFFECTS_PATCH = "flow-local-effects"
+APPROVALS_RECORDED_PATCH = "flow-approvals-recorded"
+"""An approval step is also a row in PostgreSQL and a record on ``<org>.sys.approvals``,
+so ``kafkaorg approval list`` shows it beside the org's held requests."""
 """Publishes and agent look-ups as local activities (one marker event each instead of an
 activity's three events and a workflow task): a three-step run takes a fraction of the
 Temporal server's work. Histories from before ran them as activities."""
@@ -660,6 +672,10 @@ class FlowWorkflow:
         approval = step.approval
         assert approval is not None
         self._approval_step, self._decision = step.id, None
+        approval_id: str | None = None
+        if workflow.patched(APPROVALS_RECORDED_PATCH):
+            approval_id = "ap-" + derived_id(self._id, step.id, visit).replace("-", "")[:10]
+            await self._approval_requested(approval_id, step, approval.timeout_s, approval.default)
         try:
             await workflow.wait_condition(
                 lambda: self._decision is not None,
@@ -674,6 +690,8 @@ class FlowWorkflow:
         else:
             approved, by, reason = decision.approve, decision.by, decision.reason
         choice = "approve" if approved else "deny"
+        if approval_id is not None:
+            await self._approval_decided(approval_id, step, approved, by, reason)
         self._decide(step.id, visit, choice, by, reason)
         await self._audit(
             "flow.decision",
@@ -778,6 +796,68 @@ class FlowWorkflow:
             await self._audit("flow.compensated", {"compensated": list(state.compensated)})
 
     # -- effects ------------------------------------------------------------------------------
+
+    def _approval_subject(self, step: FlowStep) -> str:
+        return f"flow {self._input.flow.name} run {self._input.run} step {step.id}"
+
+    async def _approval_requested(
+        self, approval_id: str, step: FlowStep, timeout_s: float, default: str
+    ) -> None:
+        subject = self._approval_subject(step)
+        await workflow.execute_local_activity_method(
+            ApprovalActivities.record_approval_request,
+            ApprovalRequested(
+                org=self._input.org,
+                id=approval_id,
+                kind=ApprovalKind.FLOW_STEP,
+                subject=subject,
+                requested_by=f"flow:{self._input.flow.name}",
+                deadline=workflow.now().timestamp() + timeout_s,
+                timeout_default="approve" if default == "approve" else "deny",
+                request={
+                    "workflow_id": self._id,
+                    "flow": self._input.flow.name,
+                    "run": self._input.run,
+                    "step": step.id,
+                },
+            ),
+            **FLOW_LOCAL_ACTIVITY,
+        )
+        payload = {
+            "id": approval_id,
+            "kind": ApprovalKind.FLOW_STEP.value,
+            "subject": subject,
+            "requested_by": f"flow:{self._input.flow.name}",
+            "timeout_s": timeout_s,
+            "default": default,
+        }
+        await self._publish(
+            APPROVALS_TOPIC, self._record(str(workflow.uuid4()), "approval.requested", payload)
+        )
+
+    async def _approval_decided(
+        self, approval_id: str, step: FlowStep, approved: bool, by: str, reason: str
+    ) -> None:
+        decided = ApprovalDecided(
+            id=approval_id,
+            kind=ApprovalKind.FLOW_STEP,
+            subject=self._approval_subject(step),
+            approved=approved,
+            by=by,
+            reason=reason,
+            outcome="the run goes on" if approved else "the step is denied",
+        )
+        await workflow.execute_local_activity_method(
+            ApprovalActivities.record_approval_verdict,
+            VerdictInput(org=self._input.org, decided=decided),
+            **FLOW_LOCAL_ACTIVITY,
+        )
+        await self._publish(
+            APPROVALS_TOPIC,
+            self._record(
+                str(workflow.uuid4()), "approval.decided", decided.model_dump(mode="json")
+            ),
+        )
 
     def _record(self, rid: str, type_: str, payload: dict[str, Any]) -> Record:
         return Record(

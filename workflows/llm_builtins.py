@@ -281,6 +281,8 @@ class BuiltinTools:
             CreateToolRequest(org=self._org, tool=tool, requested_by=self.requester),
             limit=timedelta(minutes=2),
         )
+        if outcome.pending_approval is not None:
+            return {"pending_approval": outcome.pending_approval, "summary": outcome.summary}
         if not outcome.accepted:
             raise ToolCallError(f"tool {tool.name} not registered: {'; '.join(outcome.summary)}")
         return {"registered": outcome.summary}
@@ -292,6 +294,8 @@ class BuiltinTools:
             CreateAgentRequest(org=self._org, agent=spec, requested_by=self.requester),
             limit=timedelta(minutes=1),
         )
+        if outcome.pending_approval is not None:
+            return {"pending_approval": outcome.pending_approval, "summary": outcome.summary}
         if not outcome.accepted:
             raise ToolCallError(f"agent {spec.name} not created: {'; '.join(outcome.summary)}")
         return {"created": outcome.summary}

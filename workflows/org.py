@@ -12,12 +12,14 @@ Permissions and quotas are enforced here, not in clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.approvals import ApprovalActivities, ApprovalRequested, VerdictInput
     from activities.kafka import (
         EnsureTopicsInput,
         KafkaActivities,
@@ -42,6 +44,9 @@ with workflow.unsafe.imports_passed_through():
         AgentInfo,
         AgentRegistration,
         AgentStatus,
+        ApprovalDecided,
+        ApprovalKind,
+        ApprovalVerdict,
         ApproveToolRequest,
         ChangeResult,
         CreateAgentRequest,
@@ -54,9 +59,12 @@ with workflow.unsafe.imports_passed_through():
         OrgState,
         OrgStatus,
         OrgStopRequest,
+        OrgUpdate,
+        PendingApproval,
         RefusalType,
         RollbackToolRequest,
     )
+    from kafkaorg.contracts.approvals import TIMEOUT_DECIDER
     from kafkaorg.names import (
         ORG_ATTR,
         ORG_WORKFLOW_TYPE,
@@ -65,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.org_rules import OrgView
     from kafkaorg.reconcile import SpecDiff, diff_specs
     from kafkaorg.spec import (
+        ApprovalRule,
         OrgSpec,
         semantic_problems,
     )
@@ -107,6 +116,8 @@ class OrgWorkflow:
         self._stop: OrgStopRequest | None = None
         self._lock = asyncio.Lock()
         self._effects = OrgEffects(self._spec.org, self._state)
+        self._next_reconcile = 0.0
+        self._approvals_changed = False
 
     # ---- run ---------------------------------------------------------------------------
 
@@ -128,16 +139,26 @@ class OrgWorkflow:
                 await self._apply(self._spec, diff_specs(None, self._spec), first=True)
                 self._state.applied = True
                 self._phase = OrgPhase.RUNNING
+        self._next_reconcile = self._now() + self._spec.reconcile_interval_s
         while True:
-            try:
+            # Wakes for drift repair every reconcile_interval_s, and at approvals' deadlines.
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._stop is not None or self._continue_as_new_due(),
-                    timeout=timedelta(seconds=self._spec.reconcile_interval_s),
+                    lambda: (
+                        self._stop is not None
+                        or self._continue_as_new_due()
+                        or self._approvals_changed
+                    ),
+                    timeout=self._until_next_wake(),
                 )
+            self._approvals_changed = False
+            if self._stop is not None or self._continue_as_new_due():
                 break
-            except TimeoutError:
-                async with self._lock:
+            async with self._lock:
+                await self._expire_approvals()
+                if self._now() >= self._next_reconcile - 0.01:  # ms-precise clocks
                     await org_reconcile.repair_drift(self._effects, self._view)
+                    self._next_reconcile = self._now() + self._spec.reconcile_interval_s
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop is None:
             workflow.continue_as_new(
@@ -148,6 +169,14 @@ class OrgWorkflow:
         async with self._lock:
             await self._shutdown(self._stop)
         return self.status()
+
+    @staticmethod
+    def _now() -> float:
+        return workflow.now().timestamp()
+
+    def _until_next_wake(self) -> timedelta:
+        due = min([self._next_reconcile, *(p.deadline for p in self._state.approvals)])
+        return timedelta(seconds=max(due - self._now(), 0.001))
 
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
@@ -167,6 +196,9 @@ class OrgWorkflow:
 
     async def _shutdown(self, request: OrgStopRequest) -> None:
         self._phase = OrgPhase.STOPPING
+        while self._state.approvals:  # nobody could carry them out after the stop
+            pending = self._state.approvals.pop(0)
+            await self._settle(pending, False, "system:org-stopped", request.reason)
         await org_reconcile.shut_down(self._effects, self._view, request)
         self._phase = OrgPhase.STOPPED
 
@@ -208,43 +240,51 @@ class OrgWorkflow:
             async with self._lock:
                 now = workflow.now().timestamp()
                 check(org_rules.create_agent_problems(self._view, request, now))
-                parent = org_rules.requester(self._view, request.requested_by)
-                registration = AgentRegistration(
-                    spec=request.agent,
-                    created_by=request.requested_by,
-                    parent_agent=parent,
-                    depth=self._view.depth(parent) + 1 if parent else 0,
-                )
-                registered = await self._effects.run(
-                    StateActivities.register_agent,
-                    RegisterAgentInput(org=self._spec.org, agent=registration),
-                )
-                self._state.dynamic_agents.append(registration)
-                self._state.statuses[request.agent.name] = AgentStatus.RUNNING
-                self._state.versions[request.agent.name] = registered.version
-                if parent:
-                    self._state.spawn_times.append(now)
-                await self._effects.run(
-                    LifecycleActivities.start_agents,
-                    AgentsRef(org=self._spec.org, agents=[request.agent.name]),
-                )
-                await self._effects.audit(
-                    "agent.created",
-                    {
-                        "agent": request.agent.name,
-                        "kind": request.agent.kind,
-                        "created_by": request.requested_by,
-                        "parent_agent": parent,
-                        "depth": registration.depth,
-                    },
-                )
-                return ChangeResult(
-                    changed=True,
-                    summary=[
-                        f"+ agent {request.agent.name} ({request.agent.kind}) "
-                        f"by {request.requested_by}"
-                    ],
-                )
+                kind = ApprovalKind.CREATE_AGENT
+                rule = org_rules.needs_approval(self._view, kind, request.requested_by)
+                if rule is not None:
+                    return await self._hold(
+                        kind, request.agent.name, request.requested_by, rule, create_agent=request
+                    )
+                return await self._create_agent(request, now)
+
+    async def _create_agent(self, request: CreateAgentRequest, now: float) -> ChangeResult:
+        parent = org_rules.requester(self._view, request.requested_by)
+        registration = AgentRegistration(
+            spec=request.agent,
+            created_by=request.requested_by,
+            parent_agent=parent,
+            depth=self._view.depth(parent) + 1 if parent else 0,
+        )
+        registered = await self._effects.run(
+            StateActivities.register_agent,
+            RegisterAgentInput(org=self._spec.org, agent=registration),
+        )
+        self._state.dynamic_agents.append(registration)
+        self._state.statuses[request.agent.name] = AgentStatus.RUNNING
+        self._state.versions[request.agent.name] = registered.version
+        if parent:
+            self._state.spawn_times.append(now)
+        await self._effects.run(
+            LifecycleActivities.start_agents,
+            AgentsRef(org=self._spec.org, agents=[request.agent.name]),
+        )
+        await self._effects.audit(
+            "agent.created",
+            {
+                "agent": request.agent.name,
+                "kind": request.agent.kind,
+                "created_by": request.requested_by,
+                "parent_agent": parent,
+                "depth": registration.depth,
+            },
+        )
+        return ChangeResult(
+            changed=True,
+            summary=[
+                f"+ agent {request.agent.name} ({request.agent.kind}) by {request.requested_by}"
+            ],
+        )
 
     @create_agent.validator
     def _validate_create_agent(self, request: CreateAgentRequest) -> None:
@@ -338,10 +378,19 @@ class OrgWorkflow:
         with refusals_only():
             async with self._lock:
                 check(org_rules.create_tool_problems(self._view, request))
-                line = await self._effects.register_tool(
-                    request.tool, self._spec, author=request.requested_by
-                )
-                return ChangeResult(changed=line.startswith("+"), summary=[line])
+                kind = ApprovalKind.CREATE_TOOL
+                rule = org_rules.needs_approval(self._view, kind, request.requested_by)
+                if rule is not None:
+                    return await self._hold(
+                        kind, request.tool.name, request.requested_by, rule, create_tool=request
+                    )
+                return await self._create_tool(request)
+
+    async def _create_tool(self, request: CreateToolRequest) -> ChangeResult:
+        line = await self._effects.register_tool(
+            request.tool, self._spec, author=request.requested_by
+        )
+        return ChangeResult(changed=line.startswith("+"), summary=[line])
 
     @create_tool.validator
     def _validate_create_tool(self, request: CreateToolRequest) -> None:
@@ -422,6 +471,132 @@ class OrgWorkflow:
     def _validate_rollback_tool(self, request: RollbackToolRequest) -> None:
         with refusals_only():
             check(org_rules.rollback_problems(self._view, request))
+
+    # ---- approvals (policy.approvals) ----------------------------------------------------
+    # An agent's request the policy holds waits here, in the org's state, until a person
+    # decides (the decide_approval update) or its deadline applies the rule's default.
+    # Carrying it out re-checks the rules then: the org may have changed meanwhile.
+
+    async def _hold(
+        self,
+        kind: ApprovalKind,
+        subject: str,
+        requested_by: str,
+        rule: ApprovalRule,
+        **request: CreateAgentRequest | CreateToolRequest,
+    ) -> ChangeResult:
+        pending = PendingApproval.model_validate(
+            {
+                "id": f"ap-{workflow.uuid4().hex[:10]}",
+                "kind": kind,
+                "subject": subject,
+                "requested_by": requested_by,
+                "deadline": self._now() + rule.timeout_s,
+                "default": rule.default,
+                **request,
+            }
+        )
+        self._state.approvals.append(pending)
+        self._approvals_changed = True
+        held = next(iter(request.values()))
+        await self._effects.run(
+            ApprovalActivities.record_approval_request,
+            ApprovalRequested(
+                org=self._spec.org,
+                id=pending.id,
+                kind=kind,
+                subject=subject,
+                requested_by=requested_by,
+                deadline=pending.deadline,
+                timeout_default=rule.default,
+                request=held.model_dump(mode="json", exclude={"org"}),
+            ),
+        )
+        await self._effects.announce_approval(
+            "approval.requested",
+            {
+                "id": pending.id,
+                "kind": kind.value,
+                "subject": subject,
+                "requested_by": requested_by,
+                "timeout_s": rule.timeout_s,
+                "default": rule.default,
+            },
+        )
+        return ChangeResult(
+            changed=False,
+            pending_approval=pending.id,
+            summary=[
+                f"{kind.value} {subject} waits for a person's approval {pending.id} "
+                f"(kafkaorg approval approve {self._spec.org} {pending.id}); "
+                f"with no decision in {rule.timeout_s:g} s it is {rule.default}d"
+            ],
+        )
+
+    async def _expire_approvals(self) -> None:
+        now = self._now()
+        for pending in [p for p in self._state.approvals if p.deadline <= now]:
+            self._state.approvals.remove(pending)
+            await self._settle(
+                pending, pending.default == "approve", TIMEOUT_DECIDER, "no decision in time"
+            )
+
+    async def _settle(
+        self, pending: PendingApproval, approve: bool, by: str, reason: str
+    ) -> ApprovalDecided:
+        """Carry out (or drop) a held request, then record and announce the verdict."""
+        outcome = await self._carry_out(pending) if approve else "not carried out"
+        decided = ApprovalDecided(
+            id=pending.id,
+            kind=pending.kind,
+            subject=pending.subject,
+            approved=approve,
+            by=by,
+            reason=reason,
+            outcome=outcome,
+        )
+        await self._effects.run(
+            ApprovalActivities.record_approval_verdict,
+            VerdictInput(org=self._spec.org, decided=decided),
+        )
+        await self._effects.announce_approval("approval.decided", decided.model_dump(mode="json"))
+        return decided
+
+    async def _carry_out(self, pending: PendingApproval) -> str:
+        now = self._now()
+        if pending.create_agent is not None:
+            problems = org_rules.create_agent_problems(self._view, pending.create_agent, now)
+            if problems:
+                return "refused now: " + "; ".join(str(p) for p in problems)
+            done = await self._create_agent(pending.create_agent, now)
+        elif pending.create_tool is not None:
+            problems = org_rules.create_tool_problems(self._view, pending.create_tool)
+            if problems:
+                return "refused now: " + "; ".join(str(p) for p in problems)
+            done = await self._create_tool(pending.create_tool)
+        else:  # pragma: no cover - PendingApproval always holds one request
+            return "nothing to carry out"
+        return "; ".join(done.summary)
+
+    @workflow.update(name=OrgUpdate.DECIDE_APPROVAL)
+    async def decide_approval(self, verdict: ApprovalVerdict) -> ApprovalDecided:
+        """A person approves or denies a held request (``kafkaorg approval approve|deny``)."""
+        with refusals_only():
+            async with self._lock:
+                check(org_rules.verdict_problems(self._view, verdict))
+                pending = next(p for p in self._state.approvals if p.id == verdict.id)
+                self._state.approvals.remove(pending)
+                self._approvals_changed = True
+                return await self._settle(pending, verdict.approve, verdict.by, verdict.reason)
+
+    @decide_approval.validator
+    def _validate_decide_approval(self, verdict: ApprovalVerdict) -> None:
+        with refusals_only():
+            check(org_rules.verdict_problems(self._view, verdict))
+
+    @workflow.query(name=OrgQuery.APPROVALS)
+    def approvals(self) -> list[PendingApproval]:
+        return list(self._state.approvals)
 
     # ---- signals and queries -----------------------------------------------------------
 

@@ -33,7 +33,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.tool_registry import ProposeInput, TestResultInput, ToolActivities
     from kafkaorg.contracts import OrgState, ToolStatus, ToolVersionState
     from kafkaorg.envelope import Record
-    from kafkaorg.names import AUDIT_TOPIC, DLQ_TOPIC, SANDBOX_TASK_QUEUE, kafka_topic
+    from kafkaorg.names import (
+        APPROVALS_TOPIC,
+        AUDIT_TOPIC,
+        DLQ_TOPIC,
+        SANDBOX_TASK_QUEUE,
+        kafka_topic,
+    )
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult
     from kafkaorg.spec import TOPIC_CLASS_CONFIGS, OrgSpec, ToolSpec, TopicClass, TopicSpec
     from kafkaorg.tool_programs import TestOutcome, outcome_of_tests, program_for_tests
@@ -80,8 +86,27 @@ class OrgEffects:
         )
         self._state.audit_records += 1
 
+    async def announce_approval(self, type_: str, payload: dict[str, JsonValue]) -> None:
+        """An approval requested or decided: audited, and told on ``<org>.sys.approvals``
+        (where people and their tools watch for what waits for them)."""
+        await self.audit(type_, payload)
+        record = Record(
+            id=str(workflow.uuid4()),
+            type=type_,
+            org=self.org,
+            source="system:org-workflow",
+            correlation_id=str(payload.get("id") or workflow.info().workflow_id),
+            timestamp=workflow.now(),
+            payload=payload,
+        )
+        await self.run(
+            KafkaActivities.publish,
+            PublishInput(org=self.org, topic=APPROVALS_TOPIC, records=[record]),
+        )
+
     async def ensure_topics(self, spec: OrgSpec) -> None:
-        """The spec's topics with their class's configs, plus the org's audit topic and DLQ."""
+        """The spec's topics with their class's configs, plus the org's audit topic, DLQ
+        and approvals topic."""
         wanted = [
             TopicToEnsure(
                 kafka_topic=kafka_topic(spec.org, t.name),
@@ -90,7 +115,11 @@ class OrgEffects:
             )
             for t in spec.topics
         ]
-        for name, topic_class in ((AUDIT_TOPIC, TopicClass.AUDIT), (DLQ_TOPIC, TopicClass.DLQ)):
+        for name, topic_class in (
+            (AUDIT_TOPIC, TopicClass.AUDIT),
+            (DLQ_TOPIC, TopicClass.DLQ),
+            (APPROVALS_TOPIC, TopicClass.AUDIT),
+        ):
             wanted.append(
                 TopicToEnsure(
                     kafka_topic=kafka_topic(spec.org, name),

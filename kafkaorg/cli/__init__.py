@@ -14,6 +14,7 @@ import typer
 
 from kafkaorg.cli._common import err_console
 from kafkaorg.cli.agents import agent_app, topic_app
+from kafkaorg.cli.approvals import approval_app
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
@@ -45,6 +46,7 @@ app.add_typer(workflow_app, name="workflow")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(tool_app, name="tool")
 app.add_typer(flow_app, name="flow")
+app.add_typer(approval_app, name="approval")
 app.command()(worker)
 app.command()(bridge)
 app.command()(console)

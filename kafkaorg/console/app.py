@@ -47,6 +47,8 @@ from kafkaorg.contracts import (
     AgentAction,
     AgentCommand,
     ApprovalDecision,
+    ApprovalStatus,
+    ApprovalVerdict,
     ApproveToolRequest,
     ChangeResult,
     CreateAgentRequest,
@@ -651,6 +653,45 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             return back(url, error=str(exc))
         done = "approved" if decided.approve else "denied"
         return back(url, ChangeResult(changed=True, summary=[f"step {decided.step} {done}"]))
+
+    # ---- approvals ----------------------------------------------------------------------
+
+    @app.get("/orgs/{org}/approvals", response_class=HTMLResponse)
+    async def approvals_page(request: Request, org: str) -> HTMLResponse:
+        rows = await asyncio.to_thread(queries.list_approvals, settings, org, include_decided=True)
+        waiting = [r for r in rows if r.status is ApprovalStatus.PENDING]
+        decided = sorted(
+            (r for r in rows if r.status is not ApprovalStatus.PENDING),
+            key=lambda r: r.decided_at or r.requested_at,
+            reverse=True,
+        )
+        return page(request, "approvals.html", org=org, waiting=waiting, decided=decided)
+
+    @app.post("/orgs/{org}/approvals/{approval_id}")
+    async def approval_decide(org: str, approval_id: str, form: Checked) -> Response:
+        url = f"/orgs/{org}/approvals"
+        verdict = str(form.get("verdict", ""))
+        if verdict not in ("approve", "deny"):
+            return back(url, error="choose approve or deny")
+        try:
+            approval = await asyncio.to_thread(queries.find_approval, settings, org, approval_id)
+            decided = await service.decide(
+                await console.temporal(),
+                approval,
+                ApprovalVerdict(
+                    id=approval_id,
+                    approve=verdict == "approve",
+                    by=CONSOLE_USER,
+                    reason=str(form.get("reason", "")).strip(),
+                ),
+            )
+        except KafkaorgError as exc:
+            return back(url, error=str(exc))
+        word = "approved" if decided.approved else "denied"
+        summary = [f"{decided.id} ({decided.kind.value} {decided.subject}) {word}"]
+        if decided.outcome:
+            summary.append(decided.outcome)
+        return back(url, ChangeResult(changed=True, summary=summary))
 
     # ---- DLQ and audit ------------------------------------------------------------------
 

@@ -16,6 +16,13 @@ from kafkaorg.contracts.agent import (
     SpecUpdate,
     StopRequest,
 )
+from kafkaorg.contracts.approvals import (
+    ApprovalDecided,
+    ApprovalKind,
+    ApprovalRow,
+    ApprovalStatus,
+    ApprovalVerdict,
+)
 from kafkaorg.contracts.enums import (
     LIVE_AGENT_STATUSES,
     AgentAction,
@@ -61,6 +68,7 @@ from kafkaorg.contracts.org import (
     OrgState,
     OrgStatus,
     OrgStopRequest,
+    PendingApproval,
     RollbackToolRequest,
     ToolVersionState,
 )
@@ -81,7 +89,12 @@ __all__ = [
     "AgentSignal",
     "AgentState",
     "AgentStatus",
+    "ApprovalDecided",
     "ApprovalDecision",
+    "ApprovalKind",
+    "ApprovalRow",
+    "ApprovalStatus",
+    "ApprovalVerdict",
     "ApproveToolRequest",
     "ChangeResult",
     "CreateAgentRequest",
@@ -110,6 +123,7 @@ __all__ = [
     "OrgStopRequest",
     "OrgUpdate",
     "Outstanding",
+    "PendingApproval",
     "Refusal",
     "RefusalType",
     "RollbackToolRequest",

@@ -18,6 +18,7 @@ class OrgUpdate(StrEnum):
     CREATE_TOOL = "create_tool"
     APPROVE_TOOL = "approve_tool"
     ROLLBACK_TOOL = "rollback_tool"
+    DECIDE_APPROVAL = "decide_approval"
 
 
 class OrgSignal(StrEnum):
@@ -29,6 +30,7 @@ class OrgQuery(StrEnum):
     STATUS = "status"
     SPEC = "spec"
     AGENTS = "agents"
+    APPROVALS = "approvals"
 
 
 class AgentSignal(StrEnum):

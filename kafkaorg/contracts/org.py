@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
+from kafkaorg.contracts.approvals import ApprovalKind
 from kafkaorg.contracts.enums import AgentAction, AgentStatus, OrgPhase, ToolStatus
 from kafkaorg.spec import AgentSpec, OrgSpec, ToolSpec, TopicSpec
 
@@ -37,6 +40,8 @@ class OrgState(BaseModel):
     """Unix times of recent agent creations by agents (the spawn-rate quota)."""
     audit_records: int = 0
     applied: bool = False
+    approvals: list[PendingApproval] = Field(default_factory=list)
+    """Agents' requests waiting for a person (``policy.approvals``)."""
 
 
 class OrgInput(OrgSpec):
@@ -88,6 +93,19 @@ class CreateToolRequest(OrgRequest):
     version was registered since (two writers never silently overwrite each other)."""
 
 
+class PendingApproval(BaseModel):
+    """An agent's request held for a person, and its deadline (Unix seconds, workflow time)."""
+
+    id: str
+    kind: ApprovalKind
+    subject: str
+    requested_by: str
+    deadline: float
+    default: Literal["approve", "deny"]
+    create_agent: CreateAgentRequest | None = None
+    create_tool: CreateToolRequest | None = None
+
+
 class RollbackToolRequest(OrgRequest):
     tool: str
     version: int
@@ -104,6 +122,8 @@ class ChangeResult(BaseModel):
 
     changed: bool
     summary: list[str]
+    pending_approval: str | None = None
+    """Set when the request waits for a person: the approval's id."""
 
 
 class AgentInfo(BaseModel):
@@ -123,3 +143,6 @@ class OrgStatus(BaseModel):
     agents: list[str]
     audit_records: int = 0
     problems: list[str] = Field(default_factory=list)
+
+
+OrgState.model_rebuild()
