@@ -18,11 +18,14 @@ import pytest
 import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from kafkaorg import client as service
 from kafkaorg import org_queries as queries
 from kafkaorg.config import Settings
+from kafkaorg.contracts import CreateAgentRequest
 from kafkaorg.examples import demo_spec, review_spec
 from kafkaorg.kafka import Outgoing, produce_and_wait
 from kafkaorg.names import dlq_topic
+from kafkaorg.spec import AgentSpec
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, start_console
 from tests.integration.test_tools import _audit
 from tests.llm_server import ScriptedLLM, ScriptedReply, ScriptedToolCall
@@ -517,3 +520,50 @@ async def test_a_flow_run_is_started_followed_and_approved_from_the_ui(
     # A run's page for a run that does not exist says so, as the CLI does.
     await page.goto(f"{open_console}/orgs/{org}/flows/no-such-run")
     await expect(page.locator("body")).to_contain_text("has no flow run 'no-such-run'")
+
+
+async def test_an_agents_held_request_is_approved_and_another_denied_from_the_approvals_page(
+    platform: Platform, open_console: str, page: Page
+) -> None:
+    """Two agents' requests the org's policy holds: one approved on the page (the agent
+    then exists), one denied with a reason; both listed as decided with who decided."""
+    org = unique_org("conappr")
+    io = {"subscribes": ["inbox"], "publishes": ["outbox"]}
+    await platform.start_org(
+        {
+            "org": org,
+            "topics": [{"name": "inbox"}, {"name": "outbox"}],
+            "agents": [{"name": "boss", "kind": "echo", "can_create_agents": True, **io}],
+            "policy": {"approvals": {"create_agent": {"timeout_s": 600}}},
+        }
+    )
+    held = []
+    for name in ("keeper", "dropper"):
+        change = await service.create_agent(
+            platform.client,
+            org,
+            CreateAgentRequest(
+                agent=AgentSpec.model_validate({"name": name, "kind": "echo", **io}),
+                requested_by=f"agent:{org}:boss",
+            ),
+        )
+        assert change.pending_approval is not None
+        held.append(change.pending_approval)
+    await page.goto(f"{open_console}/orgs/{org}/approvals")
+    await expect(page.locator("#waiting tbody tr")).to_have_count(2)
+    keeper = page.locator(f"#approval-{held[0]}")
+    await expect(keeper).to_contain_text(f"agent:{org}:boss")
+    await keeper.locator(".approve").click()
+    await expect(page.locator(".banner.done")).to_contain_text("approved")
+    await expect(page.locator(".banner.done")).to_contain_text("+ agent keeper")
+    dropper = page.locator(f"#approval-{held[1]}")
+    await dropper.locator("input[name=reason]").fill("not needed")
+    await dropper.locator(".deny").click()
+    await expect(page.locator(".banner.done")).to_contain_text("denied")
+    await expect(page.locator("#waiting")).to_contain_text("Nothing waits for approval")
+    decided = page.locator("#decided tbody tr")
+    await expect(decided).to_have_count(2)
+    await expect(page.locator("#decided tr", has_text="dropper")).to_contain_text("not needed")
+    await expect(page.locator("#decided tr", has_text="keeper")).to_contain_text("user:console")
+    names = {a.name for a in await asyncio.to_thread(queries.list_agents, platform.settings, org)}
+    assert "keeper" in names and "dropper" not in names
