@@ -644,12 +644,19 @@ async def _approvals(client: Client, settings: Settings, org: str) -> dict[str, 
     }
 
 
-async def _record_approvals(settings: Settings) -> dict[str, WorkflowHistory] | None:
+Scenario = Callable[[Client, Settings, str], Awaitable[dict[str, WorkflowHistory]]]
+
+
+async def _record_alone(
+    settings: Settings, scenario: Scenario, suffix: str
+) -> dict[str, WorkflowHistory] | None:
+    """One scenario's histories with a worker of this process, or None when one does not
+    replay (already said); the other golden files are left as they are."""
     await asyncio.to_thread(upgrade_to_head, settings.database_url)
     client = await connect_temporal(settings)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
         async with build_worker(client, settings, executor):
-            histories = await _approvals(client, settings, f"golden-{uuid.uuid4().hex[:8]}-a")
+            histories = await scenario(client, settings, f"golden-{uuid.uuid4().hex[:8]}-{suffix}")
     named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
     bad = [r for r in await replay_histories(named.values(), make_replayer()) if not r.ok]
     for r in bad:
@@ -736,19 +743,6 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
         print("nothing written: restart workers running older code and re-run", file=sys.stderr)
         return None
     return named
-
-
-async def _record_flows(settings: Settings) -> dict[str, WorkflowHistory] | None:
-    await asyncio.to_thread(upgrade_to_head, settings.database_url)
-    client = await connect_temporal(settings)
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
-        async with build_worker(client, settings, executor):
-            histories = await _flows(client, settings, f"golden-{uuid.uuid4().hex[:8]}-f")
-    named = {name: WorkflowHistory(name, h.events) for name, h in histories.items()}
-    bad = [r for r in await replay_histories(named.values(), make_replayer()) if not r.ok]
-    for r in bad:
-        print(f"{r.workflow_id}: does not replay at event {r.divergence_event_id}: {r.error}")
-    return None if bad else named
 
 
 def _one_event_a_line(history: WorkflowHistory) -> str:
@@ -944,7 +938,7 @@ def main() -> None:
         return
     if sys.argv[1:] == ["--only-approvals"]:
         # Approvals' histories only, the others left as they are (a new path).
-        approvals = asyncio.run(_record_approvals(get_settings()))
+        approvals = asyncio.run(_record_alone(get_settings(), _approvals, "a"))
         if approvals is None:
             sys.exit(1)
         for name, history in approvals.items():
@@ -955,7 +949,7 @@ def main() -> None:
     if sys.argv[1:] in (["--only-flows"], ["--add-flows"]):
         # FlowWorkflow histories only, the others left as they are (a new workflow type);
         # --add-flows writes only those not recorded yet (new step kinds).
-        histories = asyncio.run(_record_flows(get_settings()))
+        histories = asyncio.run(_record_alone(get_settings(), _flows, "f"))
         if histories is None:
             sys.exit(1)
         for name, history in histories.items():
