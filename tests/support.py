@@ -168,11 +168,21 @@ class Platform:
         await asyncio.to_thread(_produce)
 
     async def collect(
-        self, org: str, topic: str, count: int, timeout: float = 90.0, settle: float = 0.0
+        self,
+        org: str,
+        topic: str,
+        count: int,
+        timeout: float = 90.0,
+        settle: float = 0.0,
+        until: Callable[[list[Collected]], bool] | None = None,
     ) -> list[Collected]:
-        """Read ``topic`` from its start until ``count`` distinct records, then ``settle`` s."""
+        """Read ``topic`` from its start until ``count`` distinct records, then ``settle`` s.
+
+        ``until`` replaces the count where other writers share the topic and only some
+        records matter.
+        """
         return await asyncio.to_thread(
-            collect_records, self.settings, kafka_topic(org, topic), count, timeout, settle
+            collect_records, self.settings, kafka_topic(org, topic), count, timeout, settle, until
         )
 
 
@@ -189,7 +199,12 @@ def task(
 
 
 def collect_records(
-    settings: Settings, topic: str, count: int, timeout: float, settle: float
+    settings: Settings,
+    topic: str,
+    count: int,
+    timeout: float,
+    settle: float,
+    until: Callable[[list[Collected]], bool] | None = None,
 ) -> list[Collected]:
     metadata = create_admin(settings).list_topics(topic, timeout=10)
     partitions = len(metadata.topics[topic].partitions)
@@ -207,7 +222,8 @@ def collect_records(
     settle_until: float | None = None
     try:
         while time.monotonic() < deadline:
-            if settle_until is None and len({c.record.id for c in out}) >= count:
+            done = until(out) if until else len({c.record.id for c in out}) >= count
+            if settle_until is None and done:
                 settle_until = time.monotonic() + settle
             if settle_until is not None and time.monotonic() >= settle_until:
                 break

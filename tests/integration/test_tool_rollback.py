@@ -41,6 +41,7 @@ async def test_rollback_makes_an_earlier_version_current_and_refuses_untested_on
     assert json.loads(rolled.stdout) == {
         "changed": True,
         "summary": ["tool calc is at v1 (was v2)"],
+        "pending_approval": None,
     }
     assert _versions(platform, org)[0] == 1
     audit = await _audit(platform, org, "tool.rolled_back")
@@ -69,7 +70,11 @@ async def test_rollback_makes_an_earlier_version_current_and_refuses_untested_on
     # Asking for the version that is already current changes nothing.
     same = run_cli("tool", "rollback", org, "calc", "2", "--json")
     assert same.returncode == 0, same.stderr
-    assert json.loads(same.stdout) == {"changed": False, "summary": ["tool calc is at v2 (was v2)"]}
+    assert json.loads(same.stdout) == {
+        "changed": False,
+        "summary": ["tool calc is at v2 (was v2)"],
+        "pending_approval": None,
+    }
 
 
 async def test_an_unapproved_version_cannot_be_rolled_back_to(platform: Platform) -> None:
