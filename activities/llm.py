@@ -36,7 +36,13 @@ from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType, ModelRetryTy
 from kafkaorg.llm.limits import OrgAtCallLimitError, org_call_slot, retry_after
 from kafkaorg.llm.prompts import first_call_tool_choice, system_prompt, tool_schemas
 from kafkaorg.llm.state import LlmGraphState
-from kafkaorg.llm.usage import BudgetExceededError, TokenUsage, check_budget, record_usage
+from kafkaorg.llm.usage import (
+    BudgetExceededError,
+    FlowBudgetExceededError,
+    TokenUsage,
+    check_budget,
+    record_usage,
+)
 from kafkaorg.mcp_tools import McpCatalog
 from kafkaorg.metrics import LLM_CALL_SECONDS, LLM_CALLS, LLM_TOKENS
 from kafkaorg.spec import AgentSpec
@@ -184,7 +190,7 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     mcp = McpCatalog.model_validate(state["mcp"]) if state.get("mcp") else None
     try:
         with _sessions()() as session:
-            check_budget(session, org)
+            check_budget(session, org, agent.name, state["record"].get("correlation_id"))
         model = create_chat_model(settings).bind_tools(
             tool_schemas(agent, mcp),
             tool_choice=first_call_tool_choice(agent, state["messages"]),
@@ -196,6 +202,10 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     except BudgetExceededError as exc:
         raise ApplicationError(
             str(exc), type=ModelErrorType.BUDGET_EXCEEDED, non_retryable=True
+        ) from None
+    except FlowBudgetExceededError as exc:
+        raise ApplicationError(
+            str(exc), type=ModelErrorType.FLOW_BUDGET_EXCEEDED, non_retryable=True
         ) from None
     messages = to_langchain(
         [{"role": "system", "content": system_prompt(org, agent, mcp)}, *state["messages"]]
@@ -259,6 +269,7 @@ def _answer(
             call_id=f"{info.workflow_run_id}/{info.activity_id}",
             model=settings.llm_model,
             usage=usage,
+            correlation_id=state["record"].get("correlation_id"),
         )
     turn = convert_to_openai_messages(reply)
     assert isinstance(turn, dict)

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from kafkaorg.contracts import AgentRegistration
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
+from kafkaorg.llm.usage import flow_run_tokens
 from kafkaorg.names import agent_workflow_id, kafka_topic, org_workflow_id
 from kafkaorg.spec import AgentSpec, OrgSpec, TopicSpec
 
@@ -241,6 +242,12 @@ class StateActivities:
             org = session.scalars(select(Org).where(Org.name == change.org)).one_or_none()
             if org is not None:
                 org.status = change.status
+
+    @activity.defn
+    def flow_run_tokens(self, run_id: str) -> int:
+        """LLM tokens spent on a flow run's records, for its ``token_budget`` before each ask."""
+        with self._sessions() as session:
+            return flow_run_tokens(session, run_id)
 
     @activity.defn
     def load_agent(self, ref: AgentRef) -> LoadedAgent:

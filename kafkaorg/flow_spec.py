@@ -235,6 +235,9 @@ class FlowSpec(_Strict):
     output: OutputSpec | None = None
     on_failure: list[AskSpec] = Field(default_factory=list)
     """Asked (in order) after the steps' own compensations when a run fails."""
+    token_budget: int | None = Field(default=None, ge=1)
+    """LLM tokens each run may spend: every model call for a record correlated to the run.
+    Past it, such records are dead-lettered (``flow-budget-spent``); the agents go on."""
 
     @field_validator("name")
     @classmethod

@@ -118,6 +118,9 @@ class AgentSpec(_Strict):
     mcp: list[str] = Field(default_factory=list)
     """``llm`` agents: the org's MCP servers whose tools this agent may call, each
     ``<server>`` (all its tools) or ``<server>.<tool>`` (that tool only)."""
+    token_budget: int | None = Field(default=None, ge=1)
+    """LLM tokens this agent and every agent it spawns (and theirs) may spend together;
+    past it, each of them stops at its next model call (``kafkaorg.llm.usage``)."""
 
     @field_validator("name")
     @classmethod

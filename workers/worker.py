@@ -85,6 +85,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             state.set_agent_status,
             state.set_org_status,
             state.load_agent,
+            state.flow_run_tokens,
             approvals.record_approval_request,
             approvals.record_approval_verdict,
             steps.run_agent_step,

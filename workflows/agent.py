@@ -58,7 +58,13 @@ with workflow.unsafe.imports_passed_through():
         McpErrorType,
         McpListInput,
     )
-    from kafkaorg.names import AGENT_WORKFLOW_TYPE, DLQ_TOPIC, SANDBOX_TASK_QUEUE, org_workflow_id
+    from kafkaorg.names import (
+        AGENT_WORKFLOW_TYPE,
+        AUDIT_TOPIC,
+        DLQ_TOPIC,
+        SANDBOX_TASK_QUEUE,
+        org_workflow_id,
+    )
     from kafkaorg.sandbox import SandboxPolicy, SandboxResult, ToolOutputError
     from kafkaorg.spec import AgentSpec
     from kafkaorg.tool_programs import call_program, call_result
@@ -87,6 +93,9 @@ ARCHIVE_CONVERSATION_PATCH = "archive-conversation-turns"
 """Histories from before turns were archived (they were dropped) replay without the activity."""
 TOOL_RUN_HISTORY_PATCH = "tool-run-history"
 """Histories from before tool runs were recorded replay without the local activity."""
+FAILURE_AUDITED_PATCH = "agent-failure-audited"
+"""Histories from before an agent's failure was announced on the audit topic."""
+AGENT_FAILED_RECORD_TYPE = "agent.failed"
 MCP_CATALOG_TTL = timedelta(minutes=10)
 """How long an llm agent uses the MCP tools it listed before listing them again (each
 run lists them afresh, and so does a change of the agent's ``mcp``)."""
@@ -268,6 +277,27 @@ class AgentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
+        if workflow.patched(FAILURE_AUDITED_PATCH):
+            await workflow.execute_activity_method(
+                KafkaActivities.publish,
+                PublishInput(
+                    org=self._input.org,
+                    topic=AUDIT_TOPIC,
+                    records=[
+                        Record(
+                            id=str(workflow.uuid4()),
+                            type=AGENT_FAILED_RECORD_TYPE,
+                            org=self._input.org,
+                            source="system:agent-workflow",
+                            correlation_id=workflow.info().workflow_id,
+                            timestamp=workflow.now(),
+                            payload={"agent": self._input.agent, "reason": state.failed_reason},
+                        )
+                    ],
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            )
         # The org's meta-agent learns it too; the rest of the org keeps working.
         await workflow.get_external_workflow_handle(org_workflow_id(self._input.org)).signal(
             OrgSignal.AGENT_FAILED,
@@ -294,6 +324,7 @@ class AgentWorkflow:
                 AGENT_FAILURES,
                 MODEL_CALL_RETRY,
                 LlmFailure,
+                ModelErrorType,
                 reply_text,
             )
             from workflows.llm_graph import CALL_FAILURE_PATCH, TEXT_REPLY_PATCH
@@ -340,7 +371,11 @@ class AgentWorkflow:
             if kind not in AGENT_FAILURES and workflow.patched(CALL_FAILURE_PATCH):
                 await self._dead_letter(
                     [record],
-                    LlmFailure.CALL_FAILED.value,
+                    (
+                        LlmFailure.FLOW_BUDGET.value
+                        if kind == ModelErrorType.FLOW_BUDGET_EXCEEDED
+                        else LlmFailure.CALL_FAILED.value
+                    ),
                     why if why.startswith(kind) else f"{kind}: {why}",
                     attempts=_attempts(err, MODEL_CALL_RETRY),
                 )

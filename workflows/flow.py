@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -93,6 +93,8 @@ FLOW_LOCAL_ACTIVITY = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=60),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
 )
+ASKING_KINDS: Final = frozenset({"ask", "parallel", "map", "handoff"})
+"""Steps that send agents records (a run's budget is checked before each)."""
 LOOKUP_LOCAL_ACTIVITY = workflow.LocalActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
@@ -209,6 +211,8 @@ class FlowWorkflow:
         state.visits[step.id] = visit
         started = workflow.now()
         target: str | None = None
+        if step.kind in ASKING_KINDS:
+            await self._check_budget()
         if step.kind in ("ask", "parallel") and step.per_branch():
             output = await self._parallel_step(step, visit)
         elif step.kind in ("ask", "parallel"):
@@ -239,6 +243,21 @@ class FlowWorkflow:
         ids = [s.id for s in self._input.flow.steps]
         position = ids.index(step.id) + 1
         return ids[position] if position < len(ids) else None
+
+    async def _check_budget(self) -> None:
+        """A run that spent its budget asks no more (agents refuse its records anyway):
+        checked before each attempt of a step that asks."""
+        budget = self._input.flow.token_budget
+        if budget is None:
+            return
+        used = await workflow.execute_local_activity_method(
+            StateActivities.flow_run_tokens, self._id, **LOOKUP_LOCAL_ACTIVITY
+        )
+        if used >= budget:
+            raise StepFailed(
+                f"the run used {used} of its {budget}-token LLM budget "
+                f"(flows[{self._input.flow.name}].token_budget)"
+            )
 
     def _record_step(
         self,
@@ -283,6 +302,8 @@ class FlowWorkflow:
         branches = step.branches()
         needed = step.needed()
         for attempt in range(step.retries + 1):
+            if attempt:
+                await self._check_budget()
             requests = await self._ask_all(step.id, visit, attempt, branches)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -496,6 +517,8 @@ class FlowWorkflow:
     ) -> list[_Branch]:
         """``_fan_out`` with the step's retries (each attempt new requests, new ids)."""
         for attempt in range(step.retries + 1):
+            if attempt:
+                await self._check_budget()
             branches = await self._fan_out(step, visit, attempt, make(), needed, limit, tag)
             self._stop_waiting()
             if sum(b.status == "replied" for b in branches) >= needed:

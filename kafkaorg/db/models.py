@@ -233,6 +233,8 @@ class LlmUsage(Base):
     workflow_id: Mapped[str] = mapped_column(String(200))
     call_id: Mapped[str] = mapped_column(String(300), unique=True)
     model: Mapped[str] = mapped_column(String(200))
+    correlation_id: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
+    """The record's; a flow run's id when the call served one of its asks (its budget)."""
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     total_tokens: Mapped[int] = mapped_column(Integer)

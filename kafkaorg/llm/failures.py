@@ -19,8 +19,10 @@ workflow waits for ever:
 - a provider that keeps failing (429, 5xx, timeouts) after the client's retries and the
   activity's retry policy dead-letters the record (``llm-call-failed``) and the agent
   keeps working: a provider outage is not the agent's fault. Only what no retry can
-  mend for any record (no endpoint configured, the org's token budget spent) fails the
-  agent.
+  mend for any record (no endpoint configured, the org's or the agent's lineage's token
+  budget spent) fails the agent;
+- a record of a flow run that spent its ``token_budget`` is dead-lettered
+  (``flow-budget-spent``) before its model call, and the agent keeps working.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class LlmFailure(StrEnum):
     MCP_UNAVAILABLE = "mcp-unavailable"
     """The agent's MCP servers could not list their tools (after retries): the record
     waits in the DLQ (redrive it once the server is back); the agent goes on."""
+    FLOW_BUDGET = "flow-budget-spent"
+    """The flow run the record serves spent its ``token_budget``: its records are refused
+    a model call (redrive one after raising the budget); the agent serves the rest."""
     TEXT_REPLY = "llm-text-reply"
     """Not a failure of the model: the agent's ``on_text_reply: dlq`` sends a record it
     answered in prose (publishing nothing) here, the text as the detail."""
@@ -56,6 +61,9 @@ class ModelErrorType(StrEnum):
 
     NOT_CONFIGURED = "LLMNotConfigured"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    """The org's or a lineage's budget: the agent stops."""
+    FLOW_BUDGET_EXCEEDED = "FlowBudgetExceeded"
+    """A flow run's budget: the record is dead-lettered (``LlmFailure.FLOW_BUDGET``)."""
     REQUEST_REJECTED = "LLMRequestRejected"
 
 

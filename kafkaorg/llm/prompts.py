@@ -124,6 +124,12 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
                 "tool": {"type": "string"},
                 "emit": {"type": "string"},
                 "rules": {"type": "array", "items": {"type": "object"}},
+                "token_budget": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "tokens it and the agents it creates may spend (your "
+                    "own budget, if you have one, covers them too)",
+                },
             },
             "required": ["name", "kind"],
         },

@@ -773,3 +773,77 @@ async def test_the_demo_flow_maps_its_tasks_through_the_triage_agent_then_emits(
     )
     summary = [c.record for c in out if c.record.type == "batch.triaged"]
     assert len(summary) == 1 and summary[0].correlation_id == run_id
+
+
+async def test_a_runs_token_budget_refuses_its_records_then_fails_the_run(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    """``token_budget`` of a flow: each run's calls add up (by correlation id), the agent
+    refuses the run's records once it is spent, the run stops asking; the agent goes on."""
+    org, writer = unique_org("flow"), "writer-fb"
+    spec = flows_spec(org)
+    spec["topics"].append({"name": "writer-in"})
+    spec["agents"].append(
+        {
+            "name": writer,
+            "kind": "llm",
+            "instructions": "Write what you are asked.",
+            "subscribes": ["writer-in"],
+            "publishes": ["replies"],
+        }
+    )
+    spec["flows"].append(
+        {
+            "name": "budgeted",
+            "token_budget": 30,
+            "steps": [{"id": "draft", "ask": writer, "timeout_s": 15, "retries": 1}],
+        }
+    )
+    await platform.start_org(spec)
+    # 18 tokens a call: the run's third call finds 36 of 30 spent and is refused.
+    scripted_llm.script(
+        writer,
+        [
+            ScriptedReply(tool_calls=[ScriptedToolCall(name="find_agents", arguments={})]),
+            ScriptedReply(tool_calls=[ScriptedToolCall(name="find_tools", arguments={})]),
+            _publish_choice(answer="for a record outside the run"),
+            ScriptedReply(content="done"),
+        ],
+    )
+    result = await _run(platform, org, "budgeted", {"doc": "d1"}, "b1")
+    run_id = flow_workflow_id(org, "budgeted", "b1")
+    why = "the run used 36 of its 30-token LLM budget (flows[budgeted].token_budget)"
+    assert result.status == FlowStatus.FAILED
+    assert result.failure == why
+    dlq = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 2)
+    by_reason = {
+        h["dlq.reason"]: (h, json.loads(m.value()))
+        for m in dlq
+        for h in [{k: (v or b"").decode() for k, v in m.headers()}]
+    }
+    refused, record = by_reason["flow-budget-spent"]
+    assert refused["dlq.agent"] == writer
+    assert f"flow run {run_id} used 36 of its 30-token LLM budget" in refused["dlq.error"]
+    assert record["correlation_id"] == run_id
+    failed, _ = by_reason["flow-failed"]
+    assert failed["dlq.error"] == why and failed["dlq.step"] == "draft"
+    # The run asked once: the retry found the budget spent before asking again.
+    asks = await platform.collect(org, "writer-in", 1, timeout=10, settle=2.0)
+    assert len(asks) == 1
+    audit = await platform.collect(org, "sys.audit", 1, timeout=10, settle=1.0)
+    assert [c.record.payload["reason"] for c in audit if c.record.type == "flow.failed"] == [why]
+
+    # The writer serves records outside the run as before.
+    outside = new_record(org=org, type="task", source="user:test", payload={"doc": "d2"})
+    await platform.send(org, "writer-in", [outside])
+    replies = await platform.collect(
+        org,
+        "replies",
+        1,
+        timeout=60,
+        until=lambda got: any(c.record.causation_id == outside.id for c in got),
+    )
+    assert any(c.record.causation_id == outside.id for c in replies)
+    status = await platform.agent_status(org, writer, until=lambda s: s.processed >= 2)
+    assert status.failed_reason is None and status.dead_lettered == 1
+    assert len(scripted_llm.requests_for(writer)) == 4

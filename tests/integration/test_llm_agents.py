@@ -271,6 +271,84 @@ async def test_the_token_budget_stops_an_agent_that_exceeds_it(
     assert len(scripted_llm.requests_for(planner)) == 2
 
 
+async def test_an_agents_budget_stops_the_agents_it_spawned_and_itself(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    """``token_budget`` follows lineage: the helper spends from its creator's budget."""
+    org, boss, kid = unique_org("llm"), "boss-d", "kid-d"
+    # 18 tokens a call. boss: 3 calls (54 of 60); kid's first call finds 54 and goes
+    # (72); its second finds 72 spent, so kid stops, and boss stops at its next record.
+    scripted_llm.script(
+        boss,
+        [
+            _call(
+                "create_agent",
+                name=kid,
+                kind="llm",
+                instructions="Answer each subtask.",
+                subscribes=["subtasks"],
+                publishes=["results"],
+                token_budget=1000,  # its own, larger budget lifts none of boss's
+            ),
+            _call("publish", topic="subtasks", type="subtask", payload={"text": "x y"}),
+            ScriptedReply(content="Delegated."),
+            ScriptedReply(content="never reached"),
+        ],
+    )
+    scripted_llm.script(
+        kid,
+        [
+            _call("publish", topic="results", type="subtask.done", payload={"ok": True}),
+            ScriptedReply(content="never reached"),
+        ],
+    )
+    spec = _spec(org, boss)
+    spec["agents"][0]["token_budget"] = 60
+    await platform.start_org(spec)
+    await platform.send(org, "tasks", [task(org, 1)])
+
+    done = await platform.collect(org, "results", 1, timeout=120)
+    assert [c.record.source for c in done] == [f"agent:{kid}"]
+    dead = raw_messages(platform.settings, f"{org}.sys.dlq", 1, timeout=90)
+    headers = {k: (v or b"").decode() for k, v in dead[0].headers() or []}
+    assert headers["dlq.agent"] == kid and headers["dlq.reason"] == "agent-step-failed"
+    why = f"{boss} and the agents it spawned ({kid}) used 72 of {boss}'s 60-token LLM budget"
+    assert why in headers["dlq.error"], headers["dlq.error"]
+    assert f"agents[{boss}].token_budget" in headers["dlq.error"]
+
+    # boss's next record finds the lineage spent before any model call.
+    second = task(org, 2)
+    await platform.send(org, "tasks", [second])
+    dead = raw_messages(platform.settings, f"{org}.sys.dlq", 2, timeout=90)
+    assert json.loads(dead[1].value())["id"] == second.id
+    assert dict(dead[1].headers() or [])["dlq.agent"] == boss.encode()
+    assert len(scripted_llm.requests_for(boss)) == 3
+    assert len(scripted_llm.requests_for(kid)) == 1
+    for agent in (boss, kid):
+        for _ in range(50):  # the DLQ comes first, then the status
+            status = await _agent_status(platform, org, agent)
+            if status.failed_reason:
+                break
+            await asyncio.sleep(0.2)
+        assert status.failed_reason and why in status.failed_reason
+
+    # Each stop is announced on the audit topic, with its reason.
+    audit = await platform.collect(
+        org,
+        "sys.audit",
+        1,
+        timeout=30,
+        until=lambda got: len([c for c in got if c.record.type == "agent.failed"]) >= 2,
+    )
+    failed = {c.record.payload["agent"]: c.record for c in audit if c.record.type == "agent.failed"}
+    assert set(failed) == {boss, kid}
+    assert all(why in str(r.payload["reason"]) for r in failed.values())
+    shown = run_cli("agent", "list", org, "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows = {r["name"]: r for r in json.loads(shown.stdout)}
+    assert rows[boss]["status"] == rows[kid]["status"] == "failed"
+
+
 def _org_ids(org: str) -> Any:
     return select(Org.id).where(Org.name == org)
 
