@@ -10,14 +10,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.state import org_id_of
 from kafkaorg.contracts.approvals import ApprovalDecided, ApprovalKind, ApprovalStatus
-from kafkaorg.db.models import Approval
+from kafkaorg.db.models import Approval, Org, Topic
+from kafkaorg.spec import ApprovalRule, TopicClass
 
 
 class ApprovalRequested(BaseModel):
@@ -37,9 +38,29 @@ class VerdictInput(BaseModel):
     decided: ApprovalDecided
 
 
+class PublishCheck(BaseModel):
+    org: str
+    topic: str
+
+
 class ApprovalActivities:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+
+    @activity.defn
+    def publish_rule(self, check: PublishCheck) -> ApprovalRule | None:
+        """The org's ``publish`` rule if ``topic`` is audit-class: the agent's cheap look
+        before each publish, so only a record the policy may hold troubles the org."""
+        with self._sessions() as session:
+            row = session.execute(
+                select(Org.spec, Topic.topic_class)
+                .join(Topic, Topic.org_id == Org.id)
+                .where(Org.name == check.org, Topic.name == check.topic)
+            ).one_or_none()
+        if row is None or row.topic_class != TopicClass.AUDIT.value:
+            return None
+        rule = ((row.spec or {}).get("policy") or {}).get("approvals", {}).get("publish")
+        return ApprovalRule.model_validate(rule) if rule is not None else None
 
     @activity.defn
     def record_approval_request(self, input: ApprovalRequested) -> None:

@@ -19,6 +19,7 @@ from kafkaorg.contracts import (
     CreateToolRequest,
     FlowInput,
     OrgUpdate,
+    PublishRequest,
     StartFlowOutcome,
     StartFlowRequest,
 )
@@ -43,7 +44,7 @@ class OrgRequestActivities:
         self._client = client
 
     async def _ask(
-        self, update: OrgUpdate, request: CreateAgentRequest | CreateToolRequest
+        self, update: OrgUpdate, request: CreateAgentRequest | CreateToolRequest | PublishRequest
     ) -> RequestOutcome:
         assert request.org is not None
         try:
@@ -65,6 +66,11 @@ class OrgRequestActivities:
     @activity.defn
     async def request_create_tool(self, request: CreateToolRequest) -> RequestOutcome:
         return await self._ask(OrgUpdate.CREATE_TOOL, request)
+
+    @activity.defn
+    async def request_publish(self, request: PublishRequest) -> RequestOutcome:
+        """Hold the record for a person if the org's policy says so (``pending_approval``)."""
+        return await self._ask(OrgUpdate.HOLD_PUBLISH, request)
 
     @activity.defn
     async def request_start_flow(self, request: StartFlowRequest) -> StartFlowOutcome:

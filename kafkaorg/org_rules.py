@@ -23,12 +23,20 @@ from kafkaorg.contracts.org import (
     OrgRequest,
     OrgState,
     PendingApproval,
+    PublishRequest,
     RollbackToolRequest,
 )
 from kafkaorg.contracts.refusals import Refusal
 from kafkaorg.mcp_tools import exceeding_entries
 from kafkaorg.reconcile import diff_specs
-from kafkaorg.spec import AgentSpec, ApprovalRule, OrgSpec, agent_problems, semantic_problems
+from kafkaorg.spec import (
+    AgentSpec,
+    ApprovalRule,
+    OrgSpec,
+    TopicClass,
+    agent_problems,
+    semantic_problems,
+)
 
 SPAWN_RATE_WINDOW_S = 60.0
 
@@ -237,6 +245,36 @@ def needs_approval(view: OrgView, kind: ApprovalKind, requested_by: str) -> Appr
     if not requested_by.startswith("agent:"):
         return None
     return next((r for a, r in view.spec.policy.approvals.items() if a == kind), None)
+
+
+def publish_subject(request: PublishRequest) -> str:
+    """What a held publish is listed as; one record is held once."""
+    return f"{request.record.type} to {request.topic} ({request.record.id})"
+
+
+def publish_problems(view: OrgView, request: PublishRequest) -> list[Refusal]:
+    """Only an agent of the org, to a topic it publishes to, may have a record held."""
+    parent, problems = _requester_problems(view, request)
+    if problems:
+        return problems
+    spec = view.agent_spec(parent) if parent else None
+    if spec is None or request.topic not in spec.publishes:
+        return [
+            Refusal(
+                f"{request.requested_by} does not publish to {request.topic!r}",
+                _NOT_PERMITTED,
+            )
+        ]
+    return []
+
+
+def publish_needs_approval(view: OrgView, request: PublishRequest) -> ApprovalRule | None:
+    """The policy's ``publish`` rule when an agent's record goes to an audit-class topic."""
+    rule = needs_approval(view, ApprovalKind.PUBLISH, request.requested_by)
+    topic = next((t for t in view.spec.topics if t.name == request.topic), None)
+    if rule is None or topic is None or topic.topic_class != TopicClass.AUDIT:
+        return None
+    return rule
 
 
 def verdict_problems(view: OrgView, verdict: ApprovalVerdict) -> list[Refusal]:

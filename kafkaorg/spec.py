@@ -268,8 +268,9 @@ class McpServerSpec(_Strict):
         return "stdio" if self.command is not None else "http"
 
 
-ApprovalAction = Literal["create_agent", "create_tool"]
-"""Agents' risky actions an org may make wait for a person (``policy.approvals``)."""
+ApprovalAction = Literal["create_agent", "create_tool", "publish"]
+"""Agents' risky actions an org may make wait for a person (``policy.approvals``);
+``publish`` is an ``llm`` agent's record to an audit-class topic (kept for good)."""
 
 
 class OrgPolicy(_Strict):

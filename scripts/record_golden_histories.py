@@ -51,7 +51,8 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
   OpenAI-compatible server of ``tests/llm_server.py`` (a model call, a ``call_tool``
   run in the sandbox, a ``publish``, a final answer);
 - ``org_approvals.json``: an OrgWorkflow with ``policy.approvals`` holding agents'
-  ``create_agent`` requests: one approved and one denied by ``decide_approval``, one
+  ``create_agent`` requests: one approved and one denied by ``decide_approval``, an
+  agent's record to an audit-class topic held (``hold_publish``) and approved, one
   denied at its deadline, one left waiting and denied by the stop; and
   ``flow_approval.json``, a FlowWorkflow whose ``approval`` step is recorded in
   PostgreSQL and on ``sys.approvals`` and decided. Recorded alone with
@@ -107,8 +108,10 @@ from kafkaorg.contracts import (
     FlowQuery,
     FlowReport,
     OrgQuery,
+    OrgUpdate,
     Outstanding,
     PendingApproval,
+    PublishRequest,
     RollbackToolRequest,
     StopRequest,
 )
@@ -575,7 +578,14 @@ async def _record_mcp(settings: Settings, llm: ScriptedLLM) -> dict[str, Workflo
 def _approvals_spec(org: str) -> OrgSpec:
     spec = _spec(org)
     spec["agents"][0]["can_create_agents"] = True  # type: ignore[index]
-    spec["policy"] = {"approvals": {"create_agent": {"timeout_s": 2, "default": "deny"}}}
+    spec["agents"][0]["publishes"].append("ledger")  # type: ignore[index]
+    spec["topics"].append({"name": "ledger", "class": "audit", "partitions": 1})  # type: ignore[attr-defined]
+    spec["policy"] = {
+        "approvals": {
+            "create_agent": {"timeout_s": 2, "default": "deny"},
+            "publish": {"timeout_s": 600},
+        }
+    }
     spec["reconcile_interval_s"] = 3600
     spec["flows"] = [
         {
@@ -617,6 +627,18 @@ async def _approvals(client: Client, settings: Settings, org: str) -> dict[str, 
         return not pending
 
     await _until("the third request's deadline", expired)
+    entry = new_record(org=org, type="ledger.entry", source=f"agent:{AGENT}", payload={"n": 1})
+    hold = await service.send_update(
+        client,
+        org,
+        OrgUpdate.HOLD_PUBLISH,
+        PublishRequest(org=org, topic="ledger", record=entry, requested_by=requester),
+    )
+    if hold.pending_approval is None:
+        raise KafkaorgError(f"the ledger entry was not held: {hold.summary}")
+    await service.decide_org_approval(
+        client, org, ApprovalVerdict(id=hold.pending_approval, approve=True, by=USER)
+    )
     spec = AgentSpec.model_validate({"name": "left", "kind": "echo", **io})
     await service.create_agent(client, org, CreateAgentRequest(agent=spec, requested_by=requester))
 

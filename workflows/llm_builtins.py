@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_step import AgentStepActivities, EmissionsInput
+    from activities.approvals import ApprovalActivities, PublishCheck
     from activities.conversation import ConversationActivities, RecallQuery
     from activities.directory import DirectoryActivities, DirectoryQuery
     from activities.org_requests import OrgRequestActivities, RequestOutcome
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.contracts import (
         CreateAgentRequest,
         CreateToolRequest,
+        PublishRequest,
         StartFlowOutcome,
         StartFlowRequest,
     )
@@ -57,6 +59,9 @@ with workflow.unsafe.imports_passed_through():
 TOOL_ARGS_PATCH = "llm-tool-arguments-checked"
 """Calls checked against the tool's schema (and non-object JSON refused) before they run;
 histories from before ran such calls with what they could make of the arguments."""
+
+PUBLISH_APPROVALS_PATCH = "llm-publish-approvals"
+"""Histories from before a publish to an audit-class topic could wait for a person."""
 
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 MCP_CALL_MARGIN = timedelta(seconds=10)
@@ -179,6 +184,11 @@ class BuiltinTools:
                 **caused_by(self._record),
             }
         )
+        if workflow.patched(PUBLISH_APPROVALS_PATCH):
+            held = await self._held(topic, record)
+            if held is not None:
+                self.published += 1  # the id is taken: the next record gets the next index
+                return held
         await workflow.execute_activity_method(
             AgentStepActivities.publish_emissions,
             EmissionsInput(
@@ -193,6 +203,33 @@ class BuiltinTools:
         )
         self.published += 1
         return {"record_id": record.id, "topic": topic}
+
+    async def _held(self, topic: str, record: Record) -> dict[str, Any] | None:
+        """The answer for a record the org's ``policy.approvals.publish`` holds for a
+        person (published as it is if approved), or None to publish it now."""
+        rule = await workflow.execute_local_activity_method(
+            ApprovalActivities.publish_rule,
+            PublishCheck(org=self._org, topic=topic),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_RETRY,
+        )
+        if rule is None:
+            return None
+        outcome = await self._org_request(
+            OrgRequestActivities.request_publish,
+            PublishRequest(org=self._org, topic=topic, record=record, requested_by=self.requester),
+            limit=timedelta(seconds=30),
+        )
+        if outcome.pending_approval is not None:
+            return {
+                "record_id": record.id,
+                "topic": topic,
+                "pending_approval": outcome.pending_approval,
+                "summary": outcome.summary,
+            }
+        if not outcome.accepted and outcome.summary != ["not held"]:
+            raise ToolCallError(f"record not published: {'; '.join(outcome.summary)}")
+        return None
 
     async def _sandbox(self, code: str, stdin: str) -> SandboxResult:
         return await workflow.execute_activity(

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.kafka import (
         EnsureTopicsInput,
         KafkaActivities,
+        PublishInput,
         TopicToEnsure,
     )
     from activities.lifecycle import AgentsRef, LifecycleActivities
@@ -61,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         OrgStopRequest,
         OrgUpdate,
         PendingApproval,
+        PublishRequest,
         RefusalType,
         RollbackToolRequest,
     )
@@ -386,6 +388,31 @@ class OrgWorkflow:
                     )
                 return await self._create_tool(request)
 
+    @workflow.update(name=OrgUpdate.HOLD_PUBLISH)
+    async def hold_publish(self, request: PublishRequest) -> ChangeResult:
+        """An agent's record to an audit-class topic, held when the policy says so.
+
+        Asked only when the agent's own check found a ``publish`` rule; the org decides
+        again here. Not held: ``changed`` False and no ``pending_approval`` (the agent
+        publishes it itself). Asked twice for one record (a retried activity), the
+        first hold is the answer.
+        """
+        with refusals_only():
+            async with self._lock:
+                check(org_rules.publish_problems(self._view, request))
+                rule = org_rules.publish_needs_approval(self._view, request)
+                if rule is None:
+                    return ChangeResult(changed=False, summary=["not held"])
+                subject = org_rules.publish_subject(request)
+                waiting = self._view.pending(ApprovalKind.PUBLISH, subject)
+                if waiting is not None:
+                    return ChangeResult(
+                        changed=False, pending_approval=waiting.id, summary=["already held"]
+                    )
+                return await self._hold(
+                    ApprovalKind.PUBLISH, subject, request.requested_by, rule, publish=request
+                )
+
     async def _create_tool(self, request: CreateToolRequest) -> ChangeResult:
         line = await self._effects.register_tool(
             request.tool, self._spec, author=request.requested_by
@@ -483,7 +510,7 @@ class OrgWorkflow:
         subject: str,
         requested_by: str,
         rule: ApprovalRule,
-        **request: CreateAgentRequest | CreateToolRequest,
+        **request: CreateAgentRequest | CreateToolRequest | PublishRequest,
     ) -> ChangeResult:
         pending = PendingApproval.model_validate(
             {
@@ -574,6 +601,13 @@ class OrgWorkflow:
             if problems:
                 return "refused now: " + "; ".join(str(p) for p in problems)
             done = await self._create_tool(pending.create_tool)
+        elif pending.publish is not None:
+            held = pending.publish
+            await self._effects.run(
+                KafkaActivities.publish,
+                PublishInput(org=self._spec.org, topic=held.topic, records=[held.record]),
+            )
+            return f"published {held.record.type} {held.record.id} to {held.topic}"
         else:  # pragma: no cover - PendingApproval always holds one request
             return "nothing to carry out"
         return "; ".join(done.summary)

@@ -69,6 +69,7 @@ from kafkaorg.contracts.org import (
     OrgStatus,
     OrgStopRequest,
     PendingApproval,
+    PublishRequest,
     RollbackToolRequest,
     ToolVersionState,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "OrgUpdate",
     "Outstanding",
     "PendingApproval",
+    "PublishRequest",
     "Refusal",
     "RefusalType",
     "RollbackToolRequest",

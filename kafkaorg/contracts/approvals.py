@@ -26,6 +26,8 @@ class ApprovalKind(StrEnum):
 
     CREATE_AGENT = "create_agent"
     CREATE_TOOL = "create_tool"
+    PUBLISH = "publish"
+    """An agent's record to an audit-class topic (``policy.approvals.publish``)."""
     FLOW_STEP = "flow_step"
 
 

@@ -19,6 +19,7 @@ class OrgUpdate(StrEnum):
     APPROVE_TOOL = "approve_tool"
     ROLLBACK_TOOL = "rollback_tool"
     DECIDE_APPROVAL = "decide_approval"
+    HOLD_PUBLISH = "hold_publish"
 
 
 class OrgSignal(StrEnum):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from kafkaorg.contracts.approvals import ApprovalKind
 from kafkaorg.contracts.enums import AgentAction, AgentStatus, OrgPhase, ToolStatus
+from kafkaorg.envelope import Record
 from kafkaorg.spec import AgentSpec, OrgSpec, ToolSpec, TopicSpec
 
 
@@ -93,6 +94,13 @@ class CreateToolRequest(OrgRequest):
     version was registered since (two writers never silently overwrite each other)."""
 
 
+class PublishRequest(OrgRequest):
+    """An agent's record the policy may hold: published as it is (same id) if approved."""
+
+    topic: str
+    record: Record
+
+
 class PendingApproval(BaseModel):
     """An agent's request held for a person, and its deadline (Unix seconds, workflow time)."""
 
@@ -104,6 +112,7 @@ class PendingApproval(BaseModel):
     default: Literal["approve", "deny"]
     create_agent: CreateAgentRequest | None = None
     create_tool: CreateToolRequest | None = None
+    publish: PublishRequest | None = None
 
 
 class RollbackToolRequest(OrgRequest):

@@ -361,3 +361,86 @@ async def test_an_llm_agent_is_told_its_new_agent_waits_for_approval(
     assert [(r.subject, r.requested_by) for r in rows] == [("helper", f"agent:{org}:{planner}")]
     assert told["pending_approval"] == rows[0].id
     assert "waits for a person's approval" in told["summary"][0]
+
+
+def _publish(topic: str, type_: str, **payload: Any) -> ScriptedReply:
+    return ScriptedReply(
+        tool_calls=[
+            ScriptedToolCall(
+                name="publish", arguments={"topic": topic, "type": type_, "payload": payload}
+            )
+        ]
+    )
+
+
+async def test_an_llm_agents_record_to_an_audit_topic_waits_and_is_published_if_approved(
+    platform: Platform, scripted_llm: ScriptedLLM
+) -> None:
+    """``policy.approvals.publish``: records to audit-class topics wait for a person (work
+    topics do not); approved, the very record is published; denied, nothing is."""
+    org, scribe = unique_org("appr"), "scribe-ap"
+    scripted_llm.script(
+        scribe,
+        [
+            _publish("outbox", "note", n=1),
+            _publish("ledger", "ledger.entry", amount=10),
+            ScriptedReply(content="Noted and entered."),
+            _publish("ledger", "ledger.entry", amount=99),
+            ScriptedReply(content="Entered."),
+        ],
+    )
+    spec = _spec(org, {"publish": {"timeout_s": 600}})
+    spec["topics"].append({"name": "ledger", "class": "audit"})
+    spec["agents"] = [
+        {
+            "name": scribe,
+            "kind": "llm",
+            "instructions": "Record what you are told.",
+            "subscribes": ["inbox"],
+            "publishes": ["outbox", "ledger"],
+        }
+    ]
+    await platform.start_org(spec)
+    first = new_record(org=org, type="task", source="user:t", payload={})
+    await platform.send(org, "inbox", [first])
+    requests = await scripted_llm.wait_for_requests(scribe, 3, timeout=120)
+    told = json.loads(
+        [m for m in requests[2]["messages"] if m.get("role") == "tool"][-1]["content"]
+    )
+    rows = await _rows(platform, org)
+    assert [(r.kind, r.requested_by) for r in rows] == [
+        (ApprovalKind.PUBLISH, f"agent:{org}:{scribe}")
+    ]
+    assert rows[0].subject == f"ledger.entry to ledger ({told['record_id']})"
+    assert told["pending_approval"] == rows[0].id
+    assert "waits for a person's approval" in told["summary"][0]
+    # The work topic's record went at once; the audit topic's waits.
+    notes = await platform.collect(org, "outbox", 1, timeout=30)
+    assert [c.record.type for c in notes] == ["note"]
+    assert await platform.collect(org, "ledger", 1, timeout=3) == []
+
+    approved = await run_cli_async(
+        "approval", "approve", org, rows[0].id, "--reason", "checked", "--json"
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["outcome"] == (
+        f"published ledger.entry {told['record_id']} to ledger"
+    )
+    ledger = await platform.collect(org, "ledger", 1, timeout=30)
+    assert [(c.record.id, c.record.payload) for c in ledger] == [
+        (told["record_id"], {"amount": 10})
+    ]
+    assert ledger[0].record.causation_id == first.id
+    assert ledger[0].record.source == f"agent:{scribe}"
+
+    second = new_record(org=org, type="task", source="user:t", payload={})
+    await platform.send(org, "inbox", [second])
+    await scripted_llm.wait_for_requests(scribe, 5, timeout=120)
+    waiting = await _rows(platform, org)
+    assert len(waiting) == 1 and waiting[0].kind is ApprovalKind.PUBLISH
+    denied = await run_cli_async("approval", "deny", org, waiting[0].id, "--reason", "too much")
+    assert denied.returncode == 0, denied.stderr
+    row = await _row_once(platform, org, waiting[0].id, ApprovalStatus.DENIED)
+    assert (row.decided_by, row.reason) == ("user:cli", "too much")
+    ledger = await platform.collect(org, "ledger", 2, timeout=5)
+    assert [c.record.payload for c in ledger] == [{"amount": 10}]
