@@ -1,7 +1,8 @@
 """Screenshots of the console's main views for README, taken in Debian's chromium.
 
 Starts the local stack with its workers (``kafkaorg dev up --workers``), runs the demo
-org and sends it a few more tasks and one poison record, then photographs each view:
+org and sends it a few more tasks and one poison record, holds a few requests of a
+second org's agent for approval, then photographs each view:
 
     .venv/bin/python scripts/console_screenshots.py [--out docs/screenshots]
 
@@ -18,14 +19,20 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
 
+from kafkaorg import client as service
+from kafkaorg.client import connect_temporal, launch_org
 from kafkaorg.config import get_settings
+from kafkaorg.contracts import ApprovalVerdict, CreateAgentRequest, OrgUpdate, PublishRequest
 from kafkaorg.devstack import DevStack
 from kafkaorg.envelope import new_record
 from kafkaorg.kafka import Outgoing, create_producer, produce_and_wait
 from kafkaorg.names import kafka_topic
+from kafkaorg.spec import AgentSpec, validate_spec
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 ORG = "demo"
+DESK = "desk"
+"""A second org whose ``policy.approvals`` holds its agent's requests (the approvals page)."""
 
 
 def populate() -> None:
@@ -46,6 +53,44 @@ def populate() -> None:
     produce_and_wait(producer, [Outgoing(kafka_topic(ORG, "tasks"), r) for r in records])
     producer.produce(kafka_topic(ORG, "tasks"), value=b"not json: a poison record")
     producer.flush(10)
+
+
+async def hold_requests() -> None:
+    """Three requests of the desk's agent held for a person; one approved, with a reason."""
+    settings = get_settings()
+    io = {"subscribes": ["inbox"], "publishes": ["outbox", "ledger"]}
+    spec = validate_spec(
+        {
+            "org": DESK,
+            "topics": [{"name": "inbox"}, {"name": "outbox"}, {"name": "ledger", "class": "audit"}],
+            "agents": [{"name": "clerk", "kind": "echo", "can_create_agents": True, **io}],
+            "policy": {
+                "approvals": {
+                    "create_agent": {"timeout_s": 86_400},
+                    "publish": {"timeout_s": 3600, "default": "approve"},
+                }
+            },
+        }
+    )
+    await launch_org(settings, spec)
+    client = await connect_temporal(settings)
+    by = f"agent:{DESK}:clerk"
+    held = []
+    for name in ("auditor", "translator"):
+        agent = AgentSpec.model_validate({"name": name, "kind": "echo", **io})
+        change = await service.create_agent(
+            client, DESK, CreateAgentRequest(agent=agent, requested_by=by)
+        )
+        held.append(change.pending_approval)
+    entry = new_record(org=DESK, type="ledger.entry", source="agent:clerk", payload={"eur": 120})
+    await service.send_update(
+        client,
+        DESK,
+        OrgUpdate.HOLD_PUBLISH,
+        PublishRequest(org=DESK, topic="ledger", record=entry, requested_by=by),
+    )
+    verdict = ApprovalVerdict(id=str(held[0]), approve=True, by="user:ana", reason="needed")
+    await service.decide_org_approval(client, DESK, verdict)
 
 
 async def shoot(page: Page, url: str, path: Path, wait_for: str | None = None) -> None:
@@ -77,6 +122,7 @@ async def main(out: Path) -> None:
         await shoot(page, f"{base}/orgs/{ORG}/tools/priority_score", out / "tool.png", "#runs")
         await shoot(page, f"{base}/orgs/{ORG}/dlq", out / "dlq.png", "#dlq")
         await shoot(page, f"{base}/orgs/{ORG}/audit", out / "audit.png", "#audit")
+        await shoot(page, f"{base}/orgs/{DESK}/approvals", out / "approvals.png", "#waiting")
         await page.goto(f"{base}/apply?org={ORG}")
         text = await page.locator("#plan-form textarea").input_value()
         changed = text.replace("topics:\n", "topics:\n- {name: escalations, class: work}\n", 1)
@@ -95,4 +141,5 @@ if __name__ == "__main__":
     args.out.mkdir(parents=True, exist_ok=True)
     DevStack(get_settings()).up(workers=True)
     populate()
+    asyncio.run(hold_requests())
     asyncio.run(main(args.out))
