@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         StartFlowOutcome,
         StartFlowRequest,
     )
+    from kafkaorg.contracts.org import NOT_HELD
     from kafkaorg.envelope import Record, caused_by, derived_id
     from kafkaorg.kinds import Emission
     from kafkaorg.llm.prompts import allowed_tools, argument_problems
@@ -227,7 +228,7 @@ class BuiltinTools:
                 "pending_approval": outcome.pending_approval,
                 "summary": outcome.summary,
             }
-        if not outcome.accepted and outcome.summary != ["not held"]:
+        if not outcome.accepted and outcome.summary != [NOT_HELD]:
             raise ToolCallError(f"record not published: {'; '.join(outcome.summary)}")
         return None
 

@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         RollbackToolRequest,
     )
     from kafkaorg.contracts.approvals import TIMEOUT_DECIDER
+    from kafkaorg.contracts.org import NOT_HELD
     from kafkaorg.names import (
         ORG_ATTR,
         ORG_WORKFLOW_TYPE,
@@ -402,7 +403,7 @@ class OrgWorkflow:
                 check(org_rules.publish_problems(self._view, request))
                 rule = org_rules.publish_needs_approval(self._view, request)
                 if rule is None:
-                    return ChangeResult(changed=False, summary=["not held"])
+                    return ChangeResult(changed=False, summary=[NOT_HELD])
                 subject = org_rules.publish_subject(request)
                 waiting = self._view.pending(ApprovalKind.PUBLISH, subject)
                 if waiting is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
@@ -99,6 +99,10 @@ class PublishRequest(OrgRequest):
 
     topic: str
     record: Record
+
+
+NOT_HELD: Final = "not held"
+"""``hold_publish``'s summary for a record the policy lets through: the agent publishes it."""
 
 
 class PendingApproval(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from kafkaorg.db.models import Agent, LlmUsage, Org
 from kafkaorg.errors import KafkaorgError
@@ -90,13 +91,18 @@ def tokens_by_agent(session: Session, org: str) -> dict[str, TokenUsage]:
     }
 
 
-def org_tokens_used(session: Session, org: str) -> int:
+def _tokens_where(session: Session, *conditions: ColumnElement[bool]) -> int:
+    """Tokens of the calls matching ``conditions`` (every budget sums the same way)."""
     used = session.scalar(
         select(func.coalesce(func.sum(LlmUsage.total_tokens), 0))
         .join(Org, Org.id == LlmUsage.org_id)
-        .where(Org.name == org)
+        .where(*conditions)
     )
     return int(used or 0)
+
+
+def org_tokens_used(session: Session, org: str) -> int:
+    return _tokens_where(session, Org.name == org)
 
 
 def org_token_budget(session: Session, org: str) -> int | None:
@@ -159,7 +165,7 @@ def _check_lineage(session: Session, org: str, agent: str) -> None:
         budget = budgets.get(ancestor)
         if budget is not None:
             members = lineage_members(parents, ancestor)
-            used = _tokens_of(session, org, members)
+            used = _tokens_where(session, Org.name == org, LlmUsage.agent.in_(members))
             if used >= budget:
                 spawned = [m for m in members if m != ancestor]
                 who = f"{ancestor} and the agents it spawned ({', '.join(spawned)})"
@@ -170,23 +176,9 @@ def _check_lineage(session: Session, org: str, agent: str) -> None:
         ancestor = parents.get(ancestor)
 
 
-def _tokens_of(session: Session, org: str, agents: list[str]) -> int:
-    used = session.scalar(
-        select(func.coalesce(func.sum(LlmUsage.total_tokens), 0))
-        .join(Org, Org.id == LlmUsage.org_id)
-        .where(Org.name == org, LlmUsage.agent.in_(agents))
-    )
-    return int(used or 0)
-
-
 def flow_run_tokens(session: Session, run_id: str) -> int:
     """Tokens of every call made for a record correlated to the flow run ``run_id``."""
-    used = session.scalar(
-        select(func.coalesce(func.sum(LlmUsage.total_tokens), 0)).where(
-            LlmUsage.correlation_id == run_id
-        )
-    )
-    return int(used or 0)
+    return _tokens_where(session, LlmUsage.correlation_id == run_id)
 
 
 def _check_flow_run(session: Session, org: str, run_id: str) -> None:
