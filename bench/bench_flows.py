@@ -263,8 +263,8 @@ def summary(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         extra = out["flow"]["latency_p50_ms"] - out["chain"]["latency_p50_ms"]
         out["step_overhead_ms"] = round(extra / STEPS, 1)
         out["flow_per_s/chain_per_s"] = round(out["flow"]["per_s"] / out["chain"]["per_s"], 3)
-    if any("fanout" in r for r in rounds):
-        gathers = [t for r in rounds for t in r.get("fanout", {}).get("gather_s", [])]
+    gathers = [t for r in rounds for t in r.get("fanout", {}).get("gather_s", [])]
+    if gathers:
         out["fanout"] = {
             "branches": FAN_OUT,
             "gather_p50_ms": _ms(statistics.median(gathers)),
@@ -301,7 +301,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 processes.check_alive()
                 shown = {
                     k: (
-                        f"p50 {round(statistics.median(v) * 1000)} ms" if isinstance(v, list) else v
+                        f"p50 {round(statistics.median(v) * 1000)} ms"
+                        if isinstance(v, list) and v
+                        else v
                     )
                     for k, v in measured[variant].items()
                 }

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -221,15 +222,50 @@ def _traced(items: Iterable[Outgoing], spans: list[tracing.Span | None]) -> Iter
         yield traced
 
 
+DELIVERY_POLL_S = 0.005
+"""How often a call waiting for its records' acks looks again (another thread's poll may
+have served its delivery reports)."""
+
+
 @dataclass
 class _Deliveries:
+    """The delivery reports of one call's records. The call waits for its own records
+    only: ``Producer.flush`` waits until the shared producer has nothing in flight, which
+    under steady load from other threads (a burst of flow runs) can take many times one
+    record's round trip."""
+
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reported: int = 0
+    expected: int | None = None
+    done: threading.Event = field(default_factory=threading.Event)
 
     def callback(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            with self.lock:
+        with self.lock:
+            self.reported += 1
+            if err is not None:
                 self.errors.append(f"{msg.topic()}: {err.str()}")
+            self._check()
+
+    def expect(self, count: int) -> None:
+        with self.lock:
+            self.expected = count
+            self._check()
+
+    def _check(self) -> None:
+        if self.expected is not None and self.reported >= self.expected:
+            self.done.set()
+
+    def wait(self, producer: Producer, timeout: float) -> int:
+        """Serve delivery reports until this call's are all in; returns how many are not."""
+        deadline = time.monotonic() + timeout
+        while not self.done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            producer.poll(min(left, DELIVERY_POLL_S))
+        with self.lock:
+            return (self.expected or 0) - self.reported
 
 
 def _produce_one(producer: Producer, item: Outgoing, deliveries: _Deliveries) -> None:
@@ -267,8 +303,9 @@ def _produce_and_wait(producer: Producer, items: Iterable[Outgoing], timeout: fl
     for item in items:
         _produce_one(producer, item, deliveries)
         count += 1
-    remaining = producer.flush(timeout)
-    if remaining:
+    deliveries.expect(count)
+    remaining = deliveries.wait(producer, timeout)
+    if remaining > 0:
         raise KafkaException(f"{remaining} record(s) not acknowledged within {timeout}s")
     if deliveries.errors:
         raise KafkaException(f"{len(deliveries.errors)} record(s) failed: {deliveries.errors[0]}")

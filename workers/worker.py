@@ -7,10 +7,13 @@ once here and handed to the activity classes that use them.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -122,9 +125,24 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+def cache_workflow_bytecode() -> None:
+    """Write the workflow modules' bytecode even where PYTHONDONTWRITEBYTECODE is set.
+
+    Temporal's sandbox imports a workflow's modules afresh for every workflow instance
+    it creates. With no bytecode cached, every new FlowWorkflow run compiled
+    ``workflows/flow.py`` from source: in a burst of 60 runs that was most of the
+    worker's CPU (py-spy, bench_flows). Stale bytecode is never used (Python checks the
+    source's mtime); a read-only tree (an image built without it) is left as it is.
+    """
+    if sys.dont_write_bytecode:
+        package = Path(sys.modules[FlowWorkflow.__module__].__file__ or ".").parent
+        compileall.compile_dir(package, quiet=2)
+
+
 async def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then finish in-flight tasks and exit."""
     log.info("worker id %s", process_worker_id(settings))
+    cache_workflow_bytecode()
     check_kafka(settings)
     with (
         tracing.process_tracing(settings, tracing.SERVICE_WORKER),
