@@ -13,11 +13,11 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import workflows
 from activities.agent_step import AgentStepActivities
 from activities.approvals import ApprovalActivities
 from activities.conversation import ConversationActivities
@@ -135,8 +135,7 @@ def cache_workflow_bytecode() -> None:
     source's mtime); a read-only tree (an image built without it) is left as it is.
     """
     if sys.dont_write_bytecode:
-        package = Path(sys.modules[FlowWorkflow.__module__].__file__ or ".").parent
-        compileall.compile_dir(package, quiet=2)
+        compileall.compile_dir(workflows.__path__[0], quiet=2)
 
 
 async def run_worker(settings: Settings) -> None:
