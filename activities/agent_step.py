@@ -16,8 +16,10 @@ from kafkaorg.envelope import Record, utcnow
 from kafkaorg.faults import FaultPoint, fail
 from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
 from kafkaorg.kinds import AgentStepError, Emission, emissions_for
-from kafkaorg.metrics import count_produced, timed_step
-from kafkaorg.names import kafka_topic, split_kafka_topic
+from kafkaorg.metrics import DLQ_RECORDS, count_produced, timed_step
+from kafkaorg.names import dlq_topic, kafka_topic, split_kafka_topic
+from kafkaorg.schema_registry.cache import SchemaCache
+from kafkaorg.schema_registry.validation import Violation
 from kafkaorg.spec import AgentKind, AgentSpec
 
 
@@ -49,11 +51,32 @@ class EmissionsInput(BaseModel):
     """The publishing agent's kind, for the step metrics (the agent is each record's source)."""
     traces: list[dict[str, str] | None] = []
     """Parallel to ``emissions``: the trace carrier of the input record each answers."""
+    refuse_invalid: bool = False
+    """A record its type's schema refuses fails the call (``SchemaViolation``, for an
+    ``llm`` agent's ``publish``, whose model gets the error) instead of going to the DLQ."""
+
+
+SCHEMA_VIOLATION_ERROR = "SchemaViolation"
 
 
 def _edge(item: Outgoing) -> tuple[str, str]:
     """(org topic, agent) of an output: the agent→topic edge its count goes to."""
     return split_kafka_topic(item.kafka_topic)[1], item.record.source.removeprefix("agent:")
+
+
+def _violation_headers(
+    violation: Violation, record: Record, intended: str
+) -> tuple[tuple[str, str | bytes | None], ...]:
+    return (
+        ("dlq.reason", violation.reason.encode()),
+        ("dlq.error", violation.detail[:500].encode()),
+        ("dlq.agent", record.source.removeprefix("agent:").encode()),
+        ("dlq.intended_topic", intended.encode()),
+    )
+
+
+def _text(value: str | bytes | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _mark_headers(mark: str | None) -> tuple[tuple[str, str | bytes | None], ...]:
@@ -108,10 +131,12 @@ class AgentStepActivities:
         producer: Producer,
         max_record_bytes: int,
         transactions: TransactionalProducers | None = None,
+        schemas: SchemaCache | None = None,
     ) -> None:
         self._producer = producer
         self._max_record_bytes = max_record_bytes
         self._transactions = transactions
+        self._schemas = schemas
 
     def _outgoing(
         self,
@@ -119,11 +144,31 @@ class AgentStepActivities:
         emission: Emission,
         mark: str | None,
         trace: Mapping[str, str] | None = None,
+        refuse_invalid: bool = False,
     ) -> Outgoing:
-        """The record bound for Kafka; one over the size limit fails the step for good."""
-        item = Outgoing(
-            kafka_topic(org, emission.topic), emission.record, _mark_headers(mark), trace=trace
-        )
+        """The record bound for Kafka; one over the size limit fails the step for good.
+
+        A record its type's schema refuses goes to the org's DLQ instead, with the reason
+        and where it was bound (``dlq.intended_topic``); a valid one is stamped with the
+        version it was checked against.
+        """
+        record, headers = emission.record, _mark_headers(mark)
+        target = kafka_topic(org, emission.topic)
+        book = self._schemas.get() if self._schemas is not None else None
+        if book is not None and org in book.orgs:
+            violation = book.check(org, emission.topic, record.type, record.payload)
+            if violation is not None:
+                if refuse_invalid:
+                    raise ApplicationError(
+                        f"record refused by its schema ({violation.reason}): {violation.detail}",
+                        type=SCHEMA_VIOLATION_ERROR,
+                        non_retryable=True,
+                    )
+                headers += _violation_headers(violation, record, target)
+                target = dlq_topic(org)
+            elif (latest := book.orgs[org].latest(record.type)) is not None:
+                record = record.model_copy(update={"schema_version": latest})
+        item = Outgoing(target, record, headers, trace=trace)
         size = len(item.value)
         if size > self._max_record_bytes:
             # Retrying cannot help, and downstream it would only be poison.
@@ -136,6 +181,11 @@ class AgentStepActivities:
         return item
 
     def _produce(self, org: str, outgoing: list[Outgoing], consumed: int) -> StepResult:
+        invalid = Counter(
+            dict(o.extra_headers).get("dlq.reason")
+            for o in outgoing
+            if o.kafka_topic == dlq_topic(org)
+        )
         activity.heartbeat(len(outgoing))
         with heartbeating():
             if len(outgoing) > 1 and self._transactions is not None:
@@ -144,7 +194,11 @@ class AgentStepActivities:
             else:
                 produce_and_wait(self._producer, outgoing)
         # Counted once written (the transaction committed): a failed try counts nothing.
-        count_produced(org, Counter(_edge(o) for o in outgoing).items())
+        count_produced(
+            org, Counter(_edge(o) for o in outgoing if o.kafka_topic != dlq_topic(org)).items()
+        )
+        for reason, n in invalid.items():
+            DLQ_RECORDS.labels(org, _text(reason)).inc(n)
         by_topic = Counter(o.kafka_topic for o in outgoing)
         return StepResult(consumed=consumed, published=len(outgoing), by_topic=dict(by_topic))
 
@@ -188,7 +242,12 @@ class AgentStepActivities:
         with timed_step(input.org, ",".join(sorted(agents)), input.kind or "unknown"):
             if not tracing.enabled():
                 outgoing = [
-                    self._outgoing(input.org, e, input.marks[i] if i < len(input.marks) else None)
+                    self._outgoing(
+                        input.org,
+                        e,
+                        input.marks[i] if i < len(input.marks) else None,
+                        refuse_invalid=input.refuse_invalid,
+                    )
                     for i, e in enumerate(input.emissions)
                 ]
                 return self._produce(input.org, outgoing, len(input.emissions))
@@ -206,7 +265,9 @@ class AgentStepActivities:
                 # Keyed by the input record (the causation id): one span per record answered.
                 trace = spans.carrier_for(e.record.causation_id or e.record.id, parent)
                 mark = input.marks[i] if i < len(input.marks) else None
-                outgoing.append(self._outgoing(input.org, e, mark, trace))
+                outgoing.append(
+                    self._outgoing(input.org, e, mark, trace, refuse_invalid=input.refuse_invalid)
+                )
             result = self._produce(input.org, outgoing, len(input.emissions))
         except BaseException as exc:
             spans.end(exc)

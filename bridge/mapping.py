@@ -15,6 +15,7 @@ from pydantic import JsonValue, ValidationError
 
 from kafkaorg.envelope import HEADER_CORRELATION_ID, HEADER_TYPE, TYPE_RE, Record, derived_id
 from kafkaorg.names import split_kafka_topic
+from kafkaorg.schema_registry.validation import SchemaBook, SchemaRef
 
 Headers = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
 
@@ -24,6 +25,11 @@ SIGNAL_LIMIT_BYTES = 1_500_000
 EXTERNAL_SOURCE = "external"
 EXTERNAL_TYPE = "external"
 DEAD_LETTER_TYPE = "kafkaorg.dead-letter"
+
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_PREFIX_BYTES = 5
+"""Magic byte and schema id before a Confluent-serialized value."""
+
 
 # Keys whose presence means the sender meant an envelope: it is then validated strictly.
 _ENVELOPE_MARKERS = frozenset({"schema_version", "causation_id", "correlation_id"})
@@ -51,7 +57,9 @@ class Poison:
     """A record that cannot enter a workflow, and why."""
 
     origin: Origin
-    reason: str  # not-json | bad-envelope | too-large | empty | wrong-org | hop-limit
+    reason: str
+    """not-json | bad-envelope | too-large | empty | wrong-org | hop-limit, or a schema
+    violation (``kafkaorg.schema_registry.validation.ViolationReason``)."""
     detail: str
     value: bytes | None
     chain: tuple[str, ...] = ()
@@ -71,6 +79,8 @@ class Accepted:
     """``redrive:<dlq id>`` for a record re-produced from the DLQ (see ``kafkaorg dlq``)."""
     only_agents: tuple[str, ...] | None = None
     """A redriven record goes only to the agents that failed it, not to every subscriber."""
+    framed: bool = False
+    """A Confluent-serialized value: ``schema_version`` is the one its schema id names."""
 
 
 def _looks_like_envelope(obj: Mapping[str, object]) -> bool:
@@ -105,12 +115,18 @@ def decode(
     headers: Headers = None,
     timestamp_ms: int | None = None,
     max_bytes: int,
+    schema_ids: Mapping[int, SchemaRef] | None = None,
 ) -> Accepted | Poison:
-    """Classify one Kafka value: a kafkaorg envelope, a bare JSON payload to wrap, or poison."""
+    """Classify one Kafka value: a kafkaorg envelope, a bare JSON payload to wrap, or poison.
+
+    ``schema_ids``: the registry's schema ids, for values a Confluent serializer framed.
+    """
     if value is None or not value:
         return Poison(origin, "empty", "record has no value", value)
     if len(value) > max_bytes:
         return Poison(origin, "too-large", f"{len(value)} bytes > limit {max_bytes}", None)
+    if value[:1] == CONFLUENT_MAGIC and len(value) > CONFLUENT_PREFIX_BYTES:
+        return _confluent_framed(origin, value, headers, timestamp_ms, schema_ids)
     try:
         parsed = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -131,6 +147,35 @@ def decode(
     return Accepted(origin, wrap_external(origin, parsed, headers, timestamp_ms), len(value))
 
 
+def _confluent_framed(
+    origin: Origin,
+    value: bytes,
+    headers: Headers,
+    timestamp_ms: int | None,
+    schema_ids: Mapping[int, SchemaRef] | None,
+) -> Accepted | Poison:
+    """A value as Confluent's serializers write it: magic byte 0, the schema id (4 bytes,
+    big-endian), then the JSON payload. It is wrapped like a bare payload, its type and
+    version those the id names in the org's registry."""
+    schema_id = int.from_bytes(value[1:CONFLUENT_PREFIX_BYTES], "big")
+    try:
+        parsed = json.loads(value[CONFLUENT_PREFIX_BYTES:])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Poison(origin, "not-json", str(exc)[:300], value)
+    ref = (schema_ids or {}).get(schema_id)
+    if ref is None or ref.org != origin.org:
+        return Poison(
+            origin,
+            "schema-id-unknown",
+            f"framed by a schema registry serializer with schema id {schema_id}, which org "
+            f"{origin.org!r} has not registered",
+            value,
+        )
+    record = wrap_external(origin, parsed, headers, timestamp_ms)
+    record = record.model_copy(update={"type": ref.record_type, "schema_version": ref.version})
+    return Accepted(origin, record, len(value), framed=True)
+
+
 def _with_redrive(accepted: Accepted, headers: Headers) -> Accepted:
     redrive = _header(headers, REDRIVE_HEADER)
     if not redrive:
@@ -138,6 +183,23 @@ def _with_redrive(accepted: Accepted, headers: Headers) -> Accepted:
     agents = _header(headers, REDRIVE_AGENTS_HEADER)
     only = tuple(a for a in (agents or "").split(",") if a) or None
     return Accepted(accepted.origin, accepted.record, accepted.size, f"redrive:{redrive}", only)
+
+
+def schema_violation(item: Accepted, book: SchemaBook) -> Poison | None:
+    """A record its org's schemas refuse, as poison saying where its payload fails.
+
+    A wrapped external record is judged by its type's latest version; an envelope by the
+    version it names in ``schema_version``.
+    """
+    if item.origin.topic.startswith("sys."):
+        return None  # the platform's own records (approvals): not the org's contracts
+    record = item.record
+    judged_by_latest = record.source == EXTERNAL_SOURCE and not item.framed
+    version = None if judged_by_latest else record.schema_version
+    violation = book.check(record.org, item.origin.topic, record.type, record.payload, version)
+    if violation is None:
+        return None
+    return Poison(item.origin, violation.reason, violation.detail, record.kafka_value())
 
 
 def wrap_external(

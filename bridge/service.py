@@ -62,6 +62,7 @@ from bridge.mapping import (
     dead_letter,
     decode,
     route,
+    schema_violation,
 )
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg import client as service
@@ -88,6 +89,8 @@ from kafkaorg.names import (
     dlq_topic,
     split_kafka_topic,
 )
+from kafkaorg.schema_registry.cache import SchemaCache
+from kafkaorg.schema_registry.validation import SchemaBook
 from kafkaorg.temporal import connect_temporal
 from kafkaorg.worker_slots import process_bridge_id
 
@@ -142,8 +145,10 @@ class Bridge:
         producer: Producer,
         subscriptions: SubscriptionCache,
         flow_triggers: flows.FlowTriggers | None = None,
+        schemas: SchemaCache | None = None,
     ) -> None:
         self._settings = settings
+        self._schemas = schemas
         self._flow_triggers = flow_triggers
         self._client = client
         self._consumer = consumer
@@ -305,7 +310,7 @@ class Bridge:
 
     # -- records ------------------------------------------------------------------------------
 
-    def _decode(self, message: Message) -> Accepted | Poison | None:
+    def _decode(self, message: Message, book: SchemaBook | None) -> Accepted | Poison | None:
         err = message.error()
         if err is not None:
             if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
@@ -323,6 +328,7 @@ class Bridge:
             headers=message.headers(),
             timestamp_ms=ts if ts and ts > 0 else None,
             max_bytes=self._settings.max_record_bytes,
+            schema_ids=book.ids if book else None,
         )
 
     async def handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
@@ -373,23 +379,26 @@ class Bridge:
 
     async def _handle_batch(self, messages: list[Message], stop: asyncio.Event) -> None:
         metrics.BRIDGE_BATCH_SIZE.observe(len(messages))
-        pairs = [(m, d) for m in messages if (d := self._decode(m)) is not None]
+        newest = _newest_timestamp(messages)
+        book = await self._schema_book(newest)
+        pairs = [(m, d) for m in messages if (d := self._decode(m, book)) is not None]
         decoded = [d for _, d in pairs]
         if tracing.enabled():
             self._spans = {
                 d.origin: span for m, d in pairs if (span := self._consume_span(m, d)) is not None
             }
-        subscribers = await self._subscriptions.get(newest_record_at=_newest_timestamp(messages))
+        subscribers = await self._subscriptions.get(newest_record_at=newest)
         accepted: list[Accepted] = []
         poison = [d for d in decoded if isinstance(d, Poison)]
         for candidate in (d for d in decoded if isinstance(d, Accepted)):
             self._recent.remember(candidate.record, candidate.origin.topic)
             org = candidate.origin.org
             looped = over_hop_limit(candidate, self._subscriptions.hop_limit(org), self._recent)
-            if looped is None:
+            rejected = looped or (schema_violation(candidate, book) if book else None)
+            if rejected is None:
                 accepted.append(candidate)
             else:
-                poison.append(looped)
+                poison.append(rejected)
         deliveries = route(accepted, subscribers)
 
         if poison:
@@ -459,6 +468,15 @@ class Bridge:
         by_topic = Counter((a.origin.org, a.origin.topic) for a in accepted)
         for (org, topic), n in by_topic.items():
             metrics.BRIDGE_RECORDS.labels(org, topic).inc(n)
+
+    async def _schema_book(self, newest_record_at: float | None) -> SchemaBook | None:
+        """The schemas to judge this batch by (None: no org has any rule to check)."""
+        if self._schemas is None:
+            return None
+        if not self._schemas.covers(newest_record_at) or self._schemas.stale():
+            await asyncio.to_thread(self._schemas.get, newest_record_at=newest_record_at)
+        book = self._schemas.get()
+        return book if book.orgs else None
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         if not offsets:
@@ -644,6 +662,7 @@ async def _serve(settings: Settings, client: Client) -> None:
         create_producer(settings),
         SubscriptionCache(sessions, ttl_s=settings.bridge_subscription_ttl_s),
         flows.FlowTriggers(sessions),
+        SchemaCache(sessions, ttl_s=settings.schema_cache_ttl_s),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

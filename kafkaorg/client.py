@@ -92,6 +92,8 @@ from kafkaorg.names import (
     org_workflow_id,
 )
 from kafkaorg.reconcile import diff_specs
+from kafkaorg.schema_registry import store as schema_store
+from kafkaorg.schema_registry.compatibility import Compatibility
 from kafkaorg.spec import OrgSpec
 from kafkaorg.temporal import connect_temporal
 
@@ -178,15 +180,51 @@ async def launch_org(
     ``wait``, return once its topics, state and agents are in place. ``on_progress`` is
     told how many of the org's agents run, as they start."""
     await asyncio.to_thread(check_kafka, cfg)
+    await check_spec_schemas(cfg, spec)
     client = await connect_temporal(cfg)
     handle = await start_org(client, spec)
-    if not wait:
+    if not wait and not spec.schemas:
         return None
     wait_s = ORG_READY_TIMEOUT_S + AGENT_READY_TIMEOUT_S * len(spec.agents)
     progress = None
     if on_progress is not None:
         progress = functools.partial(running_agents, client, spec.org)
-    return await wait_until_applied(handle, wait_s, progress=progress, on_progress=on_progress)
+    # The schemas' rows name the org's row, which the OrgWorkflow writes as it starts.
+    status = await wait_until_applied(handle, wait_s, progress=progress, on_progress=on_progress)
+    await register_spec_schemas(cfg, spec)
+    return status if wait else None
+
+
+def _spec_schemas(spec: OrgSpec) -> list[tuple[str, dict[str, Any], Compatibility | None]]:
+    return [
+        (s.type, s.json_schema or {}, Compatibility(s.compatibility) if s.compatibility else None)
+        for s in spec.schemas
+    ]
+
+
+async def check_spec_schemas(cfg: Settings, spec: OrgSpec) -> None:
+    """Refuse a spec whose schemas their types' compatibility modes refuse, before any
+    change: the report names every breakage (``SchemaIncompatibleError``, bad input)."""
+    if not spec.schemas:
+        return
+    reports = await asyncio.to_thread(schema_store.check_all, cfg, spec.org, _spec_schemas(spec))
+    refused = [r for r in reports if not r.compatible]
+    if len(refused) == 1:
+        raise schema_store.SchemaIncompatibleError(refused[0])
+    if refused:
+        raise BadInputError("\n".join(r.text() for r in refused))
+
+
+async def register_spec_schemas(cfg: Settings, spec: OrgSpec) -> list[str]:
+    """Register the spec's schemas (new versions where changed); what changed, as lines."""
+    if not spec.schemas:
+        return []
+    done = await asyncio.to_thread(schema_store.register_all, cfg, spec.org, _spec_schemas(spec))
+    return [
+        f"schema {r.version.record_type}: version {r.version.version} registered"
+        for r in done
+        if r.created
+    ]
 
 
 async def running_agents(client: Client, org: str) -> int:
@@ -285,10 +323,13 @@ async def apply_or_launch(cfg: Settings, client: Client, spec: OrgSpec) -> Chang
     if not await is_running(client, spec.org):
         await launch_org(cfg, spec)
         return ChangeResult(changed=True, summary=diff_specs(None, spec).summary_lines())
+    await check_spec_schemas(cfg, spec)
     result = await apply_spec(client, spec)
     repaired = await repair_drift(client, spec.org)
+    registered = await register_spec_schemas(cfg, spec)
     return ChangeResult(
-        changed=result.changed or repaired.changed, summary=result.summary + repaired.summary
+        changed=result.changed or repaired.changed or bool(registered),
+        summary=result.summary + repaired.summary + registered,
     )
 
 

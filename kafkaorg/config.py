@@ -199,6 +199,10 @@ class Settings(BaseSettings):
     bridge_subscription_ttl_s: float = 1.0
     """How old the bridge's snapshot of who subscribes to what may get; a record newer
     than the snapshot refreshes it anyway (bridge/subscriptions.py)."""
+    schema_cache_ttl_s: float = Field(default=2.0, gt=0, le=300)
+    """How old a process's copy of the record schemas may get (the bridge refreshes it
+    sooner for a record newer than the copy): a registered version applies to agents'
+    outputs within this long (kafkaorg/schema_registry/cache.py)."""
 
     # Backpressure (bridge/backpressure.py).
     agent_inbox_limit: int = 10_000

@@ -26,6 +26,7 @@ from kafkaorg.names import (
     RESERVED_TOPIC_NAMES,
     TOPIC_NAME_RE,
 )
+from kafkaorg.schema_registry.validation import schema_problem
 
 AgentKind = Literal["echo", "rule", "llm", "tool"]
 SUPPORTED_KINDS: frozenset[str] = frozenset({"echo", "rule", "tool", "llm"})
@@ -65,6 +66,17 @@ class TopicSpec(_Strict):
     name: str
     topic_class: TopicClass = Field(default=TopicClass.WORK, alias="class")
     partitions: int = Field(default=1, ge=1, le=64)
+    types: list[str] = Field(default_factory=list)
+    """The record types this topic carries; any other type is dead-lettered
+    (``schema-wrong-topic``). Empty: any type."""
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(RECORD_TYPE_PATTERN, name):
+                raise ValueError(f"record type {name!r} must match {RECORD_TYPE_PATTERN}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -128,6 +140,27 @@ class AgentSpec(_Strict):
         if not AGENT_NAME_RE.match(value):
             raise ValueError(f"agent name {value!r} must match {AGENT_NAME_RE.pattern}")
         return value
+
+
+class SchemaSpec(_Strict):
+    """A record type's JSON Schema, registered by ``apply`` (``kafkaorg.schema_registry``).
+
+    ``file`` names a JSON/YAML file relative to the spec; loading resolves it into
+    ``schema``. A changed schema becomes the type's next version, if its
+    ``compatibility`` mode accepts it.
+    """
+
+    type: str = Field(pattern=RECORD_TYPE_PATTERN)
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    file: str | None = None
+    compatibility: Literal["BACKWARD", "FORWARD", "FULL", "NONE"] | None = None
+    """None: the type's current mode (BACKWARD for a new type)."""
+
+    @model_validator(mode="after")
+    def _check_source(self) -> SchemaSpec:
+        if (self.json_schema is None) == (self.file is None):
+            raise ValueError("a schema needs exactly one of 'schema' (inline) or 'file'")
+        return self
 
 
 class ToolSpec(_Strict):
@@ -279,6 +312,9 @@ class OrgPolicy(_Strict):
     approvals: dict[ApprovalAction, ApprovalRule] = Field(default_factory=dict)
     """Actions an agent asks for that wait for a person (``kafkaorg approval approve``);
     what people ask for themselves is carried out at once."""
+    unregistered_types: Literal["accept", "reject"] = "accept"
+    """``reject``: a record whose type has no registered schema is dead-lettered
+    (``schema-unregistered``); strict orgs register every type they use."""
 
 
 class OrgLimits(_Strict):
@@ -308,6 +344,8 @@ class OrgSpec(_Strict):
     """Multi-agent workflows (``kafkaorg.flow_spec``); each run is a ``FlowWorkflow``."""
     mcp_servers: list[McpServerSpec] = Field(default_factory=list)
     """MCP servers whose tools ``llm`` agents may call (each agent's ``mcp`` says which)."""
+    schemas: list[SchemaSpec] = Field(default_factory=list)
+    """Record types' JSON Schemas, registered (as new versions when changed) by ``apply``."""
 
     @field_validator("org")
     @classmethod
@@ -447,6 +485,17 @@ def semantic_problems(spec: OrgSpec, registered_tools: frozenset[str] = frozense
                 f"tools.{i}: 'file'/'tests_file' are only read when loading a spec file; "
                 "pass the code inline ('code', 'tests')"
             )
+    seen_types: set[str] = set()
+    for i, schema in enumerate(spec.schemas):
+        if schema.type in seen_types:
+            problems.append(f"schemas.{i}.type: duplicate schema for type {schema.type!r}")
+        seen_types.add(schema.type)
+        if schema.file is not None:
+            problems.append(
+                f"schemas.{i}.file: only read when loading a spec file; pass 'schema' inline"
+            )
+        elif (problem := schema_problem(schema.json_schema)) is not None:
+            problems.append(f"schemas.{i}.schema: {problem}")
     seen_servers: set[str] = set()
     for i, server in enumerate(spec.mcp_servers):
         if server.name in seen_servers:
@@ -510,6 +559,33 @@ def resolve_tool_files(data: dict[str, Any], base: Traversable) -> list[str]:
     return problems
 
 
+def resolve_schema_files(data: dict[str, Any], base: Traversable) -> list[str]:
+    """Replace each schema's ``file`` by the document it holds (JSON or YAML), in place."""
+    problems: list[str] = []
+    schemas = data.get("schemas")
+    if not isinstance(schemas, list):
+        return problems
+    for i, entry in enumerate(schemas):
+        if not isinstance(entry, dict) or not isinstance(name := entry.get("file"), str):
+            continue
+        try:
+            text = base.joinpath(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"schemas.{i}.file: cannot read {name!r} ({exc})")
+            continue
+        try:
+            document = parse_document(text, name)
+        except SpecError as exc:
+            problems.append(f"schemas.{i}.file: {name}: {'; '.join(exc.problems)}")
+            continue
+        if entry.get("schema") is not None:
+            problems.append(f"schemas.{i}: give 'schema' or 'file', not both")
+            continue
+        del entry["file"]
+        entry["schema"] = document
+    return problems
+
+
 def validate_spec(data: object, source: str = "spec", base: Traversable | None = None) -> OrgSpec:
     """Validate already-parsed spec data; raises ``SpecError`` listing every problem.
 
@@ -519,7 +595,7 @@ def validate_spec(data: object, source: str = "spec", base: Traversable | None =
         raise SpecError(source, ["(top level): expected a mapping with 'org', 'topics', 'agents'"])
     if base is not None:
         data = copy.deepcopy(data)  # the caller's data stays as given
-        file_problems = resolve_tool_files(data, base)
+        file_problems = resolve_tool_files(data, base) + resolve_schema_files(data, base)
         if file_problems:
             raise SpecError(source, file_problems)
     try:

@@ -39,6 +39,7 @@ from kafkaorg.kafka import (
 )
 from kafkaorg.metrics import process_metrics
 from kafkaorg.names import TASK_QUEUE
+from kafkaorg.schema_registry.cache import SchemaCache
 from kafkaorg.temporal import connect_temporal
 from kafkaorg.worker_slots import process_worker_id
 from workflows.agent import AgentWorkflow
@@ -64,7 +65,12 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         transactions = TransactionalProducers(settings, prefix=prefix)
         # Before polling: a transaction a killed predecessor left open is aborted now.
         transactions.fence_all()
-    steps = AgentStepActivities(producer, settings.max_record_bytes, transactions)
+    steps = AgentStepActivities(
+        producer,
+        settings.max_record_bytes,
+        transactions,
+        SchemaCache(sessions, ttl_s=settings.schema_cache_ttl_s),
+    )
     lifecycle = LifecycleActivities(client, settings.agent_lifecycle_concurrency)
     tools = ToolActivities(sessions)
     directory = DirectoryActivities(sessions)

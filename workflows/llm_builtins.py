@@ -17,10 +17,10 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_step import AgentStepActivities, EmissionsInput
+    from activities.agent_step import SCHEMA_VIOLATION_ERROR, AgentStepActivities, EmissionsInput
     from activities.approvals import ApprovalActivities, PublishCheck
     from activities.conversation import ConversationActivities, RecallQuery
     from activities.directory import DirectoryActivities, DirectoryQuery
@@ -190,18 +190,27 @@ class BuiltinTools:
             if held is not None:
                 self.published += 1  # the id is taken: the next record gets the next index
                 return held
-        await workflow.execute_activity_method(
-            AgentStepActivities.publish_emissions,
-            EmissionsInput(
-                org=self._org,
-                emissions=[Emission(topic=topic, record=record)],
-                marks=[self._mark],
-                kind=self._agent.kind,
-                traces=[self._trace],
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_RETRY,
-        )
+        try:
+            await workflow.execute_activity_method(
+                AgentStepActivities.publish_emissions,
+                EmissionsInput(
+                    org=self._org,
+                    emissions=[Emission(topic=topic, record=record)],
+                    marks=[self._mark],
+                    kind=self._agent.kind,
+                    traces=[self._trace],
+                    refuse_invalid=True,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == SCHEMA_VIOLATION_ERROR:
+                # The model sees why and may publish a corrected record (a new index).
+                self.published += 1
+                raise ToolCallError(f"record not published: {cause.message}") from None
+            raise
         self.published += 1
         return {"record_id": record.id, "topic": topic}
 

@@ -25,6 +25,7 @@ from kafkaorg.cli.processes import bridge, console, worker
 from kafkaorg.cli.records import send, tail
 from kafkaorg.cli.replay import replay
 from kafkaorg.cli.sandbox import sandbox_app
+from kafkaorg.cli.schemas import schema_app
 from kafkaorg.cli.tools import tool_app
 from kafkaorg.cli.workflow import workflow_app
 from kafkaorg.errors import KafkaorgError
@@ -47,6 +48,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(tool_app, name="tool")
 app.add_typer(flow_app, name="flow")
 app.add_typer(approval_app, name="approval")
+app.add_typer(schema_app, name="schema")
 app.command()(worker)
 app.command()(bridge)
 app.command()(console)

@@ -13,6 +13,7 @@ header, when the browser sends one, must be the console's own.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
@@ -75,6 +76,13 @@ class AccessPolicy(BaseModel):
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             return self.role_of_token(header[7:].strip())
+        if header.lower().startswith("basic "):
+            # Kafka tools (Confluent's schema registry client) send ``user:token``.
+            try:
+                _, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return Role.ANONYMOUS
+            return self.role_of_token(password)
         cookie = request.cookies.get(SESSION_COOKIE)
         return self.role_of_session(cookie) if cookie else Role.ANONYMOUS
 

@@ -69,6 +69,7 @@ from kafkaorg.record_lookup import (
     read_record,
     recent_records,
 )
+from kafkaorg.schema_registry import confluent_api
 from kafkaorg.spec import (
     AgentSpec,
     SpecError,
@@ -141,6 +142,8 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
     app = FastAPI(title="kafkaorg console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=str(Path(str(_HERE)) / "static")), name="static")
     app.state.console = console
+    app.include_router(confluent_api.build_router(settings))
+    app.add_exception_handler(confluent_api.ConfluentError, confluent_api.confluent_error_response)  # type: ignore[arg-type]
 
     # ---- access ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ ORG_STATUSES = ("starting", "running", "stopped")
 AGENT_STATUSES = ("starting", "running", "paused", "retired", "failed")
 AGENT_KINDS = ("echo", "rule", "llm", "tool")
 TOPIC_CLASSES = ("work", "audit", "state", "dlq")
+COMPATIBILITY_MODES = ("BACKWARD", "FORWARD", "FULL", "NONE")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -158,8 +159,25 @@ class ToolRun(Base):
     )
 
 
+class RecordType(TimestampMixin, Base):
+    """A record type with registered schemas: its compatibility mode, and the row a new
+    version locks (``kafkaorg.schema_registry.store``), so two registrations never race."""
+
+    __tablename__ = "record_types"
+    __table_args__ = (
+        UniqueConstraint("org_id", "record_type"),
+        CheckConstraint(_in("compatibility", COMPATIBILITY_MODES), name="compatibility"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    record_type: Mapped[str] = mapped_column(String(100))
+    compatibility: Mapped[str] = mapped_column(String(10), default="BACKWARD")
+
+
 class RecordSchema(TimestampMixin, Base):
-    """A JSON schema for one record type and version inside an org."""
+    """A JSON schema for one record type and version inside an org; never changed once
+    written (its ``id`` is the Confluent-style global schema id)."""
 
     __tablename__ = "record_schemas"
     __table_args__ = (UniqueConstraint("org_id", "record_type", "version"),)
