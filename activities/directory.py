@@ -1,4 +1,5 @@
-"""What an agent can find out about its own org: agents and tools, read from PostgreSQL.
+"""What an agent can find out about its own org: agents, tools and record schemas, read
+from PostgreSQL.
 
 Always scoped to one org by name: an agent never reads another org's state.
 """
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.state import org_id_of
-from kafkaorg.db.models import Agent, Tool, ToolVersion
+from kafkaorg.db.models import Agent, Org, Tool, ToolVersion
+from kafkaorg.schema_registry.store import schemas_for_in
 
 
 class DirectoryQuery(BaseModel):
@@ -38,6 +40,58 @@ class AgentEntry(BaseModel):
     publishes: list[str]
     created_by: str
     instructions: str = ""
+
+
+class SchemaQuery(BaseModel):
+    org: str
+    types: list[str] = []
+    """Only these record types; empty: every type with a schema."""
+    topic: str | None = None
+    """Only the types this topic declares (``topics[].types`` of the org spec)."""
+
+
+class SchemaEntry(BaseModel):
+    record_type: str
+    version: int
+    compatibility: str
+    json_schema: dict[str, Any]
+    topics: list[str]
+    """Topics that declare they carry this type."""
+
+
+def topic_types(spec: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Topic → the record types the org spec says it carries."""
+    return {
+        t["name"]: list(t.get("types") or [])
+        for t in (spec or {}).get("topics") or ()
+        if isinstance(t, dict) and "name" in t
+    }
+
+
+def schema_entries(
+    session: Session, org: str, types: list[str], topic: str | None = None
+) -> list[SchemaEntry]:
+    """The latest schema of each type asked for (by name, or as a topic's), with its topics."""
+    declared = topic_types(session.scalar(select(Org.spec).where(Org.name == org)))
+    wanted = list(types)
+    if topic is not None:
+        wanted += declared.get(topic, [])
+        if not wanted:
+            return []
+    carried_by: dict[str, list[str]] = {}
+    for name, carried in sorted(declared.items()):
+        for record_type in carried:
+            carried_by.setdefault(record_type, []).append(name)
+    return [
+        SchemaEntry(
+            record_type=v.record_type,
+            version=v.version,
+            compatibility=v.compatibility.value,
+            json_schema=v.json_schema,
+            topics=carried_by.get(v.record_type, []),
+        )
+        for v in schemas_for_in(session, org, sorted(set(wanted)))
+    ]
 
 
 def _matches(query: str, *texts: str) -> bool:
@@ -71,6 +125,13 @@ class DirectoryActivities:
                 for name, v in rows
                 if _matches(query.query, name, v.description)
             ]
+
+    @activity.defn
+    def find_schemas(self, query: SchemaQuery) -> list[SchemaEntry]:
+        """The JSON Schemas records of the org's types must follow (latest versions)."""
+        with self._sessions() as session:
+            org_id_of(session, query.org)
+            return schema_entries(session, query.org, query.types, query.topic)
 
     @activity.defn
     def find_agents(self, query: DirectoryQuery) -> list[AgentEntry]:

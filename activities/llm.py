@@ -24,17 +24,25 @@ from langchain_core.messages import (
     convert_to_openai_messages,
 )
 from langchain_core.messages.tool import invalid_tool_call
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.directory import schema_entries, topic_types
 from kafkaorg import tracing
 from kafkaorg.config import get_settings
 from kafkaorg.db import create_engine, create_sessionmaker
+from kafkaorg.db.models import Org
 from kafkaorg.llm import LLMNotConfiguredError, create_chat_model
 from kafkaorg.llm.failures import MODEL_CALL_RETRY, ModelErrorType, ModelRetryType
 from kafkaorg.llm.limits import OrgAtCallLimitError, org_call_slot, retry_after
-from kafkaorg.llm.prompts import first_call_tool_choice, system_prompt, tool_schemas
+from kafkaorg.llm.prompts import (
+    PromptSchema,
+    first_call_tool_choice,
+    system_prompt,
+    tool_schemas,
+)
 from kafkaorg.llm.state import LlmGraphState
 from kafkaorg.llm.usage import (
     BudgetExceededError,
@@ -59,6 +67,21 @@ MODEL_CALL_OPTIONS: dict[str, Any] = {
 def _sessions() -> sessionmaker[Session]:
     """One small pool per worker process; nodes are plain functions, not bound methods."""
     return create_sessionmaker(create_engine(get_settings().database_url, pool_size=2))
+
+
+def _prompt_schemas(
+    session: Session, org: str, agent: AgentSpec, record_type: str | None
+) -> list[PromptSchema]:
+    """The schemas of the types the agent reads and writes: its topics' declared types and
+    the record's own."""
+    declared = topic_types(session.scalar(select(Org.spec).where(Org.name == org)))
+    types = {t for topic in (*agent.subscribes, *agent.publishes) for t in declared.get(topic, [])}
+    if record_type:
+        types.add(record_type)
+    return [
+        PromptSchema(record_type=e.record_type, version=e.version, json_schema=e.json_schema)
+        for e in schema_entries(session, org, sorted(types))
+    ]
 
 
 def _count_call(org: str, agent: str, outcome: str, started: float) -> None:
@@ -191,6 +214,7 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
     try:
         with _sessions()() as session:
             check_budget(session, org, agent.name, state["record"].get("correlation_id"))
+            schemas = _prompt_schemas(session, org, agent, state["record"].get("type"))
         model = create_chat_model(settings).bind_tools(
             tool_schemas(agent, mcp),
             tool_choice=first_call_tool_choice(agent, state["messages"]),
@@ -208,7 +232,7 @@ def _call_model(state: LlmGraphState, span: tracing.Span | None) -> dict[str, An
             str(exc), type=ModelErrorType.FLOW_BUDGET_EXCEEDED, non_retryable=True
         ) from None
     messages = to_langchain(
-        [{"role": "system", "content": system_prompt(org, agent, mcp)}, *state["messages"]]
+        [{"role": "system", "content": system_prompt(org, agent, mcp, schemas)}, *state["messages"]]
     )
     try:
         with org_call_slot(org, limit=settings.llm_org_concurrency, wait_s=settings.llm_org_wait_s):

@@ -112,6 +112,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             lifecycle.command_agent,
             directory.find_tools,
             directory.find_agents,
+            directory.find_schemas,
             conversations.archive_turns,
             conversations.recall_turns,
             org_requests.request_create_agent,

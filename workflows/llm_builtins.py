@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_step import SCHEMA_VIOLATION_ERROR, AgentStepActivities, EmissionsInput
     from activities.approvals import ApprovalActivities, PublishCheck
     from activities.conversation import ConversationActivities, RecallQuery
-    from activities.directory import DirectoryActivities, DirectoryQuery
+    from activities.directory import DirectoryActivities, DirectoryQuery, SchemaQuery
     from activities.org_requests import OrgRequestActivities, RequestOutcome
     from activities.sandbox import (
         RUN_CODE_HEARTBEAT_TIMEOUT,
@@ -291,6 +291,21 @@ class BuiltinTools:
             retry_policy=_RETRY,
         )
         return {"tools": [t.model_dump() for t in found]}
+
+    async def _find_schemas(self, args: dict[str, Any]) -> dict[str, Any]:
+        types = args.get("types")
+        topic = args.get("topic")
+        found = await workflow.execute_activity_method(
+            DirectoryActivities.find_schemas,
+            SchemaQuery(
+                org=self._org,
+                types=[str(t) for t in types] if isinstance(types, list) else [],
+                topic=str(topic) if topic else None,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=_RETRY,
+        )
+        return {"schemas": [s.model_dump() for s in found]}
 
     async def _find_agents(self, args: dict[str, Any]) -> dict[str, Any]:
         found = await workflow.execute_activity_method(

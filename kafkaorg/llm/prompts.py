@@ -10,6 +10,8 @@ import copy
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from kafkaorg.envelope import Record
 from kafkaorg.llm.conversation import RECALL_TOOL
 from kafkaorg.mcp_tools import McpCatalog
@@ -85,6 +87,18 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
             "properties": {"query": {"type": "string"}},
         },
     },
+    "find_schemas": {
+        "description": "The JSON Schemas of the org's record types (latest versions): those "
+        "named in `types`, or those `topic` declares, or all. A record you publish must follow "
+        "its type's schema, or it is refused.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "types": {"type": "array", "items": {"type": "string"}},
+                "topic": {"type": "string"},
+            },
+        },
+    },
     "recall_conversation": {
         "description": "Read earlier turns of your conversation that were archived to keep it "
         "short: those containing `query`, or turn number `turn`, newest first.",
@@ -139,7 +153,15 @@ BUILTIN_TOOLS: dict[str, dict[str, Any]] = {
 
 def allowed_tools(agent: AgentSpec) -> list[str]:
     """The built-in tools this agent's rights allow, in a stable order."""
-    names = ["publish", "run_code", "call_tool", "find_tools", "find_agents", RECALL_TOOL]
+    names = [
+        "publish",
+        "run_code",
+        "call_tool",
+        "find_tools",
+        "find_agents",
+        "find_schemas",
+        RECALL_TOOL,
+    ]
     if agent.can_create_tools:
         names.append("create_tool")
     if agent.can_create_agents:
@@ -227,8 +249,29 @@ _TEXT_REPLY_LINES = {
 """What the model is told becomes of its prose (the agent's ``on_text_reply``)."""
 
 
-def system_prompt(org: str, agent: AgentSpec, mcp: McpCatalog | None = None) -> str:
-    """The first line names the agent: logs, and the test server, tell agents apart by it."""
+PROMPT_SCHEMA_CHARS = 1500
+"""Each schema in the prompt is cut to this; ``find_schemas`` gives it whole."""
+PROMPT_SCHEMAS = 8
+
+
+class PromptSchema(BaseModel):
+    """A record type's latest schema, as the prompt shows it."""
+
+    record_type: str
+    version: int
+    json_schema: dict[str, Any]
+
+
+def system_prompt(
+    org: str,
+    agent: AgentSpec,
+    mcp: McpCatalog | None = None,
+    schemas: list[PromptSchema] | None = None,
+) -> str:
+    """The first line names the agent: logs, and the test server, tell agents apart by it.
+
+    ``schemas``: those of the types the agent reads and writes, so its records fit them.
+    """
     topics = ", ".join(agent.publishes) or "none"
     lines = [
         f"You are agent {agent.name} of org {org}.",
@@ -245,6 +288,15 @@ def system_prompt(org: str, agent: AgentSpec, mcp: McpCatalog | None = None) -> 
             f"You also have the tools of MCP server(s) {servers}, named mcp__<server>__<tool>; "
             "their results come back as tool messages."
         )
+    if schemas:
+        lines += ["", "Record schemas (JSON Schema) of the types you read and write:"]
+        for schema in schemas[:PROMPT_SCHEMAS]:
+            text = json.dumps(schema.json_schema, sort_keys=True)
+            if len(text) > PROMPT_SCHEMA_CHARS:
+                text = text[:PROMPT_SCHEMA_CHARS] + " … (cut; find_schemas gives it whole)"
+            lines.append(f"- {schema.record_type} v{schema.version}: {text}")
+        if len(schemas) > PROMPT_SCHEMAS:
+            lines.append(f"(and {len(schemas) - PROMPT_SCHEMAS} more: call find_schemas)")
     if agent.instructions:
         lines += ["", "Your instructions:", agent.instructions]
     return "\n".join(lines)

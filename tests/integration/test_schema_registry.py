@@ -334,17 +334,29 @@ async def test_an_llm_agents_invalid_publish_is_refused_to_the_model(
         return tool_call("publish", topic="seen", type="order.seen", payload={"id": "a1", "qty": 1})
 
     invalid = tool_call("publish", topic="seen", type="order.seen", payload={"id": "a1"})
-    scripted_llm.script(agent, [invalid, corrected, ScriptedReply(content="done")])
+    lookup = tool_call("find_schemas", topic="orders")
+    scripted_llm.script(agent, [lookup, invalid, corrected, ScriptedReply(content="done")])
     await platform.start_org(spec)
     await _settle_caches(platform.settings)
     await platform.send(org, "orders", [_order(org, {"id": "a1", "qty": 1})])
 
     seen = await platform.collect(org, "seen", 1, settle=1.0)
-    requests = await scripted_llm.wait_for_requests(agent, 2, timeout=30)
+    requests = await scripted_llm.wait_for_requests(agent, 3, timeout=30)
 
     assert [c.record.payload for c in seen] == [{"id": "a1", "qty": 1}]
-    refusal = tool_results(requests[1]["messages"])[-1]
-    assert "order.seen v1: payload $: 'qty' is a required property" in json.dumps(refusal)
+    # The prompt carries the schemas of the types it reads and writes (the record's, and
+    # what its topics declare); find_schemas gives them on request.
+    system = requests[0]["messages"][0]["content"]
+    assert f"- order.created v1: {json.dumps(ORDER_V1, sort_keys=True)}" in system
+    (found,) = tool_results(requests[1]["messages"])[-1]["schemas"]
+    assert (found["record_type"], found["json_schema"], found["topics"]) == (
+        "order.created",
+        ORDER_V1,
+        ["orders"],
+    )
+    refusal = tool_results(requests[2]["messages"])[-1]
+    assert refusal["ok"] is False
+    assert "order.seen v1: payload $: 'qty' is a required property" in refusal["error"]
 
 
 @pytest.fixture(scope="module")
