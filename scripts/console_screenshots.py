@@ -27,6 +27,8 @@ from kafkaorg.devstack import DevStack
 from kafkaorg.envelope import new_record
 from kafkaorg.kafka import Outgoing, create_producer, produce_and_wait
 from kafkaorg.names import kafka_topic
+from kafkaorg.schema_registry import store
+from kafkaorg.schema_registry.compatibility import Compatibility
 from kafkaorg.spec import AgentSpec, validate_spec
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -53,6 +55,28 @@ def populate() -> None:
     produce_and_wait(producer, [Outgoing(kafka_topic(ORG, "tasks"), r) for r in records])
     producer.produce(kafka_topic(ORG, "tasks"), value=b"not json: a poison record")
     producer.flush(10)
+
+
+TASK_V1 = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 1},
+        "priority": {"enum": ["low", "medium", "high"]},
+    },
+    "required": ["title"],
+}
+TASK_V2 = {
+    **TASK_V1,
+    "properties": {**TASK_V1["properties"], "due": {"type": "string", "format": "date"}},
+    "required": ["title", "priority"],
+}
+
+
+def register_schemas() -> None:
+    """Two versions of the demo's task.request (the second FORWARD compatible only)."""
+    settings = get_settings()
+    store.register(settings, ORG, "task.request", TASK_V1)
+    store.register(settings, ORG, "task.request", TASK_V2, Compatibility.FORWARD)
 
 
 async def hold_requests() -> None:
@@ -123,6 +147,7 @@ async def main(out: Path) -> None:
         await shoot(page, f"{base}/orgs/{ORG}/dlq", out / "dlq.png", "#dlq")
         await shoot(page, f"{base}/orgs/{ORG}/audit", out / "audit.png", "#audit")
         await shoot(page, f"{base}/orgs/{DESK}/approvals", out / "approvals.png", "#waiting")
+        await shoot(page, f"{base}/orgs/{ORG}/schemas/task.request", out / "schema.png", "#v2")
         await page.goto(f"{base}/apply?org={ORG}")
         text = await page.locator("#plan-form textarea").input_value()
         changed = text.replace("topics:\n", "topics:\n- {name: escalations, class: work}\n", 1)
@@ -142,4 +167,5 @@ if __name__ == "__main__":
     DevStack(get_settings()).up(workers=True)
     populate()
     asyncio.run(hold_requests())
+    register_schemas()
     asyncio.run(main(args.out))

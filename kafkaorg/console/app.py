@@ -70,6 +70,7 @@ from kafkaorg.record_lookup import (
     recent_records,
 )
 from kafkaorg.schema_registry import confluent_api
+from kafkaorg.schema_registry import store as schema_store
 from kafkaorg.spec import (
     AgentSpec,
     SpecError,
@@ -545,6 +546,18 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
     async def graph_json(org: str) -> JSONResponse:
         graph = await asyncio.to_thread(org_graph, settings, org)
         return JSONResponse(graph.model_dump(mode="json"))
+
+    # ---- record schemas -----------------------------------------------------------------
+
+    @app.get("/orgs/{org}/schemas", response_class=HTMLResponse)
+    async def schemas_page(request: Request, org: str) -> HTMLResponse:
+        types = await asyncio.to_thread(schema_store.list_types, settings, org)
+        return page(request, "schemas.html", org=org, types=types)
+
+    @app.get("/orgs/{org}/schemas/{record_type}", response_class=HTMLResponse)
+    async def schema_page(request: Request, org: str, record_type: str) -> HTMLResponse:
+        detail = await asyncio.to_thread(schema_store.type_detail, settings, org, record_type)
+        return page(request, "schema.html", org=org, detail=detail)
 
     # ---- tools --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ so a repeated announcement is recognisable as the same one).
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from pydantic import BaseModel
@@ -395,3 +396,40 @@ def schemas_for_in(session: Session, org: str, record_types: list[str]) -> list[
         .order_by(RecordSchema.record_type)
     ).all()
     return [_as_version(org, row, Compatibility(mode)) for row, mode in rows]
+
+
+class TypeDetail(BaseModel):
+    """A record type's versions (oldest first), what each changed, and the topics
+    declaring it: what the console shows."""
+
+    org: str
+    record_type: str
+    compatibility: Compatibility
+    versions: list[SchemaVersion]
+    changes: dict[int, list[Breakage]]
+    """Version → what it breaks against the one before, both ways (a FULL check)."""
+    topics: list[str]
+
+
+def type_detail(cfg: Settings, org: str, record_type: str) -> TypeDetail:
+    check_record_type(record_type)
+    with db_session(cfg) as session:
+        versions = versions_in(session, org, record_type)
+        spec = session.scalar(select(Org.spec).where(Org.name == org)) or {}
+    topics = [
+        t["name"]
+        for t in spec.get("topics") or ()
+        if isinstance(t, dict) and record_type in (t.get("types") or ())
+    ]
+    changes = {
+        new.version: check(Compatibility.FULL, new.json_schema, old.json_schema)
+        for old, new in pairwise(versions)
+    }
+    return TypeDetail(
+        org=org,
+        record_type=record_type,
+        compatibility=versions[-1].compatibility,
+        versions=versions,
+        changes=changes,
+        topics=topics,
+    )

@@ -291,6 +291,44 @@ async def test_a_tools_versions_code_and_sandbox_results_are_visible(
     await expect(page.locator("#runs tbody tr")).to_have_count(1)
 
 
+async def test_a_types_schema_versions_and_what_each_changed_are_shown(
+    platform: Platform, open_console: str, page: Page, tmp_path: Path
+) -> None:
+    from kafkaorg.schema_registry import store
+    from kafkaorg.schema_registry.compatibility import Compatibility
+
+    org = unique_org("ui")
+    order = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}
+    await platform.start_org(
+        {
+            "org": org,
+            "schemas": [{"type": "order.created", "schema": order}],
+            "topics": [{"name": "orders", "types": ["order.created"]}],
+        }
+    )
+    # v2 adds a required field: only a FORWARD type takes it.
+    v2 = {**order, "properties": {"id": {"type": "string"}, "sku": {"type": "string"}}}
+    v2["required"] = ["id", "sku"]
+    await asyncio.to_thread(
+        store.register, platform.settings, org, "order.created", v2, Compatibility.FORWARD
+    )
+
+    await page.goto(f"{open_console}/orgs/{org}")
+    await page.click("nav >> text=schemas")
+    row = page.locator("#schemas tbody tr", has_text="order.created")
+    await expect(row).to_contain_text("v2")
+    await expect(row).to_contain_text("FORWARD")
+    await row.locator("a").click()
+    await expect(page.locator("#latest-version")).to_have_text("v2")
+    await expect(page.locator("#compatibility")).to_have_text("FORWARD")
+    await expect(page.locator("main")).to_contain_text("carried by orders")
+    await expect(page.locator("#v2 .changes")).to_contain_text(
+        "$.sku (backward): field made required"
+    )
+    await expect(page.locator("#schema-v1")).to_contain_text('"required": [')
+    assert "sku" not in (await page.locator("#schema-v1").inner_text())
+
+
 async def test_a_dlq_entry_is_redriven_from_the_ui(
     platform: Platform, open_console: str, page: Page
 ) -> None:
