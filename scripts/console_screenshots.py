@@ -16,6 +16,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import Page, async_playwright
 
@@ -57,7 +58,7 @@ def populate() -> None:
     producer.flush(10)
 
 
-TASK_V1 = {
+TASK_V1: dict[str, Any] = {
     "type": "object",
     "properties": {
         "title": {"type": "string", "minLength": 1},

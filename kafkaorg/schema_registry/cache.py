@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 import time
 
-from jsonschema.protocols import Validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kafkaorg.db.models import Org, RecordSchema
 from kafkaorg.schema_registry.validation import (
     OrgSchemas,
+    PayloadValidator,
     SchemaBook,
     SchemaRef,
     compile_schema,
@@ -32,7 +32,7 @@ class SchemaCache:
         self._book = SchemaBook()
         self._loaded_at = float("-inf")
         self._snapshot_wall = float("-inf")
-        self._compiled: dict[int, Validator] = {}
+        self._compiled: dict[int, PayloadValidator] = {}
         self._lock = threading.Lock()
 
     def covers(self, produced_at: float | None) -> bool:
@@ -71,7 +71,7 @@ class SchemaCache:
                 ).all()
                 for schema_id, document in documents:
                     self._compiled[schema_id] = compile_schema(document)
-        versions: dict[str, dict[str, dict[int, Validator]]] = {}
+        versions: dict[str, dict[str, dict[int, PayloadValidator]]] = {}
         ids = {r.id: SchemaRef(r.name, r.record_type, r.version) for r in rows}
         for org, record_type, version, schema_id in rows:
             versions.setdefault(org, {}).setdefault(record_type, {})[version] = self._compiled[

@@ -55,6 +55,28 @@ def test_unknown_versions_wrong_topics_and_unregistered_types() -> None:
     assert book.check("other-org", "orders", "x", {}) is None
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id": "a", "qty": 2},
+        {"id": "a"},
+        {"id": 1},
+        {"qty": 0},
+        {"id": "a", "qty": 1.5},
+        {"id": "a", "qty": True},
+        [],
+        {"id": "a", "extra": {"deep": [1, 2]}},
+    ],
+)
+def test_the_fast_check_and_jsonschema_agree(payload: object) -> None:
+    fast = compile_schema(ORDER_V1)
+    referenced = compile_schema(
+        {"$defs": {"order": ORDER_V1}, "$ref": "#/$defs/order"}
+    )  # $ref: jsonschema alone
+    assert fast.fast and not referenced.fast
+    assert fast.first_error(payload) == referenced.first_error(payload)
+
+
 def test_an_invalid_json_schema_is_named() -> None:
     assert schema_problem(ORDER_V1) is None
     problem = schema_problem({"type": "object", "properties": {"id": {"type": "text"}}})
