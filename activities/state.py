@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.agent_feed import AgentStatusFeed
 from kafkaorg.contracts import AgentRegistration
 from kafkaorg.db.models import Agent, Org, Subscription, Topic
 from kafkaorg.llm.usage import flow_run_tokens
@@ -144,8 +145,19 @@ def _upsert_agent(
 
 
 class StateActivities:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """``feed``: where agents' rows are published once committed (``sys.agents``);
+    None in processes that keep no producer (tests of the rows alone)."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], feed: AgentStatusFeed | None = None
+    ) -> None:
         self._sessions = sessions
+        self._feed = feed
+
+    def _announce(self, org: str, agents: list[str] | None) -> None:
+        if self._feed is not None:
+            with self._sessions() as session:
+                self._feed.publish(session, org, agents)
 
     @activity.defn
     def save_org(self, spec: OrgSpec) -> SaveOrgResult:
@@ -192,6 +204,7 @@ class StateActivities:
                 .where(Topic.org_id == org_id, Topic.name.not_in([t.name for t in spec.topics]))
                 .returning(Topic.name)
             ).all()
+        self._announce(spec.org, [a.name for a in spec.agents] + list(retired))
         return SaveOrgResult(
             org_id=org_id,
             topics=[t.name for t in spec.topics],
@@ -218,6 +231,7 @@ class StateActivities:
                 parent_agent=input.agent.parent_agent,
                 spawn_depth=input.agent.depth,
             )
+        self._announce(input.org, [input.agent.spec.name])
         return RegisteredAgent(
             agent=input.agent.spec.name,
             version=version,
@@ -235,6 +249,7 @@ class StateActivities:
                     status=change.status, status_reason=change.reason, last_seen=datetime.now(UTC)
                 )
             )
+        self._announce(change.org, [change.agent])
 
     @activity.defn
     def set_org_status(self, change: OrgStatusChange) -> None:

@@ -33,6 +33,8 @@ RESERVED_TOPIC_NAMES: Final = frozenset({"sys"})
 AUDIT_TOPIC: Final = "sys.audit"
 DLQ_TOPIC: Final = "sys.dlq"
 APPROVALS_TOPIC: Final = "sys.approvals"
+AGENTS_TOPIC: Final = "sys.agents"
+"""Compacted: each agent's latest status, key = agent name (activities/agent_feed.py)."""
 """Approvals requested and decided; a person's ``approval.decision`` record here decides one."""
 PLATFORM_ORG: Final = "kafkaorg"
 """Reserved: no org may take this name, its ``sys.dlq`` is the platform's."""
@@ -65,6 +67,10 @@ def is_flow_workflow_id(value: str) -> bool:
 def kafka_topic(org: str, topic: str) -> str:
     """The Kafka topic for an org's topic (``sys.audit`` works too)."""
     return f"{org}.{topic}"
+
+
+def agents_topic(org: str) -> str:
+    return kafka_topic(org, AGENTS_TOPIC)
 
 
 def audit_topic(org: str) -> str:

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import workflows
+from activities.agent_feed import AgentStatusFeed
 from activities.agent_step import AgentStepActivities
 from activities.approvals import ApprovalActivities
 from activities.conversation import ConversationActivities
@@ -57,7 +58,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     admin = create_admin(settings)
     sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
     kafka = KafkaActivities(producer, admin, settings)
-    state = StateActivities(sessions)
+    state = StateActivities(sessions, AgentStatusFeed(producer, admin, settings))
     approvals = ApprovalActivities(sessions)
     transactions: TransactionalProducers | None = None
     if settings.step_transactions:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.contracts import OrgState, ToolStatus, ToolVersionState
     from kafkaorg.envelope import Record
     from kafkaorg.names import (
+        AGENTS_TOPIC,
         APPROVALS_TOPIC,
         AUDIT_TOPIC,
         DLQ_TOPIC,
@@ -119,6 +120,7 @@ class OrgEffects:
             (AUDIT_TOPIC, TopicClass.AUDIT),
             (DLQ_TOPIC, TopicClass.DLQ),
             (APPROVALS_TOPIC, TopicClass.AUDIT),
+            (AGENTS_TOPIC, TopicClass.STATE),
         ):
             wanted.append(
                 TopicToEnsure(

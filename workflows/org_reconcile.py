@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         OrgState,
         OrgStopRequest,
     )
-    from kafkaorg.names import APPROVALS_TOPIC, AUDIT_TOPIC, DLQ_TOPIC, kafka_topic
+    from kafkaorg.names import AGENTS_TOPIC, APPROVALS_TOPIC, AUDIT_TOPIC, DLQ_TOPIC, kafka_topic
     from kafkaorg.org_rules import OrgView
     from kafkaorg.reconcile import SpecDiff
     from kafkaorg.spec import OrgSpec
@@ -103,7 +103,8 @@ async def repair_drift(effects: OrgEffects, view: OrgView) -> list[str]:
     """Recreate topics deleted behind the org's back and restart agents that stopped."""
     org = view.spec.org
     expected = [kafka_topic(org, t.name) for t in view.spec.topics]
-    expected += [kafka_topic(org, t) for t in (AUDIT_TOPIC, DLQ_TOPIC, APPROVALS_TOPIC)]
+    sys_topics = (AUDIT_TOPIC, DLQ_TOPIC, APPROVALS_TOPIC, AGENTS_TOPIC)
+    expected += [kafka_topic(org, t) for t in sys_topics]
     missing = await effects.run(
         KafkaActivities.missing_topics, DeleteTopicsInput(kafka_topics=expected)
     )
