@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import Producer
 from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -18,6 +19,7 @@ from kafkaorg.kafka import Outgoing, TransactionalProducers, produce_and_wait
 from kafkaorg.kinds import AgentStepError, Emission, emissions_for
 from kafkaorg.metrics import DLQ_RECORDS, count_produced, timed_step
 from kafkaorg.names import dlq_topic, kafka_topic, split_kafka_topic
+from kafkaorg.payloads import PayloadMissingError, offload, resolve_all
 from kafkaorg.schema_registry.cache import SchemaCache
 from kafkaorg.schema_registry.validation import Violation
 from kafkaorg.spec import AgentKind, AgentSpec
@@ -125,6 +127,26 @@ class _StepSpans:
         tracing.end_spans(self._spans.values(), exc)
 
 
+class PayloadStore:
+    """Large payloads by reference for a worker (``kafkaorg.payloads``), one short
+    transaction per stored payload."""
+
+    def __init__(self, sessions: sessionmaker[Session], threshold: int) -> None:
+        self._sessions = sessions
+        self.threshold = threshold
+
+    def offload(self, record: Record) -> Record:
+        with self._sessions.begin() as session:
+            return offload(session, record, self.threshold)
+
+    def resolve(self, records: list[Record]) -> list[Record]:
+        try:
+            with self._sessions() as session:
+                return resolve_all(session, records)
+        except PayloadMissingError as exc:
+            raise ApplicationError(str(exc), type="AgentStepError", non_retryable=True) from exc
+
+
 class AgentStepActivities:
     def __init__(
         self,
@@ -132,11 +154,13 @@ class AgentStepActivities:
         max_record_bytes: int,
         transactions: TransactionalProducers | None = None,
         schemas: SchemaCache | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self._producer = producer
         self._max_record_bytes = max_record_bytes
         self._transactions = transactions
         self._schemas = schemas
+        self._payloads = payloads
 
     def _outgoing(
         self,
@@ -169,6 +193,9 @@ class AgentStepActivities:
             elif (latest := book.orgs[org].latest(record.type)) is not None:
                 record = record.model_copy(update={"schema_version": latest})
         item = Outgoing(target, record, headers, trace=trace)
+        if self._payloads is not None and len(item.value) > self._payloads.threshold:
+            # Stored (and committed) before the record that points at it is produced.
+            item = Outgoing(target, self._payloads.offload(record), headers, trace=trace)
         size = len(item.value)
         if size > self._max_record_bytes:
             # Retrying cannot help, and downstream it would only be poison.
@@ -219,7 +246,10 @@ class AgentStepActivities:
         fail(FaultPoint.AGENT_STEP_RAISE)
         now = utcnow()
         outgoing: list[Outgoing] = []
-        for i, record in enumerate(input.records):
+        records = input.records
+        if self._payloads is not None and any(r.payload_ref for r in records):
+            records = self._payloads.resolve(records)
+        for i, record in enumerate(records):
             mark = input.marks[i] if i < len(input.marks) else None
             trace = spans.carrier_for(
                 record.id,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -46,6 +47,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
@@ -66,11 +68,12 @@ from bridge.mapping import (
 )
 from bridge.subscriptions import SubscriptionCache
 from kafkaorg import client as service
-from kafkaorg import metrics, tracing
+from kafkaorg import metrics, payloads, tracing
 from kafkaorg.bridge_status import bridge_status_dir, write_bridge_status
 from kafkaorg.config import Settings
 from kafkaorg.contracts import Delivery
 from kafkaorg.db import create_engine, create_sessionmaker
+from kafkaorg.envelope import Record
 from kafkaorg.faults import FaultPoint, inject
 from kafkaorg.kafka import (
     Outgoing,
@@ -146,9 +149,12 @@ class Bridge:
         subscriptions: SubscriptionCache,
         flow_triggers: flows.FlowTriggers | None = None,
         schemas: SchemaCache | None = None,
+        sessions: sessionmaker[Session] | None = None,
     ) -> None:
         self._settings = settings
         self._schemas = schemas
+        self._sessions = sessions
+        """For payloads stored by reference, which the schema check needs in full."""
         self._flow_triggers = flow_triggers
         self._client = client
         self._consumer = consumer
@@ -394,7 +400,7 @@ class Bridge:
             self._recent.remember(candidate.record, candidate.origin.topic)
             org = candidate.origin.org
             looped = over_hop_limit(candidate, self._subscriptions.hop_limit(org), self._recent)
-            rejected = looped or (schema_violation(candidate, book) if book else None)
+            rejected = looped or (await self._schema_check(candidate, book) if book else None)
             if rejected is None:
                 accepted.append(candidate)
             else:
@@ -468,6 +474,24 @@ class Bridge:
         by_topic = Counter((a.origin.org, a.origin.topic) for a in accepted)
         for (org, topic), n in by_topic.items():
             metrics.BRIDGE_RECORDS.labels(org, topic).inc(n)
+
+    async def _schema_check(self, item: Accepted, book: SchemaBook) -> Poison | None:
+        """``schema_violation``, with a payload stored by reference loaded first (the
+        record itself travels on with its reference)."""
+        record = item.record
+        if record.payload_ref is None or record.org not in book.orgs or self._sessions is None:
+            return schema_violation(item, book)
+        sessions = self._sessions
+
+        def load() -> Record:
+            with sessions() as session:
+                return payloads.resolve(session, record)
+
+        try:
+            resolved = await asyncio.to_thread(load)
+        except payloads.PayloadMissingError as exc:
+            return Poison(item.origin, "payload-missing", str(exc), record.kafka_value())
+        return schema_violation(dataclasses.replace(item, record=resolved), book)
 
     async def _schema_book(self, newest_record_at: float | None) -> SchemaBook | None:
         """The schemas to judge this batch by (None: no org has any rule to check)."""
@@ -663,6 +687,7 @@ async def _serve(settings: Settings, client: Client) -> None:
         SubscriptionCache(sessions, ttl_s=settings.bridge_subscription_ttl_s),
         flows.FlowTriggers(sessions),
         SchemaCache(sessions, ttl_s=settings.schema_cache_ttl_s),
+        sessions,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -199,6 +199,9 @@ class Settings(BaseSettings):
     bridge_subscription_ttl_s: float = 1.0
     """How old the bridge's snapshot of who subscribes to what may get; a record newer
     than the snapshot refreshes it anyway (bridge/subscriptions.py)."""
+    payload_ref_bytes: int = Field(default=256_000, ge=1024)
+    """A payload whose JSON is larger travels by reference: stored once in PostgreSQL,
+    the record carries its hash and size (kafkaorg/payloads.py)."""
     schema_cache_ttl_s: float = Field(default=2.0, gt=0, le=300)
     """How old a process's copy of the record schemas may get (the bridge refreshes it
     sooner for a record newer than the copy): a registered version applies to agents'

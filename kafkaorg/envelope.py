@@ -44,6 +44,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class PayloadRef(BaseModel):
+    """Where a payload too large for its record is (``kafkaorg.payloads``): the org's blob
+    with this SHA-256 of the payload's JSON, ``size`` bytes long."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
 class Record(BaseModel):
     """A kafkaorg record, exactly as it travels as a Kafka value (UTF-8 JSON).
 
@@ -66,12 +74,17 @@ class Record(BaseModel):
     hops: int = Field(default=0, ge=0)
     """How many agents the chain of records that led here passed through: 0 from people
     and external producers, the input's + 1 for an agent's output (the loop guard)."""
+    payload_ref: PayloadRef | None = None
+    """Set when the payload is stored by reference: ``payload`` is then empty until
+    ``kafkaorg.payloads.resolve`` puts it back."""
 
     def kafka_key(self) -> bytes:
         return self.correlation_id.encode()
 
     def kafka_value(self) -> bytes:
-        return self.model_dump_json().encode()
+        # No "payload_ref": null on the wire for the records that have none (nearly all).
+        exclude = {"payload_ref"} if self.payload_ref is None else None
+        return self.model_dump_json(exclude=exclude).encode()
 
     def kafka_headers(self) -> list[tuple[str, str | bytes | None]]:
         return [

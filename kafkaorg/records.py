@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from kafkaorg.config import Settings
+from kafkaorg.db.session import db_session
 from kafkaorg.envelope import Record, new_record
 from kafkaorg.errors import BadInputError
 from kafkaorg.kafka import (
@@ -25,6 +26,7 @@ from kafkaorg.kafka import (
     produce_and_wait,
 )
 from kafkaorg.names import kafka_topic
+from kafkaorg.payloads import offload_all, payload_bytes, resolve
 
 
 def require_topic(cfg: Settings, name: str) -> int:
@@ -68,6 +70,10 @@ def send_records(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise BadInputError(f"--{first['loc'][0]}: {first['msg']}") from None
+    if any(len(payload_bytes(r)) > cfg.payload_ref_bytes for r in records):
+        with db_session(cfg) as session:
+            records = offload_all(session, records, cfg.payload_ref_bytes)
+            session.commit()  # stored before any record points at it
     produce_and_wait(create_producer(cfg), (Outgoing(name, r) for r in records))
     return records
 
@@ -80,6 +86,8 @@ class TailedRecord(BaseModel):
     value: bytes | None
     record: Record | None = None
     """None: the value is no kafkaorg envelope (raw bytes, bare JSON)."""
+    resolved: bool = False
+    """The record's payload was stored by reference and ``record`` has it in place."""
 
 
 def tail_records(
@@ -150,11 +158,16 @@ def _tail(
                 record: Record | None = Record.from_kafka_value(value or b"")
             except ValueError:
                 record = None
+            resolved = record is not None and record.payload_ref is not None
+            if record is not None and resolved:
+                with db_session(cfg) as session:
+                    record = resolve(session, record)
             yield TailedRecord(
                 partition=message.partition() or 0,
                 offset=message.offset() or 0,
                 value=value,
                 record=record,
+                resolved=resolved,
             )
             seen += 1
             if max_records is not None and seen >= max_records:

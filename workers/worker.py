@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 import workflows
 from activities.agent_feed import AgentStatusFeed
-from activities.agent_step import AgentStepActivities
+from activities.agent_step import AgentStepActivities, PayloadStore
 from activities.approvals import ApprovalActivities
 from activities.conversation import ConversationActivities
 from activities.directory import DirectoryActivities
@@ -71,6 +71,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         settings.max_record_bytes,
         transactions,
         SchemaCache(sessions, ttl_s=settings.schema_cache_ttl_s),
+        PayloadStore(sessions, settings.payload_ref_bytes),
     )
     lifecycle = LifecycleActivities(client, settings.agent_lifecycle_concurrency)
     tools = ToolActivities(sessions)

@@ -7,6 +7,7 @@ arguments and prints each record as a line (or as JSON).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,7 +28,10 @@ def send(
     org: Annotated[str, typer.Argument(help="Org name.")],
     topic: Annotated[str, typer.Argument(help="Topic name inside the org.")],
     type_: Annotated[str, typer.Option("--type", help="Record type, e.g. task.request.")],
-    payload: Annotated[str, typer.Option(help="Payload as JSON.")] = "{}",
+    payload: Annotated[
+        str,
+        typer.Option(help="Payload as JSON, or @FILE to read it from a file (large payloads)."),
+    ] = "{}",
     correlation_id: Annotated[str | None, typer.Option(help="Defaults to the record's id.")] = None,
     source: Annotated[str, typer.Option(help="Sender, user:<name> or system:<name>.")] = "user:cli",
     count: Annotated[int, typer.Option(min=1, help="Send this many records (load tests).")] = 1,
@@ -37,10 +41,19 @@ def send(
     check_topic_name(topic)
     if not TYPE_RE.match(type_):
         raise BadInputError(f"--type {type_!r} is not valid (it must match {TYPE_RE.pattern})")
+    where = "--payload"
+    if payload.startswith("@"):
+        where = f"--payload {payload}"
+        try:
+            payload = Path(payload[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInputError(f"{where}: cannot read the file ({exc})") from None
     try:
         body = parse_payload_json(payload)
     except json.JSONDecodeError as exc:
-        raise BadInputError(f"--payload is not JSON: {exc.msg} at column {exc.colno}") from None
+        raise BadInputError(
+            f"{where} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     records = send_records(
         settings(),
         org,
@@ -107,7 +120,10 @@ def tail(
     )
     try:
         for item in records:
-            if json_output:
+            if json_output and item.resolved:
+                # A payload stored by reference is printed in place, as it was sent.
+                typer.echo(item.record.model_dump_json() if item.record else _as_json(item.value))
+            elif json_output:
                 typer.echo(_as_json(item.value))
             else:
                 console.print(_format(item), markup=False, highlight=False)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -173,6 +174,24 @@ class RecordType(TimestampMixin, Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
     record_type: Mapped[str] = mapped_column(String(100))
     compatibility: Mapped[str] = mapped_column(String(10), default="BACKWARD")
+
+
+class PayloadBlob(Base):
+    """A payload too large to travel in its record, stored once per org by its SHA-256;
+    ``referenced_at`` is when a record last pointed at it (``kafkaorg.payloads``)."""
+
+    __tablename__ = "payload_blobs"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    referenced_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+    )
 
 
 class RecordSchema(TimestampMixin, Base):

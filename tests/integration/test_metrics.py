@@ -224,29 +224,35 @@ async def test_failed_step_is_counted_in_the_worker_dlq_and_step_outcome(
             ],
         }
     )
-    await platform.start_org(spec)
-    worker = await _urls(platform.settings, "worker", platform.worker.pid)
-    blob = task(org, 0, type_="blob")
-    blob.payload = {"x": "y" * (platform.settings.max_record_bytes // 2 + 1000)}
-    await platform.send(org, "inbox", [blob])  # one record: the doubler's step fails on it
-    await platform.collect(org, "outbox", 1, timeout=60)
+    # Payload references off: an output over the record limit still fails the step
+    # for good (with them on, it would be stored by reference instead).
+    refs_off = {"KAFKAORG_PAYLOAD_REF_BYTES": str(10**9)}
+    with platform.replaced(platform.worker, **refs_off) as worker_process:
+        await platform.start_org(spec)
+        worker = await _urls(platform.settings, "worker", worker_process.pid)
+        blob = task(org, 0, type_="blob")
+        blob.payload = {"x": "y" * (platform.settings.max_record_bytes // 2 + 1000)}
+        await platform.send(org, "inbox", [blob])  # one record: the doubler's step fails on it
+        await platform.collect(org, "outbox", 1, timeout=60)
 
-    dead = await _settled(
-        worker,
-        "kafkaorg_dlq_records_total",
-        lambda v: v >= 1,
-        org=org,
-        reason="agent-step-failed",
-    )
-    assert dead == 1
-    failed = await _value(
-        worker, "kafkaorg_agent_steps_total", org=org, agent="doubler", outcome="failed"
-    )
-    assert failed == 1
-    assert await _value(worker, "kafkaorg_records_produced_total", org=org, agent="doubler") == 0
-    assert await _value(worker, "kafkaorg_records_produced_total", org=org, agent="echo") == 1
-    dlq = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 2, 5)
-    assert len(dlq) == dead, "the counter says what the DLQ holds"
+        dead = await _settled(
+            worker,
+            "kafkaorg_dlq_records_total",
+            lambda v: v >= 1,
+            org=org,
+            reason="agent-step-failed",
+        )
+        assert dead == 1
+        failed = await _value(
+            worker, "kafkaorg_agent_steps_total", org=org, agent="doubler", outcome="failed"
+        )
+        assert failed == 1
+        assert (
+            await _value(worker, "kafkaorg_records_produced_total", org=org, agent="doubler") == 0
+        )
+        assert await _value(worker, "kafkaorg_records_produced_total", org=org, agent="echo") == 1
+        dlq = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 2, 5)
+        assert len(dlq) == dead, "the counter says what the DLQ holds"
 
 
 async def test_every_process_announces_its_endpoints_and_dev_status_lists_them(

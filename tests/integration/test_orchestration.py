@@ -195,30 +195,34 @@ async def test_failing_agent_is_marked_failed_and_isolated(platform: Platform) -
             ],
         }
     )
-    await platform.start_org(spec)
-    blob = task(org, 0, type_="blob")
-    blob.payload = {"x": "y" * (platform.settings.max_record_bytes // 2 + 1000)}
-    await platform.send(org, "inbox", [blob, task(org, 1)])
+    # Payload references off: an output over the record limit still fails the step
+    # for good (with them on, it would be stored by reference instead).
+    refs_off = {"KAFKAORG_PAYLOAD_REF_BYTES": str(10**9)}
+    with platform.replaced(platform.worker, **refs_off):
+        await platform.start_org(spec)
+        blob = task(org, 0, type_="blob")
+        blob.payload = {"x": "y" * (platform.settings.max_record_bytes // 2 + 1000)}
+        await platform.send(org, "inbox", [blob, task(org, 1)])
 
-    out = await platform.collect(org, "outbox", 2, settle=1.0)
-    assert len(out) == 2, "the echo agent keeps working"
-    for _ in range(100):
-        if _agents(platform, org)["doubler"][0] == "failed":
-            break
-        await asyncio.sleep(0.2)
-    assert _agents(platform, org)["doubler"][0] == "failed"
-    dlq = await asyncio.to_thread(raw_messages, platform.settings, f"{org}.sys.dlq", 1)
-    headers = dict(dlq[0].headers())
-    assert headers["dlq.reason"] == b"agent-step-failed"
-    assert headers["dlq.agent"] == b"doubler"
-    assert b"over the" in headers["dlq.error"]
-    # Provenance: where the bridge read it, and how often the step ran (failed for good: once).
-    assert headers["dlq.topic"] == f"{org}.inbox".encode()
-    assert (headers["dlq.partition"], headers["dlq.offset"]) == (b"0", b"0")
-    assert headers["dlq.attempts"] == b"1"
-    handle = platform.client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
-    agents = {a.name: a.status for a in await handle.query(OrgWorkflow.agents)}
-    assert agents["doubler"] == "failed"
+        out = await platform.collect(org, "outbox", 2, settle=1.0)
+        assert len(out) == 2, "the echo agent keeps working"
+        for _ in range(100):
+            if _agents(platform, org)["doubler"][0] == "failed":
+                break
+            await asyncio.sleep(0.2)
+        assert _agents(platform, org)["doubler"][0] == "failed"
+        dlq = await asyncio.to_thread(raw_messages, platform.settings, f"{org}.sys.dlq", 1)
+        headers = dict(dlq[0].headers())
+        assert headers["dlq.reason"] == b"agent-step-failed"
+        assert headers["dlq.agent"] == b"doubler"
+        assert b"over the" in headers["dlq.error"]
+        # Provenance: where the bridge read it, and how often the step ran (failed for good: once).
+        assert headers["dlq.topic"] == f"{org}.inbox".encode()
+        assert (headers["dlq.partition"], headers["dlq.offset"]) == (b"0", b"0")
+        assert headers["dlq.attempts"] == b"1"
+        handle = platform.client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+        agents = {a.name: a.status for a in await handle.query(OrgWorkflow.agents)}
+        assert agents["doubler"] == "failed"
 
 
 async def test_worker_killed_while_applying_20_agents(platform: Platform) -> None:
