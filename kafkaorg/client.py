@@ -215,6 +215,27 @@ async def check_spec_schemas(cfg: Settings, spec: OrgSpec) -> None:
         raise BadInputError("\n".join(r.text() for r in refused))
 
 
+def plan_spec_schemas(cfg: Settings, spec: OrgSpec) -> list[schema_store.CompatibilityReport]:
+    """What ``apply`` would do with the spec's schemas: a report per changed type (an org
+    not started yet: every schema is a first version)."""
+    if not spec.schemas:
+        return []
+    reports = schema_store.check_all(cfg, spec.org, _spec_schemas(spec))
+    if not reports:  # no org yet
+        return [
+            schema_store.CompatibilityReport(
+                org=spec.org,
+                record_type=t,
+                compatibility=mode or schema_store.DEFAULT_COMPATIBILITY,
+                against_version=None,
+                compatible=True,
+                breakages=[],
+            )
+            for t, _, mode in _spec_schemas(spec)
+        ]
+    return [r for r in reports if r.identical_to is None]
+
+
 async def register_spec_schemas(cfg: Settings, spec: OrgSpec) -> list[str]:
     """Register the spec's schemas (new versions where changed); what changed, as lines."""
     if not spec.schemas:

@@ -73,15 +73,27 @@ def plan(
 ) -> None:
     """Show what `org apply FILE` would change in the running org, changing nothing."""
     spec = load_spec(file)
-    diff = diff_specs(queries.current_spec(settings(), spec.org), spec)
+    cfg = settings()
+    diff = diff_specs(queries.current_spec(cfg, spec.org), spec)
+    schemas = service.plan_spec_schemas(cfg, spec)
     if json_output:
-        print_json({"org": spec.org, "empty": diff.is_empty, **diff.model_dump(mode="json")})
+        print_json(
+            {
+                "org": spec.org,
+                "empty": diff.is_empty and not schemas,
+                **diff.model_dump(mode="json"),
+                "schemas": [r.model_dump(mode="json") for r in schemas],
+            }
+        )
         return
-    if diff.is_empty and not diff.problems:
+    if diff.is_empty and not diff.problems and not schemas:
         console.print(f"org {spec.org!r}: no changes")
         return
     for line in diff.summary_lines():
         console.print(line, markup=False, highlight=False)
+    for report in schemas:
+        mark = "~ schema" if report.compatible else "! schema"
+        console.print(f"{mark} {report.text()}", markup=False, highlight=False, soft_wrap=True)
     for problem in diff.problems:
         console.print(f"! {problem}", markup=False, highlight=False)
 

@@ -279,6 +279,11 @@ async def test_apply_refuses_a_breaking_schema_before_changing_anything(
     spec_file = tmp_path / "org.json"
     spec_file.write_text(json.dumps(breaking))
 
+    planned = await kafkaorg("org", "plan", str(spec_file))
+    assert planned.returncode == 0, planned.stderr
+    assert "! schema order.created: not BACKWARD compatible with version 1:" in planned.stdout
+    assert "extra" in planned.stdout  # the topic the spec adds
+
     refused = await kafkaorg("org", "apply", str(spec_file))
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
@@ -291,6 +296,9 @@ async def test_apply_refuses_a_breaking_schema_before_changing_anything(
     evolved = _shop(org)
     evolved["schemas"][0]["schema"] = ORDER_V2
     spec_file.write_text(json.dumps(evolved))
+    planned = await kafkaorg("org", "plan", str(spec_file), "--json")
+    (report,) = json.loads(planned.stdout)["schemas"]
+    assert (report["record_type"], report["compatible"]) == ("order.created", True)
     applied = await kafkaorg("org", "apply", str(spec_file))
     assert applied.returncode == 0, applied.stderr
     assert "schema order.created: version 2 registered" in applied.stdout
