@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import threading
@@ -43,7 +42,7 @@ from temporalio.client import Client
 
 from bench.echo.harness import BenchError, err
 from bench.echo.kafkaorg_path import stop_org
-from bench.echo.report import machine
+from bench.echo.report import machine, write_report
 from bench.echo.stack import PlatformProcesses, check_stack, wait_for_own_processes
 from kafkaorg import client as service
 from kafkaorg.config import Settings, get_settings
@@ -329,11 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         err.print(f"[red]error:[/] {exc}")
         return 1
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(json.dumps(report["summary"], indent=2))
+    write_report(report, args.out)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -77,3 +78,11 @@ def render(report: dict[str, Any], results: dict[str, PhaseResult]) -> Table:
     table.caption = " · ".join(captions[:-1]) + ("\n" if len(captions) > 1 else "") + captions[-1]
     table.caption_justify = "left"
     return table
+
+
+def write_report(report: dict[str, Any], out: Path | None) -> None:
+    """The whole report to ``out`` (if given) as JSON, its summary to stdout."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"], indent=2))

@@ -37,6 +37,13 @@ Mode = Annotated[
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
+def _checked(org: str, record_type: str, path: Path) -> dict[str, Any]:
+    """The arguments every command that takes a schema file checks, and the file's schema."""
+    check_org_name(org)
+    store.check_record_type(record_type)
+    return _document(path)
+
+
 def _document(path: Path) -> dict[str, Any]:
     data = read_document(path)
     if not isinstance(data, dict):
@@ -95,9 +102,8 @@ def register_schema(
     json_output: JsonOutput = False,
 ) -> None:
     """Register a schema as the type's next version, if its compatibility mode allows."""
-    check_org_name(org)
-    store.check_record_type(record_type)
-    done = store.register(settings(), org, record_type, _document(file), compatibility)
+    document = _checked(org, record_type, file)
+    done = store.register(settings(), org, record_type, document, compatibility)
     if json_output:
         print_json(done.model_dump(mode="json"))
         return
@@ -118,9 +124,8 @@ def check_schema(
     json_output: JsonOutput = False,
 ) -> None:
     """Whether registering FILE would be accepted, changing nothing (exit 2 if not)."""
-    check_org_name(org)
-    store.check_record_type(record_type)
-    report = store.check_version(settings(), org, record_type, _document(file), compatibility)
+    document = _checked(org, record_type, file)
+    report = store.check_version(settings(), org, record_type, document, compatibility)
     if json_output:
         print_json(report.model_dump(mode="json"))
     else:
