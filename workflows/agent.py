@@ -96,6 +96,8 @@ TOOL_RUN_HISTORY_PATCH = "tool-run-history"
 FAILURE_AUDITED_PATCH = "agent-failure-audited"
 """Histories from before an agent's failure was announced on the audit topic."""
 AGENT_FAILED_RECORD_TYPE = "agent.failed"
+PAYLOAD_BY_REFERENCE = "payload-by-reference"
+PAYLOAD_BY_REFERENCE_ERROR = "tool agents do not take payloads stored by reference yet"
 MCP_CATALOG_TTL = timedelta(minutes=10)
 """How long an llm agent uses the MCP tools it listed before listing them again (each
 run lists them afresh, and so does a change of the agent's ``mcp``)."""
@@ -542,14 +544,20 @@ class AgentWorkflow:
         if current.version is None:
             failures[("tool-unavailable", current.reason or "no active version")] = list(batch)
         else:
+            # A payload stored by reference never reaches the jail as an empty object.
+            by_reference = [r for r in batch if r.payload_ref is not None]
+            if by_reference:
+                failures[(PAYLOAD_BY_REFERENCE, PAYLOAD_BY_REFERENCE_ERROR)] = by_reference
+            runnable = [(r, m) for r, m in zip(batch, marks, strict=True) if r.payload_ref is None]
+            records = [r for r, _ in runnable]
             program = call_program(current.code)
-            calls = await asyncio.gather(*(self._call_tool(program, r) for r in batch))
-            if workflow.patched(TOOL_RUN_HISTORY_PATCH):
-                await self._record_tool_runs(spec.tool, current.version, batch, list(calls))
+            calls = await asyncio.gather(*(self._call_tool(program, r) for r in records))
+            if records and workflow.patched(TOOL_RUN_HISTORY_PATCH):
+                await self._record_tool_runs(spec.tool, current.version, records, list(calls))
             now = workflow.now()
             workflow_id = workflow.info().workflow_id
             outcomes = [outcome for outcome, _ in calls]
-            for record, mark, outcome in zip(batch, marks, outcomes, strict=True):
+            for (record, mark), outcome in zip(runnable, outcomes, strict=True):
                 if isinstance(outcome, str):
                     error = f"tool {spec.tool} v{current.version}: {outcome}"
                     failures.setdefault(("tool-call-failed", error), []).append(record)

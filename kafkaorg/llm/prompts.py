@@ -304,12 +304,15 @@ def system_prompt(
 
 def record_message(topic_hint: str | None, record: Record) -> dict[str, Any]:
     """The user turn that hands the agent one record."""
-    body = {
+    body: dict[str, Any] = {
         "id": record.id,
         "type": record.type,
         "source": record.source,
         "correlation_id": record.correlation_id,
         "payload": record.payload,
     }
+    if record.payload_ref is not None:  # not shown: the model is told so, not handed {}
+        body["payload"] = None
+        body["payload_stored_by_reference"] = {"bytes": record.payload_ref.size}
     where = f" from {topic_hint}" if topic_hint else ""
     return {"role": "user", "content": f"New record{where}:\n{json.dumps(body, sort_keys=True)}"}

@@ -6,6 +6,7 @@ and every record carries its hash and size. Workflow histories stay small.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -13,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import JsonValue
 from sqlalchemy import func, select
 
 from kafkaorg.db.models import Org, PayloadBlob
-from kafkaorg.names import agent_workflow_id
+from kafkaorg.names import agent_workflow_id, dlq_topic
 from kafkaorg.payloads import longest_retention, payload_bytes, resolve
-from tests.support import Platform, assert_one_clear_line, db_sessions, unique_org
+from kafkaorg.records import send_records
+from tests.support import (
+    Platform,
+    assert_one_clear_line,
+    db_sessions,
+    raw_messages,
+    unique_org,
+)
 from tests.support import run_cli_async as kafkaorg
 
 pytestmark = pytest.mark.integration
@@ -120,3 +129,38 @@ async def test_payloads_unreferenced_past_retention_are_collected(platform: Plat
     with db_sessions(platform.settings)() as session:
         left = session.scalars(select(PayloadBlob.sha256).where(PayloadBlob.org_id == org_id))
         assert list(left) == ["b" * 64]
+
+
+async def test_a_tool_agent_dead_letters_a_payload_by_reference_instead_of_reading_nothing(
+    platform: Platform,
+) -> None:
+    org = unique_org("big")
+    await platform.start_org(
+        {
+            "org": org,
+            "tools": [{"name": "size", "code": "def run(args):\n    return {'keys': len(args)}\n"}],
+            "topics": [{"name": "inbox"}, {"name": "outbox"}],
+            "agents": [
+                {
+                    "name": "sizer",
+                    "kind": "tool",
+                    "tool": "size",
+                    "subscribes": ["inbox"],
+                    "publishes": ["outbox"],
+                }
+            ],
+        }
+    )
+    big: dict[str, JsonValue] = {"blob": "z" * (platform.settings.payload_ref_bytes + 1)}
+    await asyncio.to_thread(send_records, platform.settings, org, "inbox", type="bulk", payload=big)
+    await asyncio.to_thread(
+        send_records, platform.settings, org, "inbox", type="bulk", payload={"a": 1, "b": 2}
+    )
+
+    outputs = await platform.collect(org, "outbox", 1, settle=1.0)
+    (entry,) = await asyncio.to_thread(raw_messages, platform.settings, dlq_topic(org), 1)
+
+    assert [c.record.payload for c in outputs] == [{"keys": 2}]
+    headers = {k: (v or b"").decode() for k, v in entry.headers() or []}
+    assert headers["dlq.reason"] == "payload-by-reference"
+    assert json.loads(entry.value())["payload_ref"]["size"] > platform.settings.payload_ref_bytes
