@@ -497,9 +497,10 @@ class Bridge:
         """The schemas to judge this batch by (None: no org has any rule to check)."""
         if self._schemas is None:
             return None
-        if not self._schemas.covers(newest_record_at) or self._schemas.stale():
-            await asyncio.to_thread(self._schemas.get, newest_record_at=newest_record_at)
-        book = self._schemas.get()
+        if self._schemas.fresh(newest_record_at):
+            book = self._schemas.get()
+        else:  # PostgreSQL off the event loop
+            book = await asyncio.to_thread(self._schemas.get, newest_record_at=newest_record_at)
         return book if book.orgs else None
 
     def _commit(self, offsets: list[TopicPartition]) -> None:

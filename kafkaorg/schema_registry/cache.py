@@ -35,17 +35,16 @@ class SchemaCache:
         self._compiled: dict[int, PayloadValidator] = {}
         self._lock = threading.Lock()
 
-    def covers(self, produced_at: float | None) -> bool:
-        return produced_at is not None and produced_at < self._snapshot_wall - 1.0
-
-    def stale(self) -> bool:
-        return time.monotonic() - self._loaded_at > self._ttl_s
+    def fresh(self, newest_record_at: float | None = None) -> bool:
+        """Whether the copy may judge records up to ``newest_record_at`` (epoch s; None:
+        only its age counts)."""
+        if time.monotonic() - self._loaded_at > self._ttl_s:
+            return False
+        return newest_record_at is None or newest_record_at < self._snapshot_wall - 1.0
 
     def get(self, *, newest_record_at: float | None = None) -> SchemaBook:
         """The book; reloaded when stale, or older than the newest record it will judge."""
-        if time.monotonic() - self._loaded_at <= self._ttl_s and (
-            newest_record_at is None or self.covers(newest_record_at)
-        ):
+        if self.fresh(newest_record_at):
             return self._book
         with self._lock:
             started = time.time()

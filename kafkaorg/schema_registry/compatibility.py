@@ -42,7 +42,7 @@ class Breakage(BaseModel):
         return f"{where}{self.path}: {self.change} ({self.why})"
 
 
-_UNDERSTOOD = frozenset(
+UNDERSTOOD_KEYWORDS = frozenset(
     {
         "type", "properties", "required", "additionalProperties", "items", "enum", "const",
         "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
@@ -53,6 +53,7 @@ _UNDERSTOOD = frozenset(
         "deprecated", "readOnly", "writeOnly",
     }
 )  # fmt: skip
+"""The keywords this check compares; validation's fast path reads the same ones."""
 
 _ALL_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 
@@ -92,7 +93,7 @@ def breakages(reader: Any, writer: Any, path: str = "$") -> list[Breakage]:
     def broke(where: str, change: str, why: str) -> None:
         found.append(Breakage(path=where, change=change, why=why))
 
-    for key in sorted((r.keys() | w.keys()) - _UNDERSTOOD):
+    for key in sorted((r.keys() | w.keys()) - UNDERSTOOD_KEYWORDS):
         if _canonical(r.get(key)) != _canonical(w.get(key)):
             broke(path, f"'{key}' changed", "this check cannot prove such a change safe")
 

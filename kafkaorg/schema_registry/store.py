@@ -362,12 +362,6 @@ def show(cfg: Settings, org: str, record_type: str, version: int | None = None) 
     return found
 
 
-def schemas_for(cfg: Settings, org: str, record_types: list[str]) -> list[SchemaVersion]:
-    """The latest version of each named type that has one (``find_schemas``, prompts)."""
-    with db_session(cfg) as session:
-        return schemas_for_in(session, org, record_types)
-
-
 def schemas_for_in(session: Session, org: str, record_types: list[str]) -> list[SchemaVersion]:
     org_id = session.scalar(select(Org.id).where(Org.name == org))
     if org_id is None:

@@ -16,6 +16,8 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
+from kafkaorg.schema_registry.compatibility import UNDERSTOOD_KEYWORDS
+
 ViolationReason = Literal[
     "schema-invalid", "schema-unregistered", "schema-version-unknown", "schema-wrong-topic"
 ]
@@ -29,16 +31,7 @@ class Violation:
     detail: str
 
 
-FAST_KEYWORDS = frozenset(
-    {
-        "type", "properties", "required", "additionalProperties", "enum", "const",
-        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-        "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
-        "minProperties", "maxProperties", "allOf", "anyOf", "oneOf", "not",
-        "$schema", "$id", "title", "description", "default", "examples", "$comment",
-        "deprecated", "readOnly", "writeOnly", "format",
-    }
-)  # fmt: skip
+FAST_KEYWORDS = (UNDERSTOOD_KEYWORDS - {"items"}) | {"allOf", "anyOf", "oneOf", "not"}
 """Keywords whose meaning is the same in every draft fastjsonschema knows (4, 6, 7) and in
 2020-12. ``items`` is one too, in its one-schema form. A schema using anything else
 (``$ref``, whose siblings changed meaning; ``prefixItems``…) is checked by jsonschema only."""
