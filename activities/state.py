@@ -83,6 +83,7 @@ def _upsert_topic(session: Session, org: str, org_id: int, topic: TopicSpec) -> 
         "topic_class": topic.topic_class.value,
         "partitions": topic.partitions,
         "configs": topic.kafka_configs(),
+        "archive": topic.archive,
     }
     return session.execute(
         insert(Topic)

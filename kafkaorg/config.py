@@ -25,6 +25,12 @@ def _default_state_dir() -> Path:
     return base / "kafkaorg"
 
 
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "kafkaorg"
+
+
 def _default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
@@ -202,6 +208,14 @@ class Settings(BaseSettings):
     payload_ref_bytes: int = Field(default=256_000, ge=1024)
     """A payload whose JSON is larger travels by reference: stored once in PostgreSQL,
     the record carries its hash and size (kafkaorg/payloads.py)."""
+    archive_url: str | None = None
+    """Where audit-class and ``archive: true`` topics are archived as Parquet: a
+    ``file://`` directory (default ``$XDG_DATA_HOME/kafkaorg/archive``) or any URL
+    ``pyarrow.fs`` opens (``s3://bucket/prefix``, ``gs://…``); kafkaorg/archive."""
+    archive_interval_s: float = Field(default=300.0, ge=1)
+    """How often each running org's archive schedule runs (``ArchiveWorkflow``)."""
+    archive_segment_records: int = Field(default=50_000, ge=1)
+    """At most this many records per Parquet file (also cut at each UTC day)."""
     schema_cache_ttl_s: float = Field(default=2.0, gt=0, le=300)
     """How old a process's copy of the record schemas may get (the bridge refreshes it
     sooner for a record newer than the copy): a registered version applies to agents'
@@ -297,6 +311,11 @@ class Settings(BaseSettings):
                     if name not in self.model_fields_set:
                         setattr(self, name, value)
         return self
+
+    @property
+    def archive_location(self) -> str:
+        """``archive_url``, or the local default as a ``file://`` URL."""
+        return self.archive_url or (_default_data_dir() / "archive").as_uri()
 
     @property
     def phoenix_url(self) -> str:

@@ -17,6 +17,7 @@ BRIDGE_GROUP_ID: Final = "kafkaorg-bridge"
 ORG_WORKFLOW_TYPE: Final = "OrgWorkflow"
 AGENT_WORKFLOW_TYPE: Final = "AgentWorkflow"
 FLOW_WORKFLOW_TYPE: Final = "FlowWorkflow"
+ARCHIVE_WORKFLOW_TYPE: Final = "ArchiveWorkflow"
 FLOW_ID_PREFIX: Final = "flow:"
 """A flow run's workflow id is also its records' correlation id: the bridge routes an
 agent's record with such a correlation id back to the run."""
@@ -52,6 +53,11 @@ def org_workflow_id(org: str) -> str:
 
 def agent_workflow_id(org: str, agent: str) -> str:
     return f"agent:{org}:{agent}"
+
+
+def archive_schedule_id(org: str) -> str:
+    """The org's Temporal Schedule; each run is an ArchiveWorkflow ``archive:<org>-<time>``."""
+    return f"archive:{org}"
 
 
 def flow_workflow_id(org: str, flow: str, run: str) -> str:

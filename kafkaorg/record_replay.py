@@ -26,12 +26,11 @@ A run is four calls, so a caller can show each step: ``check_replay_target``,
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel
 from sqlalchemy import select
 from temporalio.client import Client
@@ -44,13 +43,10 @@ from kafkaorg.db import Agent, Org, Topic
 from kafkaorg.db.models import Subscription
 from kafkaorg.db.session import db_session
 from kafkaorg.errors import BadInputError, ServiceUnavailableError
-from kafkaorg.kafka import check_kafka, client_config, create_admin
+from kafkaorg.kafka import check_kafka, create_admin
+from kafkaorg.log_ranges import RangeReader, RawRecord, range_consumer
 from kafkaorg.names import kafka_topic
 from kafkaorg.redelivery import PartitionRange, plan_range, replay_mark
-
-_READ_TIMEOUT_S = 120.0
-"""No progress for this long while records remain: the broker is gone."""
-_CONSUME_BATCH = 500
 
 
 class ReplayTarget(BaseModel):
@@ -140,19 +136,7 @@ def _kafka_error(name: str, exc: KafkaException) -> ServiceUnavailableError:
 
 
 def _consumer(cfg: Settings, run_id: str) -> Consumer:
-    """A consumer of the run's own group that never commits: assignments only."""
-    return Consumer(
-        client_config(
-            cfg,
-            **{
-                "group.id": f"kafkaorg-replay-{run_id}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            },
-        )
-    )
+    return range_consumer(cfg, f"kafkaorg-replay-{run_id}")
 
 
 def _plan(
@@ -225,69 +209,84 @@ def plan_replay(
     )
 
 
-def _decode(message: Message, max_bytes: int) -> Accepted | Poison:
+def decode_raw(name: str, raw: RawRecord, max_bytes: int) -> Accepted | Poison:
     """Exactly what the bridge makes of this Kafka record (same wrapping, same derived id)."""
-    _, ts = message.timestamp()
     return decode(
-        Origin(message.topic() or "", message.partition() or 0, message.offset() or 0),
-        message.value(),
-        headers=message.headers(),
-        timestamp_ms=ts if ts and ts > 0 else None,
+        Origin(name, raw.partition, raw.offset),
+        raw.value,
+        headers=raw.headers,
+        timestamp_ms=raw.timestamp_ms,
         max_bytes=max_bytes,
     )
 
 
-class _Reader:
-    """Reads the planned ranges once, in batches, and stops at each range's end."""
+class ReplaySender:
+    """Delivers records of one run: each id once, in the bridge's size-bounded chunks,
+    marked with the run; counts what it sent and skipped."""
 
-    def __init__(self, consumer: Consumer, name: str, ranges: list[PartitionRange]) -> None:
-        self._consumer = consumer
-        self._name = name
-        self._ends = {r.partition: r.end for r in ranges if r.count}
-        if self._ends:
-            consumer.assign([TopicPartition(name, r.partition, r.start) for r in ranges if r.count])
+    def __init__(self, cfg: Settings, client: Client, planned: ReplayOutcome) -> None:
+        self._cfg = cfg
+        self._client = client
+        self._planned = planned
+        self._name = kafka_topic(planned.org, planned.topic)
+        self._seen: set[str] = set()
+        self.records = self.signals = self.duplicates = 0
+        self.skipped: dict[str, int] = {}
 
-    @property
-    def done(self) -> bool:
-        return not self._ends
+    async def send(self, raws: list[RawRecord]) -> None:
+        accepted: list[Accepted] = []
+        for raw in raws:
+            decoded = decode_raw(self._name, raw, self._cfg.max_record_bytes)
+            if isinstance(decoded, Poison):
+                self.skipped[decoded.reason] = self.skipped.get(decoded.reason, 0) + 1
+            elif decoded.record.id in self._seen:
+                self.duplicates += 1  # the same record twice in the log: once per run
+            else:
+                self._seen.add(decoded.record.id)
+                accepted.append(decoded)
+        for chunk in chunk_by_size(accepted, SIGNAL_LIMIT_BYTES):
+            delivery = Delivery(
+                records=[a.record for a in chunk],
+                marks={a.record.id: self._planned.mark for a in chunk},
+            )
+            await service.deliver(self._client, self._planned.org, self._planned.agent, delivery)
+            self.signals += 1
+            self.records += len(chunk)
 
-    def next_batch(self) -> list[Message]:
-        """Messages inside the ranges; empty means none arrived within the poll."""
-        deadline = time.monotonic() + _READ_TIMEOUT_S
-        while self._ends:
-            messages = self._consumer.consume(_CONSUME_BATCH, 0.5)
-            out = []
-            for message in messages:
-                err = message.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise ServiceUnavailableError(f"cannot read {self._name}: {err.str()}")
-                partition, offset = message.partition() or 0, message.offset() or 0
-                end = self._ends.get(partition)
-                if end is not None and offset < end:
-                    out.append(message)
-            self._drop_finished()
-            if out:
-                return out
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(
-                    f"reading {self._name} made no progress for {_READ_TIMEOUT_S:.0f}s"
-                )
-        return []
+    def counts(self) -> dict[str, object]:
+        return {
+            "records": self.records,
+            "signals": self.signals,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+        }
 
-    def _drop_finished(self) -> None:
-        """A partition is done once the consumer's position reached its end.
 
-        Positions, not the last offset seen: transaction markers occupy offsets
-        that no message is returned for.
-        """
-        positions = self._consumer.position(
-            [TopicPartition(self._name, p) for p in list(self._ends)]
-        )
-        for tp in positions:
-            if tp.offset >= 0 and tp.offset >= self._ends.get(tp.partition, 0):
-                self._ends.pop(tp.partition, None)
+async def read_and_send(
+    cfg: Settings,
+    sender: ReplaySender,
+    group: str,
+    name: str,
+    ranges: list[PartitionRange],
+    on_progress: Callable[[int], None] | None = None,
+    keep: Callable[[RawRecord], bool] | None = None,
+) -> None:
+    """Read ``ranges`` of Kafka topic ``name`` and hand every batch to ``sender`` (only
+    the records ``keep`` keeps, when given)."""
+    consumer = range_consumer(cfg, group)
+    try:
+        reader = RangeReader(consumer, name, ranges)
+        while not reader.done:
+            try:
+                messages = await asyncio.to_thread(reader.next_batch)
+            except KafkaException as exc:
+                raise _kafka_error(name, exc) from None
+            raws = [RawRecord.of(m) for m in messages]
+            await sender.send([r for r in raws if keep(r)] if keep is not None else raws)
+            if on_progress is not None:
+                on_progress(len(messages))
+    finally:
+        consumer.close()
 
 
 async def deliver_replay(
@@ -308,55 +307,25 @@ async def deliver_replay(
     Returns:
         ``planned`` with the counts of what was sent and skipped.
     """
-    name = kafka_topic(planned.org, planned.topic)
-    records = signals = duplicates = 0
-    skipped: dict[str, int] = {}
-    seen: set[str] = set()
-    consumer = _consumer(cfg, planned.run_id)
-    try:
-        reader = _Reader(consumer, name, planned.ranges)
-        while not reader.done:
-            try:
-                messages = await asyncio.to_thread(reader.next_batch)
-            except KafkaException as exc:
-                raise _kafka_error(name, exc) from None
-            accepted: list[Accepted] = []
-            for message in messages:
-                decoded = _decode(message, cfg.max_record_bytes)
-                if isinstance(decoded, Poison):
-                    skipped[decoded.reason] = skipped.get(decoded.reason, 0) + 1
-                elif decoded.record.id in seen:
-                    duplicates += 1  # the same record twice in the log: once per run
-                else:
-                    seen.add(decoded.record.id)
-                    accepted.append(decoded)
-            for chunk in chunk_by_size(accepted, SIGNAL_LIMIT_BYTES):
-                delivery = Delivery(
-                    records=[a.record for a in chunk],
-                    marks={a.record.id: planned.mark for a in chunk},
-                )
-                await service.deliver(client, planned.org, planned.agent, delivery)
-                signals += 1
-                records += len(chunk)
-            if on_progress is not None:
-                on_progress(len(messages))
-    finally:
-        consumer.close()
-    return planned.model_copy(
-        update={
-            "records": records,
-            "signals": signals,
-            "duplicates": duplicates,
-            "skipped": skipped,
-        }
+    sender = ReplaySender(cfg, client, planned)
+    await read_and_send(
+        cfg,
+        sender,
+        f"kafkaorg-replay-{planned.run_id}",
+        kafka_topic(planned.org, planned.topic),
+        planned.ranges,
+        on_progress,
     )
+    return planned.model_copy(update=sender.counts())
 
 
 __all__ = [
     "ReplayOutcome",
+    "ReplaySender",
     "ReplayTarget",
     "check_replay_target",
     "deliver_replay",
     "plan_replay",
+    "read_and_send",
     "replay_partitions",
 ]

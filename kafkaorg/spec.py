@@ -69,6 +69,8 @@ class TopicSpec(_Strict):
     types: list[str] = Field(default_factory=list)
     """The record types this topic carries; any other type is dead-lettered
     (``schema-wrong-topic``). Empty: any type."""
+    archive: bool = False
+    """Archived to Parquet before its retention ends, like every audit-class topic."""
 
     @field_validator("types")
     @classmethod
@@ -89,6 +91,10 @@ class TopicSpec(_Strict):
 
     def kafka_configs(self) -> dict[str, str]:
         return dict(TOPIC_CLASS_CONFIGS[self.topic_class])
+
+    @property
+    def archived(self) -> bool:
+        return self.archive or self.topic_class == TopicClass.AUDIT
 
 
 class RuleSpec(_Strict):

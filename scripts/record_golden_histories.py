@@ -60,7 +60,10 @@ What it records, from three orgs of its own (``golden-<hex>``, ``golden-<hex>-u`
 - ``agent_mcp.json``: an ``llm`` agent with MCP tools (the SDK-built server of
   ``tests/mcp_server.py``): ``discover_mcp_tools``, a ``call_mcp_tool`` that answers,
   one whose tool fails (told to the model), a ``publish``, a final answer. Recorded
-  alone, leaving the other files as they are, with ``--only-mcp``.
+  alone, leaving the other files as they are, with ``--only-mcp``;
+- ``org_archive.json``: an OrgWorkflow that creates its archive schedule as it starts and,
+  stopped, runs a last archive and deletes the schedule; ``archive_workflow.json``: an
+  ``ArchiveWorkflow`` run that archived a topic. Recorded alone with ``--only-archive``.
 
 Needs Kafka, Temporal and PostgreSQL (``kafkaorg dev up``) and a host that can run
 nsjail. The script runs a worker and a sandbox worker of its own in this process, so
@@ -101,6 +104,7 @@ from kafkaorg.contracts import (
     ApprovalKind,
     ApprovalVerdict,
     ApproveToolRequest,
+    ArchiveInput,
     CreateAgentRequest,
     CreateToolRequest,
     CreateTopicRequest,
@@ -134,6 +138,7 @@ from workers.replayer import make_replayer
 from workers.sandbox_worker import build_sandbox_worker
 from workers.worker import build_worker
 from workflows.agent import AgentWorkflow
+from workflows.archive import ArchiveWorkflow
 from workflows.org import OrgStopRequest, OrgWorkflow
 
 if TYPE_CHECKING:
@@ -669,6 +674,34 @@ async def _approvals(client: Client, settings: Settings, org: str) -> dict[str, 
 Scenario = Callable[[Client, Settings, str], Awaitable[dict[str, WorkflowHistory]]]
 
 
+# ---- the archive ---------------------------------------------------------------------
+
+
+async def _archive(client: Client, settings: Settings, org: str) -> dict[str, WorkflowHistory]:
+    """An OrgWorkflow that creates its archive schedule as it starts and, stopped, runs a
+    last archive and deletes the schedule; and an ArchiveWorkflow run that archived the
+    org's audit topic."""
+    spec = _spec(org)
+    spec["topics"][0]["archive"] = True  # type: ignore[index]
+    await launch_org(settings, validate_spec(spec))
+    run = await client.start_workflow(
+        ArchiveWorkflow.run,
+        ArchiveInput(org=org),
+        id=f"archive:{org}-golden",
+        task_queue=TASK_QUEUE,
+    )
+    result = await asyncio.wait_for(run.result(), WAIT_S)
+    if not result.segments:
+        raise KafkaorgError("the archive run archived nothing")
+    org_handle = client.get_workflow_handle_for(OrgWorkflow.run, org_workflow_id(org))
+    await org_handle.signal(OrgWorkflow.stop, OrgStopRequest(reason="golden"))
+    await asyncio.wait_for(org_handle.result(), WAIT_S)
+    return {
+        "org_archive": await org_handle.fetch_history(),
+        "archive_workflow": await run.fetch_history(),
+    }
+
+
 async def _record_alone(
     settings: Settings, scenario: Scenario, suffix: str
 ) -> dict[str, WorkflowHistory] | None:
@@ -753,6 +786,7 @@ async def record(settings: Settings, llm: ScriptedLLM) -> dict[str, WorkflowHist
             histories |= await _drift_timer(client, settings, f"{base}-d")
             histories |= await _flows(client, settings, f"{base}-f")
             histories |= await _mcp(client, settings, f"{base}-m", llm, mcp_server.url)
+            histories |= await _archive(client, settings, f"{base}-r")
     print(f"recorded from orgs {base!r}, {base + '-u'!r}, {base + '-d'!r} (stopped)")
 
     # Stable ids in the files' names; the replayer needs only some id per history.
@@ -954,6 +988,16 @@ def main() -> None:
         if histories is None:
             sys.exit(1)
         for name, history in histories.items():
+            path = GOLDEN_DIR / f"{name}.json"
+            path.write_text(_one_event_a_line(history))
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        return
+    if sys.argv[1:] == ["--only-archive"]:
+        # The archive's histories only, the others left as they are (a new workflow type).
+        archived = asyncio.run(_record_alone(get_settings(), _archive, "r"))
+        if archived is None:
+            sys.exit(1)
+        for name, history in archived.items():
             path = GOLDEN_DIR / f"{name}.json"
             path.write_text(_one_event_a_line(history))
             print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

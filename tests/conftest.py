@@ -25,6 +25,13 @@ import pytest
 _THROWAWAY_STATE = "KAFKAORG_STATE_DIR" not in os.environ
 if _THROWAWAY_STATE:
     os.environ["KAFKAORG_STATE_DIR"] = tempfile.mkdtemp(prefix="kafkaorg-test-state-")
+# The archive too; and every org's schedule runs hourly, not every 5 minutes: the suite
+# starts hundreds of orgs, and the archive's tests run it when they want it
+# (`kafkaorg archive run`, and every org stop).
+os.environ.setdefault(
+    "KAFKAORG_ARCHIVE_URL", (Path(os.environ["KAFKAORG_STATE_DIR"]) / "archive").as_uri()
+)
+os.environ.setdefault("KAFKAORG_ARCHIVE_INTERVAL_S", "3600")
 
 from kafkaorg.config import Settings, get_settings  # noqa: E402
 from tests.support import Platform, ProcessHandle  # noqa: E402

@@ -21,6 +21,7 @@ import workflows
 from activities.agent_feed import AgentStatusFeed
 from activities.agent_step import AgentStepActivities, PayloadStore
 from activities.approvals import ApprovalActivities
+from activities.archive import ArchiveActivities
 from activities.conversation import ConversationActivities
 from activities.directory import DirectoryActivities
 from activities.kafka import KafkaActivities
@@ -30,6 +31,7 @@ from activities.org_requests import OrgRequestActivities
 from activities.state import StateActivities
 from activities.tool_registry import ToolActivities
 from kafkaorg import tracing
+from kafkaorg.archive.writer import ArchiveWriter
 from kafkaorg.config import Settings
 from kafkaorg.db import create_engine, create_sessionmaker
 from kafkaorg.kafka import (
@@ -44,19 +46,21 @@ from kafkaorg.schema_registry.cache import SchemaCache
 from kafkaorg.temporal import connect_temporal
 from kafkaorg.worker_slots import process_worker_id
 from workflows.agent import AgentWorkflow
+from workflows.archive import ArchiveWorkflow
 from workflows.flow import FlowWorkflow
 from workflows.llm_graph import langgraph_plugin
 from workflows.org import OrgWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [OrgWorkflow, AgentWorkflow, FlowWorkflow]
+WORKFLOWS = [OrgWorkflow, AgentWorkflow, FlowWorkflow, ArchiveWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     producer = create_producer(settings)
     admin = create_admin(settings)
-    sessions = create_sessionmaker(create_engine(settings.database_url, pool_size=8))
+    engine = create_engine(settings.database_url, pool_size=8)
+    sessions = create_sessionmaker(engine)
     kafka = KafkaActivities(producer, admin, settings)
     state = StateActivities(sessions, AgentStatusFeed(producer, admin, settings))
     approvals = ApprovalActivities(sessions)
@@ -79,6 +83,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     conversations = ConversationActivities(sessions)
     org_requests = OrgRequestActivities(client)
     mcp = McpActivities(sessions)
+    archive = ArchiveActivities(
+        client,
+        ArchiveWriter(settings, engine, sessions, admin, producer),
+        settings.archive_interval_s,
+    )
     return Worker(
         client,
         task_queue=TASK_QUEUE,
@@ -123,6 +132,9 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             mcp.call_mcp_tool,
             org_requests.request_start_flow,
             org_requests.request_publish,
+            archive.archive_org,
+            archive.ensure_archive_schedule,
+            archive.delete_archive_schedule,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -102,6 +102,8 @@ __all__ = [
 ]
 
 HISTORY_EVENTS_BEFORE_CONTINUE = 5000
+ARCHIVE_SCHEDULE_PATCH = "archive-schedule"
+"""Orgs whose histories began before the archive reach ``run`` with no schedule."""
 _STATUS_AFTER = {
     AgentAction.PAUSE: AgentStatus.PAUSED,
     AgentAction.RESUME: AgentStatus.RUNNING,
@@ -142,6 +144,9 @@ class OrgWorkflow:
                 await self._apply(self._spec, diff_specs(None, self._spec), first=True)
                 self._state.applied = True
                 self._phase = OrgPhase.RUNNING
+        if not self._state.archive_scheduled and workflow.patched(ARCHIVE_SCHEDULE_PATCH):
+            await self._effects.ensure_archive_schedule()
+            self._state.archive_scheduled = True
         self._next_reconcile = self._now() + self._spec.reconcile_interval_s
         while True:
             # Wakes for drift repair every reconcile_interval_s, and at approvals' deadlines.
@@ -203,6 +208,8 @@ class OrgWorkflow:
             pending = self._state.approvals.pop(0)
             await self._settle(pending, False, "system:org-stopped", request.reason)
         await org_reconcile.shut_down(self._effects, self._view, request)
+        if self._state.archive_scheduled:
+            await self._effects.final_archive()
         self._phase = OrgPhase.STOPPED
 
     # ---- updates -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.archive import ArchiveActivities
     from activities.kafka import (
         DeleteTopicsInput,
         EnsureTopicsInput,
@@ -31,7 +32,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.state import OrgStatusChange, StateActivities
     from activities.tool_registry import ProposeInput, TestResultInput, ToolActivities
-    from kafkaorg.contracts import OrgState, ToolStatus, ToolVersionState
+    from kafkaorg.contracts import (
+        ArchiveInput,
+        ArchiveScheduleRequest,
+        OrgState,
+        ToolStatus,
+        ToolVersionState,
+    )
     from kafkaorg.envelope import Record
     from kafkaorg.names import (
         AGENTS_TOPIC,
@@ -103,6 +110,32 @@ class OrgEffects:
         await self.run(
             KafkaActivities.publish,
             PublishInput(org=self.org, topic=APPROVALS_TOPIC, records=[record]),
+        )
+
+    async def ensure_archive_schedule(self) -> None:
+        await self.run(
+            ArchiveActivities.ensure_archive_schedule, ArchiveScheduleRequest(org=self.org)
+        )
+
+    async def final_archive(self) -> None:
+        """Archive what the org wrote up to its stop (its schedule goes with it), then
+        delete the schedule. An archive that keeps failing does not hold up the stop: it
+        is audited, and the next start of the org resumes where the manifest ends."""
+        try:
+            await workflow.execute_activity_method(
+                ArchiveActivities.archive_org,
+                ArchiveInput(org=self.org),
+                start_to_close_timeout=timedelta(hours=2),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=30), maximum_attempts=5
+                ),
+            )
+        except ActivityError as err:
+            cause = str(err.cause or err)
+            await self.audit("archive.failed", {"error": cause})
+        await self.run(
+            ArchiveActivities.delete_archive_schedule, ArchiveScheduleRequest(org=self.org)
         )
 
     async def ensure_topics(self, spec: OrgSpec) -> None:

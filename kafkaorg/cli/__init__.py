@@ -15,6 +15,7 @@ import typer
 from kafkaorg.cli._common import err_console
 from kafkaorg.cli.agents import agent_app, topic_app
 from kafkaorg.cli.approvals import approval_app
+from kafkaorg.cli.archive import archive_app
 from kafkaorg.cli.db import db_app
 from kafkaorg.cli.demo import demo
 from kafkaorg.cli.dev import dev_app
@@ -49,6 +50,7 @@ app.add_typer(tool_app, name="tool")
 app.add_typer(flow_app, name="flow")
 app.add_typer(approval_app, name="approval")
 app.add_typer(schema_app, name="schema")
+app.add_typer(archive_app, name="archive")
 app.command()(worker)
 app.command()(bridge)
 app.command()(console)

@@ -23,6 +23,12 @@ from kafkaorg.contracts.approvals import (
     ApprovalStatus,
     ApprovalVerdict,
 )
+from kafkaorg.contracts.archive import (
+    ArchivedRange,
+    ArchiveInput,
+    ArchiveResult,
+    ArchiveScheduleRequest,
+)
 from kafkaorg.contracts.enums import (
     LIVE_AGENT_STATUSES,
     AgentAction,
@@ -97,6 +103,10 @@ __all__ = [
     "ApprovalStatus",
     "ApprovalVerdict",
     "ApproveToolRequest",
+    "ArchiveInput",
+    "ArchiveResult",
+    "ArchiveScheduleRequest",
+    "ArchivedRange",
     "ChangeResult",
     "CreateAgentRequest",
     "CreateToolRequest",

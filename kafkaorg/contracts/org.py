@@ -41,6 +41,8 @@ class OrgState(BaseModel):
     """Unix times of recent agent creations by agents (the spawn-rate quota)."""
     audit_records: int = 0
     applied: bool = False
+    archive_scheduled: bool = False
+    """The org's archive schedule exists (an org started before the archive: False)."""
     approvals: list[PendingApproval] = Field(default_factory=list)
     """Agents' requests waiting for a person (``policy.approvals``)."""
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -64,6 +66,8 @@ class Topic(TimestampMixin, Base):
     topic_class: Mapped[str] = mapped_column(String(16))
     partitions: Mapped[int] = mapped_column(Integer)
     configs: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    archive: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Archived to Parquet like audit-class topics (``archive: true`` in the spec)."""
 
     org: Mapped[Org] = relationship(back_populates="topics")
 
@@ -191,6 +195,41 @@ class PayloadBlob(Base):
     )
     referenced_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False, index=True
+    )
+
+
+class ArchiveSegment(Base):
+    """One Parquet file of the archive: a partition's ``[start_offset, end_offset)``,
+    written once; a partition's segments follow each other with no gap and no overlap
+    (kafkaorg/archive)."""
+
+    __tablename__ = "archive_segments"
+    __table_args__ = (
+        UniqueConstraint("kafka_topic", "partition", "start_offset"),
+        CheckConstraint("end_offset > start_offset", name="offsets"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    """The org's topic name (``sys.audit`` for the audit topic)."""
+    kafka_topic: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    start_offset: Mapped[int] = mapped_column(BigInteger)
+    end_offset: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(Integer)
+    """Fewer than the offsets when the range holds transaction markers."""
+    first_timestamp: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_timestamp: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    path: Mapped[str] = mapped_column(String(500))
+    """Relative to the archive's root (``KAFKAORG_ARCHIVE_URL``)."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    announced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Told on ``<org>.sys.audit`` (``archive.written``); a run announces every file not
+    told yet, so a crash between writing and telling is made up by the next run."""
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
     )
 
 

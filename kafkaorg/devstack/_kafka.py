@@ -205,6 +205,9 @@ class KafkaService(Service):
             "transaction.state.log.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            # Expired segments go within seconds (default: 5 minutes), so a short
+            # retention.ms can be seen to work (the archive's tests).
+            "log.retention.check.interval.ms": "5000",
             "message.max.bytes": str(MAX_MESSAGE_BYTES),
             "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
         }

@@ -62,6 +62,8 @@ NOT_FOR_SERVICES = {
     "bridge_subscription_ttl_s": "tuning knob with a working default (record-time refresh)",
     "schema_cache_ttl_s": "tuning knob with a working default (record-time refresh)",
     "payload_ref_bytes": "tuning knob with a working default (256 kB)",
+    "archive_interval_s": "tuning knob with a working default (5 minutes)",
+    "archive_segment_records": "tuning knob with a working default (50,000 per file)",
     "agent_inbox_limit": "tuning knob with a working default (backpressure)",
     "agent_inbox_max_bytes": "tuning knob with a working default (backpressure)",
     "bridge_inbox_check_interval_s": "tuning knob with a working default (backpressure)",

@@ -48,6 +48,10 @@ def _ends_in_continue_as_new(history: WorkflowHistory) -> bool:
 GOLDEN = {p.stem: _load(p) for p in GOLDEN_FILES}
 
 ACTIVITIES_COVERED = {
+    # The archive: the org's schedule, a run (ArchiveWorkflow, and the org's last one).
+    "archive_org",
+    "ensure_archive_schedule",
+    "delete_archive_schedule",
     # OrgWorkflow: specs, topics, agents, lifecycle, drift.
     "save_org",
     "save_topic",
