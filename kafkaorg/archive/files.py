@@ -14,12 +14,13 @@ the same code.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from datetime import date
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pydantic_core
 from pyarrow import fs
 
 from kafkaorg.errors import ConfigError
@@ -91,7 +92,7 @@ def _envelope_fields(value: bytes | None) -> tuple[str | None, str | None]:
     if not value or value[:1] != b"{":
         return None, None
     try:
-        doc = json.loads(value)
+        doc = pydantic_core.from_json(value)  # a third of json.loads' time (bench_archive)
     except ValueError:
         return None, None
     if not isinstance(doc, dict):
@@ -100,7 +101,13 @@ def _envelope_fields(value: bytes | None) -> tuple[str | None, str | None]:
     return (rid if isinstance(rid, str) else None, rtype if isinstance(rtype, str) else None)
 
 
-def encode_segment(records: Sequence[RawRecord]) -> bytes:
+class Encoded(NamedTuple):
+    data: bytes
+    types: frozenset[str | None]
+    """The records' envelope types (None: not an envelope)."""
+
+
+def encode_segment(records: Sequence[RawRecord]) -> Encoded:
     """The Parquet file of these records (zstd-compressed)."""
     ids, types = zip(*(_envelope_fields(r.value) for r in records), strict=True)
     table = pa.Table.from_pydict(
@@ -118,7 +125,7 @@ def encode_segment(records: Sequence[RawRecord]) -> bytes:
     )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    return bytes(sink.getvalue().to_pybytes())
+    return Encoded(bytes(sink.getvalue().to_pybytes()), frozenset(types))
 
 
 def decode_segment(data: bytes) -> Iterator[RawRecord]:
@@ -134,10 +141,6 @@ def decode_segment(data: bytes) -> Iterator[RawRecord]:
             value=columns["value"][i],
             headers=[(h["key"], h["value"]) for h in columns["headers"][i] or []],
         )
-
-
-def record_types(records: Sequence[RawRecord]) -> set[str | None]:
-    return {_envelope_fields(r.value)[1] for r in records}
 
 
 def sha256(data: bytes) -> str:

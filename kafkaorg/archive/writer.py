@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +30,6 @@ from kafkaorg.archive import manifest
 from kafkaorg.archive.files import (
     ArchiveStorage,
     encode_segment,
-    record_types,
     segment_path,
     sha256,
 )
@@ -39,7 +38,7 @@ from kafkaorg.contracts.archive import ArchivedRange, ArchiveResult
 from kafkaorg.envelope import Record, derived_id, utcnow
 from kafkaorg.errors import ServiceUnavailableError
 from kafkaorg.kafka import Outgoing, produce_and_wait
-from kafkaorg.log_ranges import RangeReader, RawRecord, range_consumer
+from kafkaorg.log_ranges import RangeReader, RawRecord, range_consumer, watermarks
 from kafkaorg.names import audit_topic
 from kafkaorg.redelivery import PartitionRange
 
@@ -78,10 +77,14 @@ class ArchiveWriter:
             org_id = manifest.org_id_or_refuse(session, org)
             topics = manifest.archived_topics(session, org_id, org)
         result = ArchiveResult(org=org)
-        with manifest.org_archive_lock(self._engine, org, on_wait=beat):
-            for topic in topics:
-                self._archive_topic(org, org_id, topic, result, beat)
-            self._announce(org, org_id)
+        consumer = range_consumer(self._cfg, f"kafkaorg-archive-{uuid.uuid4()}")
+        try:
+            with manifest.org_archive_lock(self._engine, org, on_wait=beat):
+                for topic in topics:
+                    self._archive_topic(consumer, org, org_id, topic, result, beat)
+                self._announce(org, org_id)
+        finally:
+            consumer.close()
         return result
 
     def _partitions(self, name: str) -> list[int]:
@@ -95,6 +98,7 @@ class ArchiveWriter:
 
     def _archive_topic(
         self,
+        consumer: Consumer,
         org: str,
         org_id: int,
         topic: manifest.ArchivedTopic,
@@ -103,13 +107,12 @@ class ArchiveWriter:
     ) -> None:
         name = topic.kafka_topic
         write = functools.partial(self._write, org, org_id, topic, result)
-        consumer = range_consumer(self._cfg, f"kafkaorg-archive-{uuid.uuid4()}")
         try:
             ranges = []
-            for partition in self._partitions(name):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(name, partition), timeout=10
-                )
+            partitions = self._partitions(name)
+            marks = watermarks(self._admin, name, partitions) if partitions else {}
+            for partition in partitions:
+                low, high = marks[partition]
                 with self._sessions() as session:
                     end = manifest.archive_end(session, name, partition)
                 start = low if end is None else end
@@ -128,13 +131,12 @@ class ArchiveWriter:
             reader = RangeReader(consumer, name, ranges)
             pending: dict[int, list[RawRecord]] = {r.partition: [] for r in ranges}
             starts = {r.partition: r.start for r in ranges}
+            limit = self._cfg.archive_segment_records
             while not reader.done:
                 for message in reader.next_batch():
                     raw = RawRecord.of(message)
                     batch = pending[raw.partition]
-                    if batch and (
-                        len(batch) >= self._cfg.archive_segment_records or raw.day != batch[0].day
-                    ):
+                    if batch and (len(batch) >= limit or raw.day_number != batch[0].day_number):
                         write(starts[raw.partition], raw.offset, batch)
                         starts[raw.partition] = raw.offset
                         pending[raw.partition] = batch = []
@@ -146,8 +148,6 @@ class ArchiveWriter:
                     beat()
         except KafkaException as exc:
             raise ServiceUnavailableError(f"cannot read {name}: {exc}") from None
-        finally:
-            consumer.close()
 
     def _write(
         self,
@@ -160,7 +160,7 @@ class ArchiveWriter:
         records: list[RawRecord],
     ) -> None:
         """Write one file, then record it: the manifest never names a file not written."""
-        data = encode_segment(records)
+        data, types = encode_segment(records)
         path = segment_path(org, topic.topic, records[0].partition, start, records[0].day)
         self.storage.write(path, data)
         row = manifest.SegmentRow(
@@ -177,7 +177,7 @@ class ArchiveWriter:
             bytes=len(data),
             created_at=utcnow(),
         )
-        only_announcements = record_types(records) == {ARCHIVE_WRITTEN_RECORD_TYPE}
+        only_announcements = types == {ARCHIVE_WRITTEN_RECORD_TYPE}
         with self._sessions() as session, session.begin():
             # A file of announcements only is not announced itself: that would never end.
             manifest.record_segment(session, org_id, row, announced=only_announcements)

@@ -39,7 +39,7 @@ def _records(start: int, count: int, partition: int = 0) -> list[RawRecord]:
 
 
 def _write(storage: ArchiveStorage, records: list[RawRecord], start: int, end: int) -> SegmentRow:
-    data = encode_segment(records)
+    data = encode_segment(records).data
     path = segment_path("acme", "events", records[0].partition, start, records[0].day)
     storage.write(path, data)
     return SegmentRow(
@@ -60,7 +60,7 @@ def _write(storage: ArchiveStorage, records: list[RawRecord], start: int, end: i
 
 def test_a_segment_round_trips_every_byte_key_header_and_timestamp() -> None:
     records = _records(10, 5)
-    assert list(decode_segment(encode_segment(records))) == records
+    assert list(decode_segment(encode_segment(records).data)) == records
 
 
 def test_segment_paths_are_partitioned_by_org_topic_and_day_and_named_by_start() -> None:
