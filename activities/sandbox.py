@@ -8,6 +8,7 @@ ones holding Kafka and database clients.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -46,6 +47,18 @@ class SandboxRequest(BaseModel):
     """Tighter limits for this run; the worker's policy caps every field."""
     trace: dict[str, str] | None = None
     """Trace carrier of the record this run is for: its ``sandbox.run`` span joins that trace."""
+    stdin_ref: StoredStdin | None = None
+    """Standard input stored in PostgreSQL instead (a payload by reference): read by the
+    sandbox worker, so a 20 MB payload never passes through Temporal."""
+
+
+class StoredStdin(BaseModel):
+    org: str
+    sha256: str
+
+
+StoredPayloads = Callable[[str, str], bytes | None]
+"""``(org, sha256)`` → the stored payload's bytes (kafkaorg.payloads.stored)."""
 
 
 def run_code_timeout(policy: SandboxPolicy) -> timedelta:
@@ -56,8 +69,9 @@ def run_code_timeout(policy: SandboxPolicy) -> timedelta:
 class SandboxActivities:
     """Holds the worker's sandbox policy; every request runs under it or stricter."""
 
-    def __init__(self, policy: SandboxPolicy) -> None:
+    def __init__(self, policy: SandboxPolicy, stored: StoredPayloads | None = None) -> None:
         self._policy = policy
+        self._stored = stored
 
     @property
     def policy(self) -> SandboxPolicy:
@@ -88,10 +102,9 @@ class SandboxActivities:
     def _run_code(self, request: SandboxRequest, span: tracing.Span | None) -> SandboxResult:
         policy = self._policy.tightened(request.policy)
         started = time.perf_counter()
+        stdin = self._stdin(request)
         try:
-            result = run_in_sandbox(
-                request.code, request.stdin.encode(), policy, on_tick=activity.heartbeat
-            )
+            result = run_in_sandbox(request.code, stdin, policy, on_tick=activity.heartbeat)
         except SandboxInputError as exc:
             _count("input-error", time.perf_counter() - started, span=span)
             raise ApplicationError(str(exc), type="SandboxInputError", non_retryable=True) from None
@@ -107,6 +120,20 @@ class SandboxActivities:
             if not result.ok:
                 span.set_status(tracing.Status(tracing.StatusCode.ERROR, outcome))
         return result
+
+    def _stdin(self, request: SandboxRequest) -> bytes:
+        if request.stdin_ref is None:
+            return request.stdin.encode()
+        ref = request.stdin_ref
+        data = self._stored(ref.org, ref.sha256) if self._stored is not None else None
+        if data is None:
+            raise ApplicationError(
+                f"payload {ref.sha256[:12]}… of org {ref.org!r} is not stored "
+                "(collected after its retention?)",
+                type="PayloadMissing",
+                non_retryable=True,
+            )
+        return data
 
 
 def _count(

@@ -20,7 +20,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from kafkaorg.config import Settings
 from kafkaorg.db.models import Org, PayloadBlob
+from kafkaorg.db.session import db_session
 from kafkaorg.envelope import PayloadRef, Record
 from kafkaorg.errors import KafkaorgError
 from kafkaorg.spec import TOPIC_CLASS_CONFIGS, TopicClass
@@ -85,6 +87,17 @@ def resolve(session: Session, record: Record) -> Record:
             f"record {record.id}: stored payload {ref.sha256[:12]}… is corrupt"
         )
     return record.model_copy(update={"payload": json.loads(data), "payload_ref": None})
+
+
+def stored(cfg: Settings, org: str, sha256: str) -> bytes | None:
+    """A stored payload's JSON bytes (the console's view of a record by reference)."""
+    with db_session(cfg) as session:
+        data: bytes | None = session.scalar(
+            select(PayloadBlob.data)
+            .join(Org, PayloadBlob.org_id == Org.id)
+            .where(Org.name == org, PayloadBlob.sha256 == sha256)
+        )
+    return data
 
 
 def resolve_all(session: Session, records: Iterable[Record]) -> list[Record]:

@@ -978,6 +978,14 @@ async def _flows(client: Client, settings: Settings, org: str) -> dict[str, Work
     }
 
 
+def _write_alone(histories: dict[str, WorkflowHistory]) -> None:
+    """Write these histories only, the other golden files left as they are."""
+    for name, history in histories.items():
+        path = GOLDEN_DIR / f"{name}.json"
+        path.write_text(_one_event_a_line(history))
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
 def main() -> None:
     if sys.argv[1:] == ["--only-mcp"]:
         # The MCP agent's history only, the others left as they are (a new path).
@@ -987,30 +995,21 @@ def main() -> None:
             histories = asyncio.run(_record_mcp(get_settings(), llm))
         if histories is None:
             sys.exit(1)
-        for name, history in histories.items():
-            path = GOLDEN_DIR / f"{name}.json"
-            path.write_text(_one_event_a_line(history))
-            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        _write_alone(histories)
         return
     if sys.argv[1:] == ["--only-archive"]:
         # The archive's histories only, the others left as they are (a new workflow type).
         archived = asyncio.run(_record_alone(get_settings(), _archive, "r"))
         if archived is None:
             sys.exit(1)
-        for name, history in archived.items():
-            path = GOLDEN_DIR / f"{name}.json"
-            path.write_text(_one_event_a_line(history))
-            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        _write_alone(archived)
         return
     if sys.argv[1:] == ["--only-approvals"]:
         # Approvals' histories only, the others left as they are (a new path).
         approvals = asyncio.run(_record_alone(get_settings(), _approvals, "a"))
         if approvals is None:
             sys.exit(1)
-        for name, history in approvals.items():
-            path = GOLDEN_DIR / f"{name}.json"
-            path.write_text(_one_event_a_line(history))
-            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+        _write_alone(approvals)
         return
     if sys.argv[1:] in (["--only-flows"], ["--add-flows"]):
         # FlowWorkflow histories only, the others left as they are (a new workflow type);

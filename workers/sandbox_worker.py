@@ -9,6 +9,7 @@ clients. It needs Temporal and nsjail, nothing else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from temporalio.worker import Worker
 
 from activities.mcp_client import JailedMcpActivities
 from activities.sandbox import SandboxActivities
-from kafkaorg import tracing
+from kafkaorg import payloads, tracing
 from kafkaorg.config import Settings
 from kafkaorg.metrics import process_metrics
 from kafkaorg.names import SANDBOX_TASK_QUEUE
@@ -53,8 +54,10 @@ def build_sandbox_worker(
     ``max_concurrent`` should not exceed the executor's threads (default:
     :func:`sandbox_concurrency`).
     """
-    del settings  # nothing configurable yet; kept so every worker factory looks alike
-    sandbox = SandboxActivities(policy or SandboxPolicy())
+    # Tools' payloads stored by reference are read here, not carried through Temporal.
+    sandbox = SandboxActivities(
+        policy or SandboxPolicy(), functools.partial(payloads.stored, settings)
+    )
     mcp = JailedMcpActivities(sandbox.policy)
     return Worker(
         client,

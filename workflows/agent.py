@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         RUN_CODE_HEARTBEAT_TIMEOUT,
         RUN_CODE_RETRY,
         SandboxRequest,
+        StoredStdin,
         run_code_timeout,
     )
     from activities.state import AgentRef, AgentStatusChange, StateActivities
@@ -98,6 +99,8 @@ FAILURE_AUDITED_PATCH = "agent-failure-audited"
 AGENT_FAILED_RECORD_TYPE = "agent.failed"
 PAYLOAD_BY_REFERENCE = "payload-by-reference"
 PAYLOAD_BY_REFERENCE_ERROR = "tool agents do not take payloads stored by reference yet"
+TOOL_PAYLOAD_BY_REFERENCE_PATCH = "tool-payload-by-reference"
+"""Histories from before the sandbox read stored payloads dead-lettered such records."""
 MCP_CATALOG_TTL = timedelta(minutes=10)
 """How long an llm agent uses the MCP tools it listed before listing them again (each
 run lists them afresh, and so does a change of the agent's ``mcp``)."""
@@ -544,11 +547,17 @@ class AgentWorkflow:
         if current.version is None:
             failures[("tool-unavailable", current.reason or "no active version")] = list(batch)
         else:
-            # A payload stored by reference never reaches the jail as an empty object.
+            # A payload stored by reference: the sandbox worker reads it from PostgreSQL (it
+            # never reaches the jail as an empty object, nor passes through Temporal).
             by_reference = [r for r in batch if r.payload_ref is not None]
-            if by_reference:
+            readable = not by_reference or workflow.patched(TOOL_PAYLOAD_BY_REFERENCE_PATCH)
+            if not readable:
                 failures[(PAYLOAD_BY_REFERENCE, PAYLOAD_BY_REFERENCE_ERROR)] = by_reference
-            runnable = [(r, m) for r, m in zip(batch, marks, strict=True) if r.payload_ref is None]
+            runnable = [
+                (r, m)
+                for r, m in zip(batch, marks, strict=True)
+                if readable or r.payload_ref is None
+            ]
             records = [r for r, _ in runnable]
             program = call_program(current.code)
             calls = await asyncio.gather(*(self._call_tool(program, r) for r in records))
@@ -605,6 +614,11 @@ class AgentWorkflow:
                     code=program,
                     stdin=json.dumps(record.payload),
                     trace=self._state.traces.get(record.id),
+                    stdin_ref=(
+                        StoredStdin(org=record.org, sha256=record.payload_ref.sha256)
+                        if record.payload_ref is not None
+                        else None
+                    ),
                 ),
                 task_queue=SANDBOX_TASK_QUEUE,
                 result_type=SandboxResult,

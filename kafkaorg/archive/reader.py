@@ -133,6 +133,24 @@ def verify(
     )
 
 
+def read_checked(storage: ArchiveStorage, row: SegmentRow) -> bytes:
+    """The file's bytes, present and with the manifest's checksum, or ``ArchiveDamagedError``."""
+    try:
+        data = storage.read(row.path)
+    except (FileNotFoundError, OSError) as exc:
+        raise _damaged(_problem(row, "missing", f"cannot read it: {exc}")) from None
+    if sha256(data) != row.sha256:
+        raise _damaged(_problem(row, "checksum", "its SHA-256 is not the manifest's"))
+    return data
+
+
+def _damaged(problem: FileProblem) -> ArchiveDamagedError:
+    return ArchiveDamagedError(
+        f"archive file {problem.path} is damaged ({problem.kind}: {problem.detail}); "
+        "see `kafkaorg archive verify`"
+    )
+
+
 def read_range(
     storage: ArchiveStorage, rows: list[SegmentRow], partition: int, start: int, end: int
 ) -> Iterator[list[RawRecord]]:
@@ -143,8 +161,5 @@ def read_range(
             continue
         records, problem = _check(storage, row)
         if problem is not None:
-            raise ArchiveDamagedError(
-                f"archive file {row.path} is damaged ({problem.kind}: {problem.detail}); "
-                "see `kafkaorg archive verify`"
-            )
+            raise _damaged(problem)
         yield [r for r in records if start <= r.offset < end]

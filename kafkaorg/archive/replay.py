@@ -18,7 +18,7 @@ from datetime import datetime
 from confluent_kafka import KafkaException, TopicPartition
 from temporalio.client import Client
 
-from kafkaorg.archive import manifest
+from kafkaorg.archive import manifest, payload_copies
 from kafkaorg.archive.files import ArchiveStorage
 from kafkaorg.archive.reader import read_range
 from kafkaorg.config import Settings
@@ -70,6 +70,8 @@ class ArchiveReplayOutcome(ReplayOutcome):
     since_ms: int | None = None
     from_archive: int = 0
     """Of ``records``, how many the archive served."""
+    payloads_restored: int = 0
+    """Payloads by reference put back into PostgreSQL from the archive's copies."""
 
     @property
     def total(self) -> int:
@@ -153,6 +155,19 @@ async def deliver_archive_replay(
     with db_session(cfg) as session:
         org_id = manifest.org_id_or_refuse(session, planned.org)
         rows = manifest.segments(session, org_id, planned.topic)
+        used = [
+            row
+            for row in rows
+            for r in planned.archive_ranges
+            if row.partition == r.partition
+            and row.start_offset < r.end
+            and row.end_offset > r.start
+        ]
+        # Payloads by reference the agent will need, back from the archive if collected.
+        restored = await asyncio.to_thread(
+            payload_copies.put_back, session, storage, planned.org, org_id, used
+        )
+        session.commit()
     since_ms = planned.since_ms
 
     def keep(raw: RawRecord) -> bool:
@@ -177,4 +192,6 @@ async def deliver_archive_replay(
         on_progress,
         keep,
     )
-    return planned.model_copy(update={**sender.counts(), "from_archive": from_archive})
+    return planned.model_copy(
+        update={**sender.counts(), "from_archive": from_archive, "payloads_restored": restored}
+    )

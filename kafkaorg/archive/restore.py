@@ -13,7 +13,7 @@ from typing import cast
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import BaseModel
 
-from kafkaorg.archive import manifest
+from kafkaorg.archive import manifest, payload_copies
 from kafkaorg.archive.files import ArchiveStorage
 from kafkaorg.archive.reader import read_range
 from kafkaorg.config import Settings
@@ -79,6 +79,10 @@ def restore(
             f"{target} has {partitions} partition(s); the archive of {topic} needs {needed}"
         )
     storage = ArchiveStorage(cfg.archive_location)
+    with db_session(cfg) as session:
+        org_id = manifest.org_id_or_refuse(session, org)
+        payload_copies.put_back(session, storage, org, org_id, rows)  # before anyone reads them
+        session.commit()
     producer = Producer(producer_config(cfg))
     failures: list[KafkaError] = []
 

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from kafkaorg.archive import manifest
+from kafkaorg.archive import manifest, payload_copies
 from kafkaorg.archive.files import (
     ArchiveStorage,
     encode_segment,
@@ -160,8 +160,11 @@ class ArchiveWriter:
         records: list[RawRecord],
     ) -> None:
         """Write one file, then record it: the manifest never names a file not written."""
-        data, types = encode_segment(records)
+        data, types, hashes = encode_segment(records)
         path = segment_path(org, topic.topic, records[0].partition, start, records[0].day)
+        if hashes:
+            with self._sessions() as session:
+                payload_copies.keep(session, self.storage, org, org_id, hashes)
         self.storage.write(path, data)
         row = manifest.SegmentRow(
             topic=topic.topic,

@@ -36,12 +36,13 @@ from kafkaorg.cli._common import (
     run,
     settings,
 )
+from kafkaorg.cli.replay import FromOffset, Since, check_replay_names
 from kafkaorg.config import Settings
 from kafkaorg.contracts import ArchiveResult, CreateTopicRequest
 from kafkaorg.db import Topic
 from kafkaorg.db.session import db_session
 from kafkaorg.errors import BadInputError
-from kafkaorg.names import AGENT_NAME_RE, TOPIC_NAME_RE, kafka_topic
+from kafkaorg.names import TOPIC_NAME_RE, kafka_topic
 from kafkaorg.record_replay import check_replay_target, replay_partitions
 from kafkaorg.redelivery import parse_time
 from kafkaorg.spec import TopicClass, TopicSpec
@@ -186,27 +187,13 @@ def replay(
     org: Org,
     topic: Annotated[str, typer.Argument(help="Topic of the org whose records to replay.")],
     to: Annotated[str, typer.Option("--to", help="The agent that receives the records again.")],
-    from_offset: Annotated[
-        int | None,
-        typer.Option("--from-offset", min=0, help="First offset (in each partition) to replay."),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(help="Replay records from this time: ISO-8601 (UTC if no zone) or 10m, 2h."),
-    ] = None,
+    from_offset: FromOffset = None,
+    since: Since = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Like `kafkaorg replay`, past Kafka's retention: the archive serves what Kafka no
     longer has, Kafka what is not archived yet; each record once per run."""
-    check_org_name(org)
-    if not TOPIC_NAME_RE.match(topic):
-        raise BadInputError(
-            f"topic name {topic!r} is not valid (it must match {TOPIC_NAME_RE.pattern})"
-        )
-    if not AGENT_NAME_RE.match(to):
-        raise BadInputError(
-            f"agent name {to!r} is not valid (it must match {AGENT_NAME_RE.pattern})"
-        )
+    check_replay_names(org, topic, to)
     if (from_offset is None) == (since is None):
         raise BadInputError("say where to start: --from-offset N or --since TIME (one of them)")
     try:

@@ -49,18 +49,36 @@ async def _deliver(cfg: Settings, planned: ReplayOutcome, *, show_progress: bool
         )
 
 
+FromOffset = Annotated[
+    int | None,
+    typer.Option("--from-offset", min=0, help="First offset (in each partition) to replay."),
+]
+Since = Annotated[
+    str | None,
+    typer.Option(help="Replay records from this time: ISO-8601 (UTC if no zone) or 10m, 2h."),
+]
+
+
+def check_replay_names(org: str, topic: str, to: str) -> None:
+    """The names a replay takes are well formed (sys topics are not replayed)."""
+    check_org_name(org)
+    if not TOPIC_NAME_RE.match(topic):
+        raise BadInputError(
+            f"topic name {topic!r} is not valid (it must match {TOPIC_NAME_RE.pattern}; "
+            "sys topics cannot be replayed, see `kafkaorg dlq redrive`)"
+        )
+    if not AGENT_NAME_RE.match(to):
+        raise BadInputError(
+            f"agent name {to!r} is not valid (it must match {AGENT_NAME_RE.pattern})"
+        )
+
+
 def replay(
     org: Annotated[str, typer.Argument(help="Org name.")],
     topic: Annotated[str, typer.Argument(help="Topic of the org whose records to replay.")],
     to: Annotated[str, typer.Option("--to", help="The agent that receives the records again.")],
-    from_offset: Annotated[
-        int | None,
-        typer.Option("--from-offset", min=0, help="First offset (in each partition) to replay."),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(help="Replay records from this time: ISO-8601 (UTC if no zone) or 10m, 2h."),
-    ] = None,
+    from_offset: FromOffset = None,
+    since: Since = None,
     until: Annotated[
         str | None,
         typer.Option(help="Stop before this offset (a number) or before this time."),
@@ -77,16 +95,7 @@ def replay(
     never twice within one run. Records appended after the command starts are
     not part of the range.
     """
-    check_org_name(org)
-    if not TOPIC_NAME_RE.match(topic):
-        raise BadInputError(
-            f"topic name {topic!r} is not valid (it must match {TOPIC_NAME_RE.pattern}; "
-            "sys topics cannot be replayed, see `kafkaorg dlq redrive`)"
-        )
-    if not AGENT_NAME_RE.match(to):
-        raise BadInputError(
-            f"agent name {to!r} is not valid (it must match {AGENT_NAME_RE.pattern})"
-        )
+    check_replay_names(org, topic, to)
     if (from_offset is None) == (since is None):
         raise BadInputError("say where to start: --from-offset N or --since TIME (one of them)")
     now = datetime.now(UTC)

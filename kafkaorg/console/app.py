@@ -24,13 +24,14 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sse_starlette.sse import EventSourceResponse
 from temporalio.client import Client
 
 from kafkaorg import client as service
 from kafkaorg import dlq as dlq_service
 from kafkaorg import org_queries as queries
+from kafkaorg import payloads
 from kafkaorg.config import Settings
 from kafkaorg.console.access import (
     CSRF_COOKIE,
@@ -515,9 +516,19 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             name = item.record.source.removeprefix("agent:")
             producer = (name, settings.temporal_ui_workflow_url(agent_workflow_id(org, name)))
         trace_id = trace_id_of(item.headers)
+        stored = None
+        if item.record is not None and item.record.payload_ref is not None:
+            ref = item.record.payload_ref
+            data = await asyncio.to_thread(payloads.stored, settings, org, ref.sha256)
+            stored = StoredPayload(
+                size=ref.size,
+                url=f"/orgs/{quote(org)}/payloads/{ref.sha256}",
+                preview=None if data is None else _payload_preview(data),
+            )
         return page(
             request,
             "record.html",
+            stored=stored,
             org=org,
             item=item,
             trace=(trace_id, trace_url(settings, trace_id)) if trace_id else None,
@@ -527,6 +538,14 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
             handlers=handlers,
             producer=producer,
         )
+
+    @app.get("/orgs/{org}/payloads/{sha256}")
+    async def stored_payload(org: str, sha256: str) -> Response:
+        """A payload stored by reference, whole (its record carries only the hash)."""
+        data = await asyncio.to_thread(payloads.stored, settings, org, sha256)
+        if data is None:
+            raise HTTPException(404, f"org {org!r} has no stored payload {sha256[:12]}…")
+        return Response(data, media_type="application/json")
 
     # ---- graph --------------------------------------------------------------------------
 
@@ -741,6 +760,24 @@ def create_app(settings: Settings, policy: AccessPolicy) -> FastAPI:
         return page(request, "audit.html", org=org, records=[record_view(r) for r in audit])
 
     return app
+
+
+PAYLOAD_PREVIEW_BYTES = 64_000
+"""A stored payload's page shows this much of it; the link serves it whole."""
+
+
+class StoredPayload(BaseModel):
+    size: int
+    url: str
+    preview: str | None
+    """None: not stored (collected after its retention)."""
+
+
+def _payload_preview(data: bytes) -> str:
+    if len(data) <= PAYLOAD_PREVIEW_BYTES:
+        return pretty_json(data.decode("utf-8", errors="replace"))
+    head = data[:PAYLOAD_PREVIEW_BYTES].decode("utf-8", errors="ignore")
+    return f"{head}… ({len(data) - PAYLOAD_PREVIEW_BYTES:,} more bytes)"
 
 
 def _names(value: object) -> list[str]:

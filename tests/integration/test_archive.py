@@ -18,12 +18,23 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+from pydantic import JsonValue
+from sqlalchemy import delete, select
 from temporalio.service import RPCError
 
-from kafkaorg.archive.files import ArchiveStorage
+from kafkaorg.archive.files import ArchiveStorage, payload_path
+from kafkaorg.db.models import PayloadBlob
 from kafkaorg.kafka import client_config, create_admin
 from kafkaorg.names import archive_schedule_id, kafka_topic
-from tests.support import Platform, assert_one_clear_line, raw_messages, task, unique_org
+from kafkaorg.records import send_records
+from tests.support import (
+    Platform,
+    assert_one_clear_line,
+    db_sessions,
+    raw_messages,
+    task,
+    unique_org,
+)
 from tests.support import run_cli_async as kafkaorg
 
 pytestmark = pytest.mark.integration
@@ -282,3 +293,32 @@ async def test_archive_commands_refuse_bad_input(platform: Platform) -> None:
     ]
     for args, code, needles in cases:
         assert_one_clear_line(await kafkaorg(*args), code, *needles)
+
+
+async def test_a_payload_stored_by_reference_outlives_its_collection_in_the_archive(
+    platform: Platform,
+) -> None:
+    org = unique_org("ar")
+    await platform.start_org(_spec(org))
+    big: dict[str, JsonValue] = {"blob": "y" * (platform.settings.payload_ref_bytes + 10)}
+    (sent,) = await asyncio.to_thread(
+        send_records, platform.settings, org, "inbox", type="bulk", payload=big
+    )
+    assert sent.payload_ref is not None
+    await platform.collect(org, "outbox", 1)
+    await _json("archive", "run", org)
+    digest = sent.payload_ref.sha256
+    storage = ArchiveStorage(platform.settings.archive_location)
+    assert storage.exists(payload_path(org, digest)), "the archive keeps its own copy"
+
+    # Collected from PostgreSQL (as `db collect-payloads` does after the retention).
+    with db_sessions(platform.settings)() as session, session.begin():
+        session.execute(delete(PayloadBlob).where(PayloadBlob.sha256 == digest))
+    replayed = await _json("archive", "replay", org, "inbox", "--to", "echo", "--from-offset", "0")
+    assert (replayed["records"], replayed["payloads_restored"]) == (1, 1)
+    outputs = await platform.collect(org, "outbox", 2, settle=1.0)
+    again = outputs[1].record
+    assert again.causation_id == sent.id and again.payload_ref == sent.payload_ref
+    with db_sessions(platform.settings)() as session:
+        restored = session.scalar(select(PayloadBlob.data).where(PayloadBlob.sha256 == digest))
+    assert restored is not None and json.loads(restored) == big

@@ -34,6 +34,7 @@ from tests.support import (
     assert_one_clear_line,
     echo_spec,
     run_cli,
+    run_cli_async,
     task,
     unique_org,
 )
@@ -327,6 +328,32 @@ async def test_a_types_schema_versions_and_what_each_changed_are_shown(
     )
     await expect(page.locator("#schema-v1")).to_contain_text('"required": [')
     assert "sku" not in (await page.locator("#schema-v1").inner_text())
+
+
+async def test_a_record_whose_payload_is_stored_by_reference_shows_the_payload(
+    platform: Platform, open_console: str, page: Page, tmp_path: Path
+) -> None:
+    org = unique_org("ui")
+    await platform.start_org({"org": org, "topics": [{"name": "bulk"}]})
+    payload = {"rows": [{"n": i, "text": f"row {i} " * 8} for i in range(6000)]}  # ~480 kB
+    source = tmp_path / "big.json"
+    source.write_text(json.dumps(payload))
+    sent = await run_cli_async(
+        "send", org, "bulk", "--type", "bulk.rows", "--payload", f"@{source}"
+    )
+    assert sent.returncode == 0, sent.stderr
+
+    await page.goto(f"{open_console}/orgs/{org}/records/bulk/0/0")
+    await expect(page.locator("main h2", has_text="stored by reference")).to_be_visible()
+    await expect(page.locator("#record-value")).to_contain_text('"payload_ref"')
+    await expect(page.locator("#stored-payload")).to_contain_text('"text": "row 0 row 0')
+    await expect(page.locator("#stored-payload")).to_contain_text("more bytes)")
+    href = await page.locator("#payload-link").get_attribute("href")
+    assert href is not None
+    whole = await page.request.get(f"{open_console}{href}")
+    assert whole.ok and json.loads(await whole.body()) == payload
+    missing = await page.request.get(f"{open_console}/orgs/{org}/payloads/{'0' * 64}")
+    assert missing.status == 404
 
 
 async def test_a_dlq_entry_is_redriven_from_the_ui(
