@@ -19,15 +19,19 @@ with workflow.unsafe.imports_passed_through():
     from kafkaorg.names import ARCHIVE_WORKFLOW_TYPE
 
 
+ARCHIVE_RUN = workflow.ActivityConfig(
+    # Long backlogs take long; a dead worker is noticed by the heartbeat.
+    start_to_close_timeout=timedelta(hours=2),
+    heartbeat_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10),
+)
+"""An archive run: the schedule's and an org's last one before it stops."""
+
+
 @workflow.defn(name=ARCHIVE_WORKFLOW_TYPE)
 class ArchiveWorkflow:
     @workflow.run
     async def run(self, input: ArchiveInput) -> ArchiveResult:
         return await workflow.execute_activity_method(
-            ArchiveActivities.archive_org,
-            input,
-            # Long backlogs take long; a dead worker is noticed by the heartbeat.
-            start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10),
+            ArchiveActivities.archive_org, input, **ARCHIVE_RUN
         )

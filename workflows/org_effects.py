@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows.archive import ARCHIVE_RUN
+
 with workflow.unsafe.imports_passed_through():
     from activities.archive import ArchiveActivities
     from activities.kafka import (
@@ -123,13 +125,7 @@ class OrgEffects:
         is audited, and the next start of the org resumes where the manifest ends."""
         try:
             await workflow.execute_activity_method(
-                ArchiveActivities.archive_org,
-                ArchiveInput(org=self.org),
-                start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(seconds=30), maximum_attempts=5
-                ),
+                ArchiveActivities.archive_org, ArchiveInput(org=self.org), **ARCHIVE_RUN
             )
         except ActivityError as err:
             cause = str(err.cause or err)
