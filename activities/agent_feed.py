@@ -42,8 +42,9 @@ class AgentStatusFeed:
         with self._lock:
             if topic in self._ensured:
                 return
-            configs = TOPIC_CLASS_CONFIGS[TopicClass.STATE]
-            create_missing_topics(self._admin, [new_topic(self._settings, topic, 1, configs)])
+            state = TopicClass.STATE
+            feed = new_topic(self._settings, topic, 1, TOPIC_CLASS_CONFIGS[state], state)
+            create_missing_topics(self._admin, [feed])
             self._ensured.add(topic)
 
     def publish(self, session: Session, org: str, agents: Iterable[str] | None = None) -> int:

@@ -18,6 +18,8 @@ class TopicToEnsure(BaseModel):
     kafka_topic: str
     partitions: int
     configs: dict[str, str]
+    topic_class: str | None = None
+    """Picks its replication (``KAFKAORG_KAFKA_CLASS_REPLICATION``); None: the cluster-wide pair."""
 
 
 class EnsureTopicsInput(BaseModel):
@@ -106,7 +108,7 @@ class KafkaActivities:
         created = create_missing_topics(
             self._admin,
             [
-                new_topic(self._settings, t.kafka_topic, t.partitions, t.configs)
+                new_topic(self._settings, t.kafka_topic, t.partitions, t.configs, t.topic_class)
                 for t in input.topics
             ],
         )

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from kafkaorg.errors import ConfigError
 
@@ -35,6 +35,17 @@ def _default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "kafkaorg"
+
+
+TopicClassName = Literal["work", "audit", "state", "dlq"]
+"""The retention classes (``kafkaorg.spec.TopicClass``), named here without importing it."""
+
+
+class Replication(BaseModel):
+    """How many copies of a topic's partitions Kafka keeps, and how many must acknowledge."""
+
+    factor: int = Field(ge=1, le=32)
+    min_insync: int | None = Field(default=None, ge=1, le=32)
 
 
 class Settings(BaseSettings):
@@ -70,6 +81,10 @@ class Settings(BaseSettings):
     """Of every topic the platform creates (1 on the local stack, 3 on a cluster)."""
     kafka_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
     """``min.insync.replicas`` of every topic the platform creates (unset: the broker's)."""
+    kafka_class_replication: dict[TopicClassName, Replication] = {}
+    """Per retention class, in place of the pair above: e.g. ``{"audit": {"factor": 3,
+    "min_insync": 2}, "work": {"factor": 2}}`` (JSON), so the audit trail survives what
+    the work topics may not."""
     kafka_dev_sasl_port: int = 9094
     """The local stack's SASL_PLAINTEXT listener (SCRAM-SHA-256/512 and PLAIN, user
     ``kafkaorg``, password ``kafkaorg-dev``): to try secured settings locally."""
@@ -117,6 +132,11 @@ class Settings(BaseSettings):
     """Downloaded runtimes (Kafka's jars) that outlive any one stack."""
     kafka_controller_port: int = 9093
     temporal_ui_port: int = 8233
+    temporal_dev_sqlite_pragmas: str = "journal_mode=wal,synchronous=normal"
+    """The local dev server's SQLite, comma-separated ``pragma=value``. WAL with
+    ``synchronous=normal`` (durable across a crash of the server, not of the machine)
+    more than halved one record's fan-out to 300 agents here, against the rollback
+    journal with ``synchronous=full`` (bench/README.md, "Temporal's SQLite")."""
 
     # Metrics (kafkaorg/metrics.py): every long-running process serves its own endpoint.
     metrics_enabled: bool = True
@@ -295,7 +315,22 @@ class Settings(BaseSettings):
                 f"than KAFKAORG_KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor}: "
                 "no write could ever succeed"
             )
+        for name, replication in self.kafka_class_replication.items():
+            if replication.min_insync is not None and replication.min_insync > replication.factor:
+                raise ValueError(
+                    f"KAFKAORG_KAFKA_CLASS_REPLICATION: class {name!r} has min_insync "
+                    f"{replication.min_insync} over its factor {replication.factor}: "
+                    "no write could ever succeed"
+                )
         return self
+
+    def replication_for(self, topic_class: str | None) -> Replication:
+        """Of a topic of this retention class: its class's entry, else the cluster-wide pair."""
+        if topic_class is not None and topic_class in self.kafka_class_replication:
+            return self.kafka_class_replication[topic_class]
+        return Replication(
+            factor=self.kafka_replication_factor, min_insync=self.kafka_min_insync_replicas
+        )
 
     @model_validator(mode="after")
     def _local_model_when_no_endpoint(self) -> Self:
@@ -378,6 +413,9 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_settings_problem(exc)) from None
+    except SettingsError as exc:  # a value that must be JSON and is not
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        raise ConfigError(f"KAFKAORG_{field.upper()}: not valid JSON") from None
 
 
 def _settings_problem(exc: ValidationError) -> str:

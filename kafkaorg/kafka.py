@@ -72,18 +72,21 @@ def security_config(settings: Settings) -> dict[str, str]:
 
 
 def new_topic(
-    settings: Settings, name: str, partitions: int, configs: Mapping[str, str]
+    settings: Settings,
+    name: str,
+    partitions: int,
+    configs: Mapping[str, str],
+    topic_class: str | None = None,
 ) -> NewTopic:
-    """A topic as the platform creates every one: its class's configs, the cluster's
-    replication (``KAFKAORG_KAFKA_REPLICATION_FACTOR``, ``_MIN_INSYNC_REPLICAS``)."""
+    """A topic as the platform creates every one: its class's configs and replication
+    (``KAFKAORG_KAFKA_CLASS_REPLICATION``, else ``_REPLICATION_FACTOR`` and
+    ``_MIN_INSYNC_REPLICAS``)."""
     config = dict(configs)
-    if settings.kafka_min_insync_replicas is not None:
-        config["min.insync.replicas"] = str(settings.kafka_min_insync_replicas)
+    replication = settings.replication_for(topic_class)
+    if replication.min_insync is not None:
+        config["min.insync.replicas"] = str(replication.min_insync)
     return NewTopic(
-        name,
-        num_partitions=partitions,
-        replication_factor=settings.kafka_replication_factor,
-        config=config,
+        name, num_partitions=partitions, replication_factor=replication.factor, config=config
     )
 
 
@@ -132,7 +135,11 @@ def ensure_platform_topics(settings: Settings) -> None:
     """The platform-wide DLQ, for dead letters that have no org DLQ to go to."""
     create_missing_topics(
         create_admin(settings),
-        [new_topic(settings, PLATFORM_DLQ_TOPIC, 1, TOPIC_CLASS_CONFIGS[TopicClass.DLQ])],
+        [
+            new_topic(
+                settings, PLATFORM_DLQ_TOPIC, 1, TOPIC_CLASS_CONFIGS[TopicClass.DLQ], TopicClass.DLQ
+            )
+        ],
     )
 
 

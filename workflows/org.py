@@ -358,6 +358,7 @@ class OrgWorkflow:
                                 kafka_topic=kafka_topic(self._spec.org, topic.name),
                                 partitions=topic.partitions,
                                 configs=topic.kafka_configs(),
+                                topic_class=topic.topic_class,
                             )
                         ]
                     ),

@@ -142,6 +142,7 @@ class OrgEffects:
                 kafka_topic=kafka_topic(spec.org, t.name),
                 partitions=t.partitions,
                 configs=t.kafka_configs(),
+                topic_class=t.topic_class,
             )
             for t in spec.topics
         ]
@@ -156,6 +157,7 @@ class OrgEffects:
                     kafka_topic=kafka_topic(spec.org, name),
                     partitions=1,
                     configs=dict(TOPIC_CLASS_CONFIGS[topic_class]),
+                    topic_class=topic_class,
                 )
             )
         await self.run(KafkaActivities.ensure_topics, EnsureTopicsInput(topics=wanted))

@@ -101,6 +101,8 @@ class TemporalService(Service):
         ]  # fmt: skip
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
+        for pragma in filter(None, self.settings.temporal_dev_sqlite_pragmas.split(",")):
+            argv += ["--sqlite-pragma", pragma.strip()]
         spawn(argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.db_file.parent)
 
     def after_healthy(self) -> None:

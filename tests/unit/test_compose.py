@@ -52,6 +52,7 @@ NOT_FOR_SERVICES = {
     "kafka_dev_sasl_port": "`kafkaorg dev`'s own SASL listener, to try secured settings",
     "agent_lifecycle_concurrency": "tuning knob with a working default (bench_agents)",
     "worker_max_cached_workflows": "tuning knob with a working default (bench_agents)",
+    "temporal_dev_sqlite_pragmas": "`kafkaorg dev`'s own Temporal dev server's SQLite",
     "temporal_ui_port": "the UI is its own service here (checked by test_temporal_ui_port)",
     "prometheus_port": "where `kafkaorg dev up` runs its own Prometheus; compose runs none",
     "phoenix_port": "`kafkaorg dev`'s local Phoenix; compose users bring their own collector",

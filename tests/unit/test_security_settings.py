@@ -153,3 +153,36 @@ def test_temporal_tls_from_an_api_key_or_certificates(tmp_path: Path) -> None:
         b"client.key",
     )
     assert mtls.domain == "ns.tmprl.cloud"
+
+
+def test_each_retention_class_may_have_its_own_replication() -> None:
+    settings = Settings(
+        kafka_replication_factor=2,
+        kafka_class_replication={"audit": {"factor": 3, "min_insync": 2}},
+    )
+    audit = new_topic(settings, "acme.sys.audit", 1, {}, "audit")
+    work = new_topic(settings, "acme.tasks", 3, {}, "work")
+    assert (audit.replication_factor, audit.config) == (3, {"min.insync.replicas": "2"})
+    assert (work.replication_factor, work.config) == (2, {})
+
+
+def test_class_replication_is_read_from_json_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKAORG_KAFKA_CLASS_REPLICATION", '{"state": {"factor": 3}}')
+    assert Settings().replication_for("state").factor == 3
+    with pytest.raises(ValueError, match="class 'dlq' has min_insync 3 over its factor 2"):
+        Settings(kafka_class_replication={"dlq": {"factor": 2, "min_insync": 3}})
+    with pytest.raises(ValueError, match="kafka_class_replication"):
+        Settings(kafka_class_replication={"scratch": {"factor": 2}})
+
+
+def test_class_replication_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKAORG_KAFKA_CLASS_REPLICATION", "audit=3")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            get_settings()
+        assert str(caught.value) == "KAFKAORG_KAFKA_CLASS_REPLICATION: not valid JSON"
+    finally:
+        get_settings.cache_clear()
