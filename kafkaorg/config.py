@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
@@ -414,8 +415,10 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         raise ConfigError(_settings_problem(exc)) from None
     except SettingsError as exc:  # a value that must be JSON and is not
-        field = str(exc).split('"')[1] if '"' in str(exc) else ""
-        raise ConfigError(f"KAFKAORG_{field.upper()}: not valid JSON") from None
+        field = re.search(r'field "(\w+)"', str(exc))
+        if field is None:
+            raise ConfigError(f"configuration: {exc}") from None
+        raise ConfigError(f"KAFKAORG_{field[1].upper()}: not valid JSON") from None
 
 
 def _settings_problem(exc: ValidationError) -> str:
